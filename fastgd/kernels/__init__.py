@@ -1,0 +1,1 @@
+"""Compiled kernels: plain arrays and scalars in, arrays out; no estimator logic."""

@@ -1,0 +1,25 @@
+"""Scalar casts that keep float32 kernels in float32."""
+
+from __future__ import annotations
+
+from numba.extending import overload
+
+
+def cast_like(value, array):  # pragma: no cover - replaced by the overload below
+    """Return ``value`` converted to the dtype of ``array`` (compiled code only).
+
+    Hyperparameters arrive as float64; multiplying a float32 array element by a
+    float64 scalar would promote the whole loop to float64 and halve its vector
+    width. Kernels cast their scalars once, before the loop.
+    """
+    raise NotImplementedError("cast_like is only callable from compiled code")
+
+
+@overload(cast_like, jit_options={"cache": True})
+def _cast_like(value, array):
+    dtype = array.dtype
+
+    def impl(value, array):
+        return dtype(value)
+
+    return impl

@@ -1,0 +1,66 @@
+"""The one place where optimizers are registered.
+
+Adding an optimizer: write ``fastgd/optim/<name>.py`` with its class and its
+``<name>_update`` kernel, add the class to :data:`OPTIMIZERS`, its kernel to
+:data:`KERNELS`, and one branch to :func:`update_range`. The estimators'
+``solver`` parameter and the test-suite read :data:`OPTIMIZERS`.
+
+Numba cannot cache a kernel that receives another compiled function as an
+argument, so the engines select the update through the integer ``kernel_id``
+in :func:`update_range` instead.
+"""
+
+from __future__ import annotations
+
+import numba
+
+from .._config import PARALLEL_CHUNK, jit
+from ._base import Optimizer
+from .adagrad import Adagrad, adagrad_update
+from .adam import Adam, adam_update
+from .adamw import AdamW
+from .rmsprop import RMSprop, rmsprop_update
+from .sgd import SGD, sgd_update
+
+#: Optimizers by ``solver`` name.
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+    "adamw": AdamW,
+    "adagrad": Adagrad,
+}
+
+#: Compiled update kernels; an optimizer's ``kernel_id`` is its kernel's index.
+KERNELS = (sgd_update, rmsprop_update, adam_update, adagrad_update)
+
+
+@jit
+def update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
+    """Run kernel number ``kernel_id`` of :data:`KERNELS` on ``params[lo:hi]``."""
+    if kernel_id == 0:
+        sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi)
+    elif kernel_id == 1:
+        rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi)
+    elif kernel_id == 2:
+        adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi)
+    elif kernel_id == 3:
+        adagrad_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi)
+
+
+@jit(parallel=True)
+def fused_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, threaded):
+    """One optimizer step over all of ``params``: serial, or in chunks on Numba's threads.
+
+    The update is elementwise, so the threaded and serial variants give
+    bitwise-identical results whatever the number of threads.
+    """
+    n = params.size
+    if threaded:
+        n_chunks = (n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK
+        for c in numba.prange(n_chunks):
+            lo = c * PARALLEL_CHUNK
+            update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value,
+                         lo, min(n, lo + PARALLEL_CHUNK))
+    else:
+        update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, 0, n)
