@@ -1,3 +1,19 @@
-"""fastgd: gradient-descent training compiled with Numba, behind scikit-learn estimators."""
+"""fastgd: gradient-descent training compiled with Numba, behind scikit-learn estimators.
+
+Importing fastgd compiles nothing: kernels compile on first use and load from
+Numba's cache afterwards.
+"""
+
+from .engine import EpochRecord, NonFiniteTrainingError, NonFiniteTrainingWarning
+from .estimators.linear import LinearClassifier, LinearRegressor
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "EpochRecord",
+    "LinearClassifier",
+    "LinearRegressor",
+    "NonFiniteTrainingError",
+    "NonFiniteTrainingWarning",
+    "__version__",
+]

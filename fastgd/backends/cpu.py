@@ -1,0 +1,132 @@
+"""CPU trainers: hold a model's data, parameters and workspaces, and run compiled epochs."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._config import PARALLEL_MIN_SIZE
+from ..engine import EpochResult
+from ..kernels.linear import linear_epoch
+from ..optim import Optimizer, OptimizerState
+from ..optim.schedules import Schedule, UpdateRule
+
+#: Bytes of shuffled dense rows kept in one block (fits in the L2 cache).
+BLOCK_BYTES = 1 << 16
+
+
+def make_update_rule(optimizer: Optimizer, schedule: Schedule, n_params: int,
+                     clip_value: float | None, clip_norm: float | None) -> UpdateRule:
+    """Bundle the optimizer, the schedule's per-update formula and clipping for the kernels."""
+    return UpdateRule(
+        kernel_id=optimizer.kernel_id,
+        hyper=optimizer.hyperparameters(),
+        lr_kind=schedule.lr_kind,
+        lr=float(schedule.eta0),
+        power_t=schedule.power_t,
+        optimal_t0=schedule.optimal_t0,
+        optimal_alpha=schedule.alpha,
+        clip_value=np.inf if clip_value is None else float(clip_value),
+        clip_norm=np.inf if clip_norm is None else float(clip_norm),
+        threaded=n_params >= PARALLEL_MIN_SIZE,
+    )
+
+
+class LinearTrainer:
+    """Trains the flat parameter vector of a linear model on the CPU.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or scipy.sparse CSR matrix
+        Training samples, float32 or float64.
+    Y : ndarray of shape (n_samples, n_targets)
+        Targets coded for the loss, in the dtype of ``X``.
+    sample_weight : ndarray of shape (n_samples,)
+        Sample weights, in the dtype of ``X``.
+    params : ndarray
+        Flat parameters (weights row-major, then intercepts), trained in place.
+    optimizer : Optimizer
+        The optimizer.
+    state : OptimizerState
+        Its state for ``params``.
+    rule : UpdateRule
+        Optimizer, schedule and clipping for the kernel.
+    loss_code : int
+        Loss (see :mod:`fastgd.kernels.losses`).
+    loss_epsilon : float
+        Epsilon of ``huber`` and ``epsilon_insensitive``.
+    n_outputs : int
+        Rows of the weight matrix.
+    fit_intercept : bool
+        Whether intercepts are trained.
+    l2, l1 : float
+        Penalty strengths.
+    batch_size : int
+        Samples per update.
+    """
+
+    def __init__(self, X, Y, sample_weight, params, optimizer, state: OptimizerState, rule: UpdateRule, *,
+                 loss_code: int, loss_epsilon: float, n_outputs: int, fit_intercept: bool, l2: float, l1: float,
+                 batch_size: int) -> None:
+        dtype = params.dtype
+        if sp.issparse(X):
+            self.X = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
+            self.block = np.empty((1, 1), dtype=dtype)
+        else:
+            self.X = X
+            n_features = X.shape[1]
+            rows = max(1, min(X.shape[0], BLOCK_BYTES // max(1, n_features * dtype.itemsize)))
+            self.block = np.empty((rows, n_features), dtype=dtype)
+        self.Y = Y
+        self.sample_weight = sample_weight
+        self.n_samples = Y.shape[0]
+        self.params = params
+        self.grads = np.zeros_like(params)
+        self.optimizer = optimizer
+        self.state = state
+        self.rule = rule
+        self.z = np.empty(n_outputs, dtype=dtype)
+        self.dz = np.empty(n_outputs, dtype=dtype)
+        self.loss_code = loss_code
+        self.loss_epsilon = float(loss_epsilon)
+        self.n_outputs = n_outputs
+        self.n_coefs = params.size - n_outputs
+        self.fit_intercept = bool(fit_intercept)
+        self.l2 = float(l2)
+        self.l1 = float(l1)
+        self.batch_size = int(batch_size)
+
+    def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
+        """Train one epoch (see :func:`fastgd.kernels.linear.linear_epoch`)."""
+        step_before = self.state.step
+        loss_sum, step, norm_sum = linear_epoch(
+            self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.block,
+            self.z, self.dz, self.rule._replace(lr=float(lr)), step_before, self.loss_code, self.loss_epsilon,
+            self.n_outputs, self.fit_intercept, self.l2, self.l1, self.batch_size)
+        self.state.step = step
+        n_updates = step - step_before
+        loss = loss_sum / self.n_samples + self.penalty()
+        if not np.isfinite(loss) or not np.isfinite(self.params).all():
+            loss = np.nan
+        return EpochResult(loss, np.array([norm_sum / max(n_updates, 1)]), n_updates)
+
+    def penalty(self) -> float:
+        """Value of the penalty ``l2 / 2 * ||W||^2 + l1 * ||W||_1``."""
+        coefs = self.params[:self.n_coefs].astype(np.float64, copy=False)
+        value = 0.0
+        if self.l2:
+            value += 0.5 * self.l2 * float(coefs @ coefs)
+        if self.l1:
+            value += self.l1 * float(np.abs(coefs).sum())
+        return value
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Copies of the parameters and optimizer state."""
+        return self.params.copy(), self.state.slots.copy(), self.state.step
+
+    def restore(self, snapshot: tuple[np.ndarray, np.ndarray, int]) -> None:
+        """Put back what :meth:`snapshot` copied, in place."""
+        params, slots, step = snapshot
+        self.params[:] = params
+        self.state.slots[:] = slots
+        self.state.step = step

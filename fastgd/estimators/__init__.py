@@ -1,0 +1,1 @@
+"""scikit-learn estimators: parameters, validation and fitted attributes; no Numba here."""

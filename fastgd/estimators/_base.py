@@ -1,0 +1,106 @@
+"""What the gradient-descent estimators share: solver vocabulary, schedule, loop options."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ..engine import LoopConfig
+from ..optim import OPTIMIZERS, Optimizer
+from ..optim.schedules import SCHEDULES, Schedule
+
+#: Parameter constraints shared by every gradient-descent estimator.
+GD_PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
+    "solver": [StrOptions(set(OPTIMIZERS))],
+    "learning_rate": [StrOptions(set(SCHEDULES))],
+    "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+    "power_t": [Interval(Real, 0, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"full"}), None],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left"), None],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "momentum": [Interval(Real, 0, 1, closed="both")],
+    "nesterovs_momentum": ["boolean"],
+    "beta_1": [Interval(Real, 0, 1, closed="left")],
+    "beta_2": [Interval(Real, 0, 1, closed="left")],
+    "epsilon": [Interval(Real, 0, None, closed="neither")],
+    "weight_decay": [Interval(Real, 0, None, closed="left"), None],
+    "solver_options": [dict, None],
+    "clip_value": [Interval(Real, 0, None, closed="neither"), None],
+    "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
+    "shuffle": ["boolean"],
+    "random_state": ["random_state"],
+    "warm_start": ["boolean"],
+    "verbose": ["verbose"],
+    "on_nonfinite": [StrOptions({"warn", "raise"})],
+    "callbacks": [list, tuple, None],
+}
+
+
+def make_optimizer(est: Any) -> Optimizer:
+    """The :mod:`fastgd.optim` optimizer named by ``est.solver``, configured from ``est``.
+
+    ``momentum`` and ``nesterovs_momentum`` configure ``"sgd"``; ``beta_1`` and
+    ``beta_2`` Adam's and AdamW's decay rates (``beta_2`` is also RMSprop's
+    smoothing constant); ``epsilon`` the denominator term of the adaptive
+    solvers; ``weight_decay`` the optimizer's own decay (``None``: its
+    default). ``solver_options`` overrides any constructor argument.
+    """
+    solver = est.solver
+    lr = float(est.learning_rate_init)
+    kwargs: dict[str, Any]
+    if solver == "sgd":
+        nesterov = bool(est.nesterovs_momentum) and est.momentum > 0
+        kwargs = {"lr": lr, "momentum": est.momentum, "nesterov": nesterov}
+    elif solver in ("adam", "adamw"):
+        kwargs = {"lr": lr, "betas": (est.beta_1, est.beta_2), "eps": est.epsilon}
+    elif solver == "rmsprop":
+        kwargs = {"lr": lr, "alpha": est.beta_2, "eps": est.epsilon}
+    elif solver == "adagrad":
+        kwargs = {"lr": lr, "eps": est.epsilon}
+    else:  # a newly registered optimizer: its own defaults
+        kwargs = {"lr": lr}
+    if est.weight_decay is not None:
+        kwargs["weight_decay"] = est.weight_decay
+    kwargs.update(est.solver_options or {})
+    try:
+        return OPTIMIZERS[solver](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"solver_options does not fit solver={solver!r}: {exc}") from None
+
+
+def resolve_batch_size(batch_size: int | str | None, n_samples: int) -> int:
+    """Samples per update: ``None``/``"full"`` is the whole set; larger sizes are clipped to it."""
+    if batch_size is None or batch_size == "full":
+        return n_samples
+    return min(int(batch_size), n_samples)
+
+
+def make_schedule(est: Any, *, alpha: float, optimal_t0: float = 1.0) -> Schedule:
+    """The learning-rate schedule named by ``est.learning_rate``."""
+    return Schedule(est.learning_rate, est.learning_rate_init, est.max_iter, power_t=est.power_t,
+                    alpha=alpha, optimal_t0=optimal_t0)
+
+
+def make_loop_config(est: Any, schedule: Schedule, random_state: np.random.RandomState, *,
+                     incremental: bool, validation_score=None, epoch_offset: int = 0) -> LoopConfig:
+    """Loop options from the estimator's parameters; ``partial_fit`` runs one epoch, unchecked."""
+    return LoopConfig(
+        max_iter=1 if incremental else est.max_iter,
+        schedule=schedule,
+        random_state=random_state,
+        shuffle=est.shuffle,
+        tol=est.tol,
+        n_iter_no_change=est.n_iter_no_change,
+        validation_score=validation_score,
+        verbose=est.verbose,
+        on_nonfinite=est.on_nonfinite,
+        callbacks=tuple(est.callbacks or ()),
+        epoch_offset=epoch_offset,
+        check_convergence=not incremental,
+    )

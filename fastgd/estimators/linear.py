@@ -1,0 +1,652 @@
+"""Linear classifiers and regressors trained by fastgd's gradient-descent engine."""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.metrics import r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state, compute_class_weight
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import safe_sparse_dot, softmax
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ..backends.cpu import LinearTrainer, make_update_rule
+from ..engine import History, run_epochs
+from ..kernels.losses import LOSS_CODES, MULTINOMIAL
+from ._base import GD_PARAMETER_CONSTRAINTS, make_loop_config, make_optimizer, make_schedule, resolve_batch_size
+
+CLASSIFIER_LOSSES = ("log_loss", "hinge", "squared_hinge", "modified_huber", "perceptron")
+REGRESSOR_LOSSES = ("squared_error", "huber", "epsilon_insensitive")
+
+_LINEAR_DOC_PARAMETERS = """
+    penalty : {"l2", "l1", "elasticnet"} or None, default="l2"
+        Regulariser added to the mean loss: ``alpha / 2 * ||W||^2`` (l2),
+        ``alpha * ||W||_1`` (l1, applied as a soft-threshold after each
+        update), or their mix weighted by ``l1_ratio``. Intercepts are never
+        penalised.
+    alpha : float, default=1e-4
+        Regularisation strength, >= 0; also sets the ``optimal`` learning rate.
+    l1_ratio : float, default=0.15
+        Share of L1 in ``elasticnet``, in [0, 1].
+    fit_intercept : bool, default=True
+        Whether to learn intercepts.
+    solver : {"sgd", "adam", "rmsprop", "adamw", "adagrad"}, default="sgd"
+        Optimizer from :mod:`fastgd.optim`.
+    learning_rate : {"constant", "invscaling", "optimal", "adaptive", "step", "cosine"}
+        Learning-rate schedule (see :mod:`fastgd.optim.schedules`).
+    learning_rate_init : float, default=0.01
+        Initial learning rate (unused by ``optimal``).
+    power_t : float, default=0.25
+        Exponent of ``invscaling``.
+    batch_size : int, "full" or None, default=1
+        Samples per update: 1 is per-sample SGD, ``k`` mini-batch SGD (the last
+        batch of an epoch may be smaller), ``None`` or ``"full"`` full-batch GD.
+    max_iter : int, default=1000
+        Maximum number of epochs.
+    tol : float or None, default=1e-3
+        Training stops when the loss (or, with early stopping, the validation
+        score) fails to improve by ``tol`` for ``n_iter_no_change`` epochs in
+        a row. ``None`` runs all ``max_iter`` epochs.
+    n_iter_no_change : int, default=5
+        Patience of the stopping rule and of the ``adaptive`` schedule.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop on its score and keep
+        the best parameters.
+    validation_fraction : float, default=0.1
+        Share of the training data held out for early stopping.
+    momentum : float, default=0.0
+        Momentum of ``solver="sgd"``, in [0, 1].
+    nesterovs_momentum : bool, default=True
+        Use Nesterov's momentum (``solver="sgd"`` with ``momentum > 0``).
+    beta_1 : float, default=0.9
+        Decay of the first-moment estimate (adam, adamw), in [0, 1).
+    beta_2 : float, default=0.999
+        Decay of the second-moment estimate (adam, adamw, and RMSprop's
+        smoothing constant), in [0, 1).
+    epsilon : float, default=1e-8
+        Denominator term of adam, adamw, rmsprop and adagrad, > 0.
+    weight_decay : float or None, default=None
+        The optimizer's own weight decay (decoupled for adamw); ``None`` keeps
+        the optimizer's default. Unlike ``alpha`` it also decays intercepts.
+    solver_options : dict or None, default=None
+        Further constructor arguments of the optimizer, e.g.
+        ``{"amsgrad": True}`` or ``{"centered": True}``.
+    clip_value : float or None, default=None
+        Clip each gradient component to ``[-clip_value, clip_value]``.
+    clip_norm : float or None, default=None
+        Rescale each gradient to global L2 norm at most ``clip_norm``.
+    shuffle : bool, default=True
+        Shuffle the samples before each epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds shuffling and the validation split.
+    warm_start : bool, default=False
+        Start ``fit`` from the current coefficients and optimizer state.
+    verbose : int, default=0
+        Print one line per epoch (loss, validation score, lr, samples/s).
+    on_nonfinite : {"warn", "raise"}, default="warn"
+        What to do when the loss becomes NaN or infinite: training stops and
+        the last finite epoch's parameters are restored, then a warning or an
+        error names the epoch and the cures.
+    callbacks : list of callable or None, default=None
+        Called with an :class:`fastgd.engine.EpochRecord` after each epoch;
+        returning ``True`` stops training."""
+
+_LINEAR_DOC_ATTRIBUTES = """
+    coef_ : ndarray
+        Weights, in the dtype of the training data.
+    intercept_ : ndarray
+        Intercepts.
+    n_iter_ : int
+        Epochs run (accumulated over warm starts and ``partial_fit``).
+    t_ : int
+        Optimizer updates made.
+    loss_curve_ : list of float
+        Mean training loss (penalty included) of each epoch.
+    validation_scores_ : list of float
+        Validation score of each epoch (early stopping only).
+    gradient_norms_ : ndarray of shape (n_epochs, 1)
+        Mean global gradient norm of each epoch's updates.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Feature names seen in ``fit``, when ``X`` had string column names."""
+
+
+class _LinearGD(BaseEstimator):
+    """Shared machinery of :class:`LinearClassifier` and :class:`LinearRegressor`."""
+
+    _parameter_constraints: dict = {
+        **GD_PARAMETER_CONSTRAINTS,
+        "penalty": [StrOptions({"l2", "l1", "elasticnet"}), None],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "fit_intercept": ["boolean"],
+    }
+
+    _losses: tuple[str, ...] = ()
+
+    def __init__(self, *, loss, penalty="l2", alpha=1e-4, l1_ratio=0.15, fit_intercept=True, solver="sgd",
+                 learning_rate="optimal", learning_rate_init=0.01, power_t=0.25, batch_size=1, max_iter=1000,
+                 tol=1e-3, n_iter_no_change=5, early_stopping=False, validation_fraction=0.1, momentum=0.0,
+                 nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=None,
+                 solver_options=None, clip_value=None, clip_norm=None, shuffle=True, random_state=None,
+                 warm_start=False, verbose=0, on_nonfinite="warn", callbacks=None):
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.weight_decay = weight_decay
+        self.solver_options = solver_options
+        self.clip_value = clip_value
+        self.clip_norm = clip_norm
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.on_nonfinite = on_nonfinite
+        self.callbacks = callbacks
+
+    # -- pieces the subclasses provide ------------------------------------------------------
+    def _encode(self, y, first_call: bool, classes) -> tuple[np.ndarray, int, int]:
+        """Targets coded for the kernel, the number of outputs and the loss code."""
+        raise NotImplementedError
+
+    def _validation_score(self, y, scores) -> float:
+        """Score of decision values ``scores`` against ``y``."""
+        raise NotImplementedError
+
+    def _sample_weight(self, y, sample_weight, X, incremental: bool) -> np.ndarray:
+        return _check_sample_weight(sample_weight, X, dtype=X.dtype)
+
+    # -- fitting ----------------------------------------------------------------------------
+    def _penalties(self) -> tuple[float, float]:
+        if self.penalty is None:
+            return 0.0, 0.0
+        l1_share = {"l2": 0.0, "l1": 1.0, "elasticnet": self.l1_ratio}[self.penalty]
+        return self.alpha * (1.0 - l1_share), self.alpha * l1_share
+
+    def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
+        if self.loss not in self._losses:
+            raise ValueError(f"loss must be one of {self._losses}, got {self.loss!r}.")
+        if self.learning_rate == "optimal" and self.alpha == 0:
+            raise ValueError("learning_rate='optimal' needs alpha > 0: its rate is 1 / (alpha * (t0 + t)).")
+        continuing = (incremental or self.warm_start) and hasattr(self, "coef_")
+        X, y = validate_data(self, X, y, reset=not continuing, accept_sparse="csr",
+                             dtype=[np.float64, np.float32], order="C", multi_output=self._multi_output,
+                             y_numeric=not isinstance(self, ClassifierMixin))
+        if sp.issparse(X):
+            X.sort_indices()
+        Y, n_outputs, loss_code = self._encode(y, not continuing, classes)
+        Y = Y.astype(X.dtype, copy=False)
+        sample_weight = self._sample_weight(y, sample_weight, X, incremental)
+        dtype = X.dtype
+        n_features = X.shape[1]
+
+        n_params = n_outputs * (n_features + 1)
+        if continuing:
+            params = np.concatenate([np.asarray(self.coef_, dtype=dtype).reshape(-1),
+                                     np.asarray(self.intercept_, dtype=dtype).reshape(-1)])
+        else:
+            params = np.zeros(n_params, dtype=dtype)
+        optimizer = make_optimizer(self)
+        state = getattr(self, "_optimizer_state", None) if continuing else None
+        if state is None or state.slots.shape != (optimizer.n_slots(), n_params) or state.slots.dtype != dtype:
+            state = optimizer.init(params)
+        else:
+            state = type(state)(slots=state.slots.copy(), step=state.step)
+
+        rng = check_random_state(self.random_state)
+        validation_score = None
+        if self.early_stopping and not incremental:
+            stratify = y if isinstance(self, ClassifierMixin) else None
+            try:
+                X, X_val, Y, _, sample_weight, _, y, y_val = train_test_split(
+                    X, Y, sample_weight, y, test_size=self.validation_fraction, random_state=rng, stratify=stratify)
+            except ValueError as exc:
+                raise ValueError(f"early_stopping could not split off a validation set ({exc}); use more "
+                                 "samples, a larger validation_fraction or early_stopping=False.") from None
+            def validation_score():
+                coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
+                return self._validation_score(y_val, _decision(X_val, coef, params[n_outputs * n_features:]))
+
+        batch_size = resolve_batch_size(self.batch_size, X.shape[0])
+        l2, l1 = self._penalties()
+        # scikit-learn's ``optimal`` offset: typw = sqrt(1 / sqrt(alpha)), eta0 = typw, t0 = 1 / (eta0 * alpha)
+        optimal_t0 = 1.0 / (np.sqrt(1.0 / np.sqrt(self.alpha)) * self.alpha) if self.alpha > 0 else 1.0
+        history = getattr(self, "_history", None) if continuing else None
+        epoch_offset = history.n_epochs if history is not None else 0
+        schedule = make_schedule(self, alpha=self.alpha, optimal_t0=optimal_t0)
+        if continuing and self.learning_rate == "adaptive" and hasattr(self, "_adaptive_eta"):
+            schedule.eta = self._adaptive_eta
+        rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm)
+        trainer = LinearTrainer(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
+                                loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
+                                fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size)
+        config = make_loop_config(self, schedule, rng, incremental=incremental, validation_score=validation_score,
+                                  epoch_offset=epoch_offset)
+        history = run_epochs(trainer, config, None if history is None else _copy_history(history))
+
+        coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
+        self.coef_ = coef.reshape(-1) if self._coef_1d(y) else coef
+        self.intercept_ = params[n_outputs * n_features:].copy()
+        self._optimizer_state = state
+        self._history = history
+        self._adaptive_eta = schedule.eta
+        self.n_iter_ = history.n_epochs
+        self.t_ = history.n_updates
+        self.loss_curve_ = list(history.loss_curve)
+        self.loss_ = history.loss_curve[-1] if history.loss_curve else np.nan
+        self.best_loss_ = history.best_loss
+        self.gradient_norms_ = np.array(history.gradient_norms).reshape(-1, 1)
+        if self.early_stopping and not incremental:
+            self.validation_scores_ = list(history.validation_scores)
+            self.best_validation_score_ = history.best_validation_score
+        return self
+
+    def _coef_1d(self, y) -> bool:
+        return False
+
+    def _raw_decision(self, X) -> np.ndarray:
+        """Decision values of the fitted model, shape (n_samples, n_outputs)."""
+        return _decision(X, np.atleast_2d(self.coef_), self.intercept_)
+
+    def _validated(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, accept_sparse="csr", dtype=[np.float64, np.float32])
+        return X
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _decision(X, coef, intercept) -> np.ndarray:
+    return np.asarray(safe_sparse_dot(X, coef.T)) + intercept
+
+
+def _copy_history(history: History) -> History:
+    return History(loss_curve=list(history.loss_curve), validation_scores=list(history.validation_scores),
+                   gradient_norms=list(history.gradient_norms), n_updates=history.n_updates,
+                   best_loss=history.best_loss, best_validation_score=history.best_validation_score,
+                   n_epochs=history.n_epochs)
+
+
+class LinearClassifier(ClassifierMixin, _LinearGD):
+    __doc__ = f"""Linear classifier trained by gradient descent.
+
+    Binary problems train one weight vector; with more than two classes,
+    ``log_loss`` trains a multinomial (softmax) model and the other losses one
+    weight vector per class (one-vs-rest), all in the same compiled epoch.
+
+    Parameters
+    ----------
+    loss : {{"hinge", "log_loss", "squared_hinge", "modified_huber", "perceptron"}}, default="hinge"
+        Loss of the margin ``y * f(x)`` with ``y`` in {{-1, +1}} (see
+        :mod:`fastgd.kernels.losses`); ``log_loss`` with more than two classes
+        is the softmax cross-entropy.
+    {_LINEAR_DOC_PARAMETERS}
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplying the sample weights; ``"balanced"``
+        uses ``n_samples / (n_classes * np.bincount(y))``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+    {_LINEAR_DOC_ATTRIBUTES}
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from fastgd import LinearClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = LinearClassifier(loss="log_loss", max_iter=20, random_state=0).fit(X / 16, y)
+    >>> clf.score(X / 16, y) > 0.9
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **_LinearGD._parameter_constraints,
+        "loss": [StrOptions(set(CLASSIFIER_LOSSES))],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
+    _losses = CLASSIFIER_LOSSES
+    _multi_output = False
+
+    def __init__(self, loss="hinge", *, penalty="l2", alpha=1e-4, l1_ratio=0.15, fit_intercept=True,
+                 solver="sgd", learning_rate="optimal", learning_rate_init=0.01, power_t=0.25, batch_size=1,
+                 max_iter=1000, tol=1e-3, n_iter_no_change=5, early_stopping=False, validation_fraction=0.1,
+                 momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 weight_decay=None, solver_options=None, clip_value=None, clip_norm=None, shuffle=True,
+                 random_state=None, warm_start=False, verbose=0, on_nonfinite="warn", callbacks=None,
+                 class_weight=None):
+        super().__init__(
+            loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            batch_size=batch_size, max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
+            early_stopping=early_stopping, validation_fraction=validation_fraction, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
+            shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
+            on_nonfinite=on_nonfinite, callbacks=callbacks)
+        self.class_weight = class_weight
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None) -> LinearClassifier:
+        """Fit the model by gradient descent.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; float32 trains in float32, anything else in float64.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the samples' losses.
+
+        Returns
+        -------
+        self : LinearClassifier
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None) -> LinearClassifier:
+        """Train one epoch on ``(X, y)``, continuing from the current state.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A batch of training data.
+        y : array-like of shape (n_samples,)
+            Its labels.
+        classes : array-like of shape (n_classes,), optional
+            All classes that can appear; required on the first call.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the samples' losses.
+
+        Returns
+        -------
+        self : LinearClassifier
+            The updated estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _encode(self, y, first_call, classes):
+        check_classification_targets(y)
+        if first_call:
+            self.classes_ = unique_labels(y if classes is None else np.asarray(classes))
+            if self.classes_.size < 2:
+                raise ValueError("LinearClassifier needs samples of at least 2 classes in the data, but the data "
+                                 f"contain only one class: {self.classes_[0]!r}.")
+        elif classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), self.classes_):
+            raise ValueError(f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}.")
+        unseen = np.setdiff1d(unique_labels(y), self.classes_)
+        if unseen.size:
+            raise ValueError(f"y contains labels not in classes_: {unseen!r}. Pass every class to the first "
+                             "partial_fit call with classes=.")
+        index = np.searchsorted(self.classes_, y)
+        n_classes = self.classes_.size
+        if n_classes == 2:
+            return np.where(index == 1, 1.0, -1.0).reshape(-1, 1), 1, LOSS_CODES[self.loss]
+        if self.loss == "log_loss":
+            return index.astype(np.float64).reshape(-1, 1), n_classes, MULTINOMIAL
+        Y = np.full((y.shape[0], n_classes), -1.0)
+        Y[np.arange(y.shape[0]), index] = 1.0
+        return Y, n_classes, LOSS_CODES[self.loss]
+
+    def _sample_weight(self, y, sample_weight, X, incremental):
+        weights = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if self.class_weight is None:
+            return weights
+        if self.class_weight == "balanced" and incremental:
+            raise ValueError("class_weight='balanced' needs the whole data set; with partial_fit pass a dict "
+                             "computed by sklearn.utils.compute_class_weight on all the labels.")
+        per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+        return weights * per_class[np.searchsorted(self.classes_, y)].astype(X.dtype)
+
+    def _validation_score(self, y, scores):
+        return float(np.mean(self._labels(scores) == y))
+
+    def _labels(self, scores):
+        if scores.shape[1] == 1:
+            return self.classes_[(scores[:, 0] > 0).astype(np.intp)]
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def decision_function(self, X) -> np.ndarray:
+        """Signed distance to the separating hyperplane(s).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Scores; positive means ``classes_[1]`` in the binary case.
+        """
+        scores = self._raw_decision(self._validated(X))
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict(self, X) -> np.ndarray:
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Predicted labels.
+        """
+        return self._labels(self._raw_decision(self._validated(X)))
+
+    def _has_proba(self) -> bool:
+        return self.loss in ("log_loss", "modified_huber")
+
+    @available_if(_has_proba)
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (``log_loss`` and ``modified_huber`` only).
+
+        ``log_loss``: the logistic function of the score (binary) or the
+        softmax of the scores; ``modified_huber``: ``(clip(score, -1, 1) + 1) / 2``
+        per class, normalised over the classes (scikit-learn's rule).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Probabilities in the order of ``classes_``.
+        """
+        scores = self._raw_decision(self._validated(X)).astype(np.float64)
+        if self.loss == "log_loss":
+            if scores.shape[1] == 1:
+                p1 = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+                return np.column_stack([1.0 - p1, p1])
+            return softmax(scores)
+        prob = (np.clip(scores, -1.0, 1.0) + 1.0) / 2.0
+        if prob.shape[1] == 1:
+            return np.column_stack([1.0 - prob[:, 0], prob[:, 0]])
+        total = prob.sum(axis=1, keepdims=True)
+        uniform = total[:, 0] == 0
+        prob[uniform] = 1.0
+        total[uniform] = prob.shape[1]
+        return prob / total
+
+    @available_if(_has_proba)
+    def predict_log_proba(self, X) -> np.ndarray:
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Log-probabilities.
+        """
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+
+class LinearRegressor(RegressorMixin, _LinearGD):
+    __doc__ = f"""Linear regressor trained by gradient descent.
+
+    A 2-D ``y`` trains one weight vector per target in the same compiled epoch.
+
+    Parameters
+    ----------
+    loss : {{"squared_error", "huber", "epsilon_insensitive"}}, default="squared_error"
+        ``squared_error`` is ``(f(x) - y)^2 / 2``; ``huber`` is quadratic within
+        ``loss_epsilon`` of the target and linear beyond; ``epsilon_insensitive``
+        ignores errors below ``loss_epsilon``.
+    loss_epsilon : float, default=0.1
+        Threshold of ``huber`` and ``epsilon_insensitive``, >= 0.
+    {_LINEAR_DOC_PARAMETERS}
+
+    Attributes
+    ----------
+    {_LINEAR_DOC_ATTRIBUTES}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastgd import LinearRegressor
+    >>> X = np.random.default_rng(0).normal(size=(200, 3))
+    >>> y = X @ [1.0, -2.0, 0.5] + 3.0
+    >>> reg = LinearRegressor(alpha=0.0, max_iter=50, random_state=0).fit(X, y)
+    >>> np.round(reg.coef_, 2), np.round(reg.intercept_, 2)
+    (array([ 1. , -2. ,  0.5]), array([3.]))
+    """
+
+    _parameter_constraints: dict = {
+        **_LinearGD._parameter_constraints,
+        "loss": [StrOptions(set(REGRESSOR_LOSSES))],
+        "loss_epsilon": [Interval(Real, 0, None, closed="left")],
+    }
+    _losses = REGRESSOR_LOSSES
+    _multi_output = True
+
+    def __init__(self, loss="squared_error", *, loss_epsilon=0.1, penalty="l2", alpha=1e-4, l1_ratio=0.15,
+                 fit_intercept=True, solver="sgd", learning_rate="invscaling", learning_rate_init=0.01,
+                 power_t=0.25, batch_size=1, max_iter=1000, tol=1e-3, n_iter_no_change=5, early_stopping=False,
+                 validation_fraction=0.1, momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8, weight_decay=None, solver_options=None, clip_value=None, clip_norm=None,
+                 shuffle=True, random_state=None, warm_start=False, verbose=0, on_nonfinite="warn",
+                 callbacks=None):
+        super().__init__(
+            loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            batch_size=batch_size, max_iter=max_iter, tol=tol, n_iter_no_change=n_iter_no_change,
+            early_stopping=early_stopping, validation_fraction=validation_fraction, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
+            shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
+            on_nonfinite=on_nonfinite, callbacks=callbacks)
+        self.loss_epsilon = loss_epsilon
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None) -> LinearRegressor:
+        """Fit the model by gradient descent.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data; float32 trains in float32, anything else in float64.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the samples' losses.
+
+        Returns
+        -------
+        self : LinearRegressor
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None) -> LinearRegressor:
+        """Train one epoch on ``(X, y)``, continuing from the current state.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            A batch of training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Its targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights of the samples' losses.
+
+        Returns
+        -------
+        self : LinearRegressor
+            The updated estimator.
+        """
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _encode(self, y, first_call, classes):
+        Y = y.reshape(y.shape[0], -1)
+        if not first_call and Y.shape[1] != self.intercept_.size:
+            raise ValueError(f"y has {Y.shape[1]} targets, but the model was fitted with {self.intercept_.size}.")
+        return Y, Y.shape[1], LOSS_CODES[self.loss]
+
+    def _coef_1d(self, y) -> bool:
+        return y.ndim == 1
+
+    def _validation_score(self, y, scores):
+        return float(r2_score(y, scores[:, 0] if y.ndim == 1 else scores))
+
+    def predict(self, X) -> np.ndarray:
+        """Predict targets.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Predictions.
+        """
+        pred = self._raw_decision(self._validated(X))
+        return pred[:, 0] if np.ndim(self.coef_) == 1 else pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

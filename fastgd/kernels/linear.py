@@ -1,0 +1,136 @@
+"""The compiled epoch of linear models, for all three variants of gradient descent.
+
+Parameters live in one flat vector: the ``(n_outputs, n_features)`` weights in
+row-major order, then the ``n_outputs`` intercepts. An epoch walks the samples
+in the given order; every ``batch_size`` samples (the last batch may be
+shorter) it turns the summed gradient into the batch mean plus the L2 term,
+clips it and hands it to the fused optimizer step. ``batch_size = 1`` is
+per-sample SGD, ``batch_size = n_samples`` full-batch GD: the same loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._config import jit
+from ..optim._registry import fused_step
+from ..optim.schedules import update_lr
+from .losses import output_loss
+from .rows import accumulate, decision, load_block
+
+
+@jit
+def finish_gradient(params, grads, n_coefs, inv_batch, l2):
+    """``grads = grads * inv_batch + l2 * coef`` (intercepts unpenalised); returns the squared norm."""
+    sq = 0.0
+    for j in range(n_coefs):
+        g = grads[j] * inv_batch + l2 * params[j]
+        grads[j] = g
+        sq += g * g
+    for j in range(n_coefs, params.size):
+        g = grads[j] * inv_batch
+        grads[j] = g
+        sq += g * g
+    return sq
+
+
+@jit
+def l1_shrink(params, n_coefs, amount):
+    """Soft-threshold the weights toward zero by ``amount`` (the proximal step of L1)."""
+    for j in range(n_coefs):
+        w = params[j]
+        if w > amount:
+            params[j] = w - amount
+        elif w < -amount:
+            params[j] = w + amount
+        else:
+            params[j] = 0
+
+
+@jit
+def linear_epoch(X, Y, sample_weight, order, params, grads, slots, block, z, dz, rule, step,
+                 loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size):
+    """Train a linear model for one epoch.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features) or tuple (data, indices, indptr)
+        Dense (C-contiguous) or CSR samples.
+    Y : ndarray of shape (n_samples, n_targets)
+        Targets coded for the loss (see :mod:`fastgd.kernels.losses`).
+    sample_weight : ndarray of shape (n_samples,)
+        Weight of each sample's loss.
+    order : ndarray of int64
+        Order in which the samples are visited.
+    params, grads : ndarray of shape (n_outputs * (n_features + 1),)
+        Flat parameters (updated) and gradient workspace.
+    slots : ndarray
+        Optimizer state rows.
+    block : ndarray of shape (block_rows, n_features)
+        Workspace for shuffled dense rows.
+    z, dz : ndarray of shape (n_outputs,)
+        Workspaces for decision values and their loss derivatives.
+    rule : UpdateRule
+        Optimizer, schedule and clipping.
+    step : int
+        Updates made before this epoch.
+    loss_code, epsilon : int, float
+        The loss and its ``epsilon`` (huber, epsilon_insensitive).
+    n_outputs : int
+        Number of outputs (weight rows).
+    fit_intercept : bool
+        Whether the intercepts are trained.
+    l2, l1 : float
+        Penalty strengths (``alpha * (1 - l1_ratio)`` and ``alpha * l1_ratio``).
+    batch_size : int
+        Samples per update.
+
+    Returns
+    -------
+    loss_sum : float
+        Sum of the weighted sample losses, each taken before its update;
+        NaN as soon as a loss or a gradient is not finite (the epoch stops there).
+    step : int
+        Updates made, including this epoch's.
+    norm_sum : float
+        Sum over this epoch's updates of the gradient's global norm before clipping.
+    """
+    n_samples = order.shape[0]
+    n_features = params.size // n_outputs - 1
+    n_coefs = n_outputs * n_features
+    block_rows = block.shape[0]
+    loss_sum = 0.0
+    norm_sum = 0.0
+    for start in range(0, n_samples, batch_size):
+        stop = min(n_samples, start + batch_size)
+        for i in range(start, stop):
+            r = i % block_rows
+            if r == 0:
+                load_block(X, order, i, min(n_samples, i + block_rows), block)
+            decision(X, block, order, i, r, params, n_features, n_outputs, fit_intercept, z)
+            loss = output_loss(loss_code, z, Y[order[i]], dz, epsilon)
+            weight = sample_weight[order[i]]
+            loss_sum += weight * loss
+            for k in range(n_outputs):
+                dz[k] *= weight
+            accumulate(X, block, order, i, r, dz, grads, n_features, n_outputs, fit_intercept, i == start)
+        sq = finish_gradient(params, grads, n_coefs, 1.0 / (stop - start), l2)
+        if not fit_intercept:
+            for k in range(n_outputs):
+                grads[n_coefs + k] = 0
+        norm = math.sqrt(sq)
+        if not (math.isfinite(norm) and math.isfinite(loss_sum)):
+            return np.nan, step, norm_sum
+        norm_sum += norm
+        scale = 1.0
+        if norm > rule.clip_norm:
+            scale = rule.clip_norm / (norm + 1e-6)
+        step += 1
+        lr = update_lr(rule, step)
+        fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value,
+                   rule.threaded)
+        if l1 > 0.0:
+            l1_shrink(params, n_coefs, lr * l1)
+    return loss_sum, step, norm_sum

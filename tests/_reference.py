@@ -1,0 +1,188 @@
+"""Plain NumPy reference implementations used by the test-suite.
+
+Everything here is written from published rules, independently of fastgd's
+code, and favours obviousness over speed: whole-array NumPy expressions, one
+call per step, no in-place tricks. Sections are separated by ``# --- name ---``
+headers so that references for other parts of fastgd can be added later.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# --- optimizers ---
+#
+# Transcriptions of the update rules documented for PyTorch's optimizers
+# (https://pytorch.org/docs/stable/optim.html, the "Algorithm" box of each
+# class). Each reference is a function
+#
+#     reference(params, grads, state, *, lr, <hyperparameters>) -> new_params
+#
+# where ``params`` and ``grads`` are 1-D arrays (not modified), ``state`` is a
+# dict that starts empty (``{}``) for a new parameter vector and is updated in
+# place, as PyTorch's per-parameter ``optimizer.state[p]``. Keyword names and
+# defaults are those of the PyTorch constructors; state keys are PyTorch's
+# (``momentum_buffer``, ``square_avg``, ``grad_avg``, ``exp_avg``,
+# ``exp_avg_sq``, ``max_exp_avg_sq``, ``sum``) plus ``step``, the number of
+# updates applied so far (1-based ``t`` during an update).
+#
+# The gradient handed to a reference is the one the optimizer sees, i.e. after
+# :func:`scale_and_clip_grads` (fastgd's ``grad_scale``/``clip_norm``/
+# ``clip_value`` pre-processing).
+
+
+def _next_step(state: dict) -> int:
+    state["step"] = state.get("step", 0) + 1
+    return state["step"]
+
+
+def scale_and_clip_grads(grads: np.ndarray, grad_scale: float = 1.0, clip_value: float | None = None,
+                         clip_norm: float | None = None) -> np.ndarray:
+    """The gradient an optimizer sees, per ``fastgd.optim.Optimizer.step``'s documentation.
+
+    1. ``g = grads * grad_scale``;
+    2. with ``clip_norm``: ``torch.nn.utils.clip_grad_norm_``'s rule,
+       ``g *= min(1, clip_norm / (||g||_2 + 1e-6))``;
+    3. with ``clip_value``: ``torch.nn.utils.clip_grad_value_``'s rule, each
+       component clamped to ``[-clip_value, clip_value]``.
+    """
+    g = grads * grad_scale
+    if clip_norm is not None:
+        total_norm = math.sqrt(float(np.sum(g * g)))
+        clip_coef = clip_norm / (total_norm + 1e-6)
+        g = g * min(1.0, clip_coef)
+    if clip_value is not None:
+        g = np.clip(g, -clip_value, clip_value)
+    return g
+
+
+def sgd(params, grads, state, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    """``torch.optim.SGD``.
+
+    ::
+
+        g_t <- g_t + lambda * theta_{t-1}                       (weight_decay != 0)
+        b_t <- g_t if t == 1 else mu * b_{t-1} + (1 - tau) * g_t  (momentum != 0)
+        g_t <- g_t + mu * b_t if nesterov else b_t              (momentum != 0)
+        theta_t <- theta_{t-1} - gamma * g_t
+    """
+    t = _next_step(state)
+    g = grads
+    if weight_decay != 0:
+        g = g + weight_decay * params
+    if momentum != 0:
+        if t > 1:
+            b = momentum * state["momentum_buffer"] + (1 - dampening) * g
+        else:
+            b = g.copy()
+        state["momentum_buffer"] = b
+        g = g + momentum * b if nesterov else b
+    return params - lr * g
+
+
+def rmsprop(params, grads, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+            centered=False):
+    """``torch.optim.RMSprop``.
+
+    ::
+
+        g_t <- g_t + lambda * theta_{t-1}                       (weight_decay != 0)
+        v_t <- alpha * v_{t-1} + (1 - alpha) * g_t^2
+        centered:  g_ave_t <- alpha * g_ave_{t-1} + (1 - alpha) * g_t  (lerp form)
+                   v~_t <- v_t - g_ave_t^2
+        otherwise  v~_t <- v_t
+        momentum > 0:  b_t <- mu * b_{t-1} + g_t / (sqrt(v~_t) + eps);  theta_t <- theta_{t-1} - gamma * b_t
+        otherwise      theta_t <- theta_{t-1} - gamma * g_t / (sqrt(v~_t) + eps)
+    """
+    _next_step(state)
+    zeros = np.zeros_like(params)
+    g = grads
+    if weight_decay != 0:
+        g = g + weight_decay * params
+    v = alpha * state.get("square_avg", zeros) + (1 - alpha) * g * g
+    state["square_avg"] = v
+    if centered:
+        g_ave = state.get("grad_avg", zeros)
+        g_ave = g_ave + (1 - alpha) * (g - g_ave)
+        state["grad_avg"] = g_ave
+        avg = np.sqrt(v - g_ave * g_ave) + eps
+    else:
+        avg = np.sqrt(v) + eps
+    if momentum > 0:
+        b = momentum * state.get("momentum_buffer", zeros) + g / avg
+        state["momentum_buffer"] = b
+        return params - lr * b
+    return params - lr * (g / avg)
+
+
+def adam(params, grads, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+         _decoupled=False):
+    """``torch.optim.Adam`` (coupled weight decay), with ``amsgrad``.
+
+    ::
+
+        g_t <- g_t + lambda * theta_{t-1}                       (weight_decay != 0)
+        m_t <- m_{t-1} + (1 - beta1) * (g_t - m_{t-1})           (lerp form)
+        v_t <- beta2 * v_{t-1} + (1 - beta2) * g_t^2
+        vmax_t <- max(vmax_{t-1}, v_t)                          (amsgrad; denominator uses vmax_t)
+        step_size <- gamma / (1 - beta1^t)
+        denom <- sqrt(v_t) / sqrt(1 - beta2^t) + eps
+        theta_t <- theta_{t-1} - step_size * m_t / denom
+    """
+    beta1, beta2 = betas
+    t = _next_step(state)
+    zeros = np.zeros_like(params)
+    g = grads
+    if _decoupled:
+        params = params * (1 - lr * weight_decay)
+    elif weight_decay != 0:
+        g = g + weight_decay * params
+    m = state.get("exp_avg", zeros)
+    m = m + (1 - beta1) * (g - m)
+    v = beta2 * state.get("exp_avg_sq", zeros) + (1 - beta2) * g * g
+    state["exp_avg"] = m
+    state["exp_avg_sq"] = v
+    if amsgrad:
+        v = np.maximum(state.get("max_exp_avg_sq", zeros), v)
+        state["max_exp_avg_sq"] = v
+    step_size = lr / (1 - beta1**t)
+    denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + eps
+    return params - step_size * (m / denom)
+
+
+def adamw(params, grads, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
+    """``torch.optim.AdamW``: decoupled weight decay.
+
+    ::
+
+        theta_{t-1} <- theta_{t-1} * (1 - gamma * lambda)
+        then Adam's update above without adding lambda * theta to the gradient.
+    """
+    return adam(params, grads, state, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                _decoupled=True)
+
+
+def adagrad(params, grads, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+            eps=1e-10):
+    """``torch.optim.Adagrad``.
+
+    ::
+
+        state_sum_0 <- initial_accumulator_value
+        gamma~ <- gamma / (1 + (t - 1) * eta)
+        g_t <- g_t + lambda * theta_{t-1}                       (weight_decay != 0)
+        state_sum_t <- state_sum_{t-1} + g_t^2
+        theta_t <- theta_{t-1} - gamma~ * g_t / (sqrt(state_sum_t) + eps)
+    """
+    t = _next_step(state)
+    if "sum" not in state:
+        state["sum"] = np.full_like(params, initial_accumulator_value)
+    clr = lr / (1 + (t - 1) * lr_decay)
+    g = grads
+    if weight_decay != 0:
+        g = g + weight_decay * params
+    s = state["sum"] + g * g
+    state["sum"] = s
+    return params - clr * (g / (np.sqrt(s) + eps))

@@ -1,0 +1,562 @@
+"""Tests of the fused optimizers in :mod:`fastgd.optim` against plain NumPy references.
+
+The references (``tests/_reference.py``) transcribe PyTorch's documented update
+rules. Every optimizer of the registry :data:`fastgd.optim.OPTIMIZERS` must
+have an entry in :data:`CASES`, so that a newly registered optimizer without a
+reference makes the suite fail.
+
+Tolerances
+----------
+float64 parameters are compared with ``rtol = 1e-12``, float32 parameters with
+``rtol = 1e-5``. The reference always runs in float64 (float32 inputs are
+promoted exactly), so the float32 comparison also checks that fastgd's float32
+arithmetic keeps float32 accuracy (e.g. bias corrections are not computed in
+float32). Entries close to zero (a parameter crossing zero, a first moment
+averaging to zero) carry the rounding error of the larger entries around them,
+so each array is compared with ``atol = rtol * max(1, max|reference|)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import _reference as ref
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastgd._config import PARALLEL_CHUNK
+from fastgd.optim import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, OptimizerState, RMSprop
+from fastgd.optim._registry import fused_step
+
+RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+DTYPES = [np.float64, np.float32]
+N_STEPS = 200
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- hyperparameter strategies -------------------------------------------------------------------------------
+
+
+def _zero_or(strategy: st.SearchStrategy[float]) -> st.SearchStrategy[float]:
+    """Exactly 0.0 (the "feature off" branch) or a draw from ``strategy``."""
+    return st.one_of(st.just(0.0), strategy)
+
+
+LR = st.one_of(st.just(0.0), st.floats(1e-4, 0.1))
+WEIGHT_DECAY = _zero_or(st.floats(1e-4, 0.1))
+EPS = st.one_of(st.sampled_from([1e-10, 1e-8, 1e-6]), st.floats(1e-8, 1e-2))
+
+
+@st.composite
+def sgd_kwargs(draw) -> dict[str, Any]:
+    nesterov = draw(st.booleans())
+    if nesterov:  # needs momentum > 0 and no dampening
+        momentum, dampening = draw(st.floats(0.05, 0.99)), 0.0
+    else:
+        momentum = draw(_zero_or(st.floats(0.05, 0.99)))
+        dampening = draw(_zero_or(st.floats(0.0, 1.0)))
+    return {"lr": draw(LR), "momentum": momentum, "dampening": dampening,
+            "weight_decay": draw(WEIGHT_DECAY), "nesterov": nesterov}
+
+
+@st.composite
+def rmsprop_kwargs(draw) -> dict[str, Any]:
+    centered = draw(st.booleans())
+    # alpha -> 0 with centered=True makes v - g_avg^2 exactly 0 (the update becomes g / eps): keep it away.
+    alpha = draw(st.floats(0.5, 0.999) if centered else st.one_of(st.just(0.0), st.floats(0.5, 0.999)))
+    return {"lr": draw(LR), "alpha": alpha, "eps": draw(EPS), "weight_decay": draw(WEIGHT_DECAY),
+            "momentum": draw(_zero_or(st.floats(0.05, 0.9))), "centered": centered}
+
+
+@st.composite
+def adam_kwargs(draw, weight_decay=WEIGHT_DECAY) -> dict[str, Any]:
+    beta2 = draw(_zero_or(st.floats(0.9, 0.9999)))
+    # betas = (0, 0) is sign descent, g / (|g| + eps): the first moment m_t = m_{t-1} + (g_t - m_{t-1}) is
+    # then only accurate to an ulp of m_{t-1}, which the denominator |g_t| can amplify past float32's rtol
+    # whenever |g_t| << |m_{t-1}|. Keep beta1 = 0 to the runs with an averaged second moment; betas = (0, 0)
+    # has its own float64 test below.
+    beta1 = draw(st.floats(0.5, 0.99) if beta2 == 0 else _zero_or(st.floats(0.5, 0.99)))
+    betas = (beta1, beta2)
+    return {"lr": draw(LR), "betas": betas, "eps": draw(EPS), "weight_decay": draw(weight_decay),
+            "amsgrad": draw(st.booleans())}
+
+
+@st.composite
+def adagrad_kwargs(draw) -> dict[str, Any]:
+    return {"lr": draw(st.one_of(st.just(0.0), st.floats(1e-4, 0.5))), "lr_decay": draw(_zero_or(st.floats(1e-4, 0.1))),
+            "weight_decay": draw(WEIGHT_DECAY), "initial_accumulator_value": draw(_zero_or(st.floats(1e-3, 1.0))),
+            "eps": draw(EPS)}
+
+
+# --- the registry of test cases ------------------------------------------------------------------------------
+
+
+class OptimizerCase(NamedTuple):
+    """How to test one registered optimizer."""
+
+    #: NumPy reference ``reference(params, grads, state, **kwargs) -> new_params`` (see ``_reference.py``).
+    reference: Callable[..., np.ndarray]
+    #: Strategy drawing constructor keyword arguments (the same names for fastgd and the reference).
+    kwargs: st.SearchStrategy[dict[str, Any]]
+    #: Reference state keys stored in fastgd's state rows, in row order, for given kwargs.
+    slot_names: Callable[[dict[str, Any]], list[str]]
+
+
+CASES: dict[str, OptimizerCase] = {
+    "sgd": OptimizerCase(ref.sgd, sgd_kwargs(),
+                         lambda kw: ["momentum_buffer"] if kw["momentum"] > 0 else []),
+    "rmsprop": OptimizerCase(ref.rmsprop, rmsprop_kwargs(),
+                             lambda kw: ["square_avg"] + ["momentum_buffer"] * (kw["momentum"] > 0)
+                             + ["grad_avg"] * kw["centered"]),
+    "adam": OptimizerCase(ref.adam, adam_kwargs(),
+                          lambda kw: ["exp_avg", "exp_avg_sq"] + ["max_exp_avg_sq"] * kw["amsgrad"]),
+    "adamw": OptimizerCase(ref.adamw, adam_kwargs(weight_decay=st.one_of(st.just(1e-2), WEIGHT_DECAY)),
+                           lambda kw: ["exp_avg", "exp_avg_sq"] + ["max_exp_avg_sq"] * kw["amsgrad"]),
+    "adagrad": OptimizerCase(ref.adagrad, adagrad_kwargs(), lambda kw: ["sum"]),
+}
+
+NAMES = sorted(OPTIMIZERS)
+
+
+def _case(name: str) -> OptimizerCase:
+    if name not in CASES:
+        pytest.fail(f"optimizer {name!r} is registered in fastgd.optim.OPTIMIZERS but has no reference in "
+                    "tests/test_optim.py::CASES; add one (tests/_reference.py) before registering it.")
+    return CASES[name]
+
+
+def assert_close(actual: np.ndarray, desired: np.ndarray, rtol: float, what: str) -> None:
+    """``assert_allclose`` with ``atol = rtol * max(1, max|desired|)`` (see the module docstring)."""
+    assert actual.shape == desired.shape, what
+    scale = max(1.0, float(np.max(np.abs(desired)))) if desired.size else 1.0
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def run_both(name: str, kwargs: dict[str, Any], dtype, rng: np.random.Generator, n: int, n_steps: int,
+             step_options: Callable[[int], dict[str, Any]] | None = None):
+    """Run fastgd and the reference side by side on the same random gradients.
+
+    ``step_options(t)`` gives the keyword arguments of update ``t`` (``lr``,
+    ``grad_scale``, ``clip_value``, ``clip_norm``), shared by both sides.
+    Returns ``(params, state, ref_params, ref_state)``.
+    """
+    case = _case(name)
+    opt = OPTIMIZERS[name](**kwargs)
+    params = rng.standard_normal(n).astype(dtype)
+    ref_params = params.astype(np.float64)
+    state = opt.init(params)
+    ref_state: dict[str, Any] = {}
+    for t in range(1, n_steps + 1):
+        grads = rng.standard_normal(n).astype(dtype)
+        grads_before = grads.copy()
+        options = step_options(t) if step_options is not None else {}
+        opt.step(params, grads, state, **options)
+        np.testing.assert_array_equal(grads, grads_before, err_msg="step modified grads")
+        g = ref.scale_and_clip_grads(grads.astype(np.float64), options.get("grad_scale", 1.0),
+                                     options.get("clip_value"), options.get("clip_norm"))
+        ref_kwargs = {**kwargs, "lr": options.get("lr", kwargs["lr"])}
+        ref_params = case.reference(ref_params, g, ref_state, **ref_kwargs)
+    return opt, params, state, ref_params, ref_state
+
+
+def assert_matches_reference(name, kwargs, params, state, ref_params, ref_state, dtype, n_steps):
+    dtype = np.dtype(dtype)
+    rtol = RTOL[dtype]
+    assert params.dtype == dtype
+    assert state.slots.dtype == dtype, "state rows must keep the dtype of the parameters"
+    assert state.step == n_steps == ref_state["step"]
+    assert_close(params, ref_params, rtol, f"{name} params")
+    names = _case(name).slot_names(kwargs)
+    assert state.slots.shape == (len(names), params.size)
+    for row, key in zip(state.slots, names, strict=True):
+        assert_close(row, ref_state[key], rtol, f"{name} state {key!r}")
+
+
+# --- update rules ----------------------------------------------------------------------------------------------
+
+
+def test_every_registered_optimizer_has_a_reference():
+    missing = set(OPTIMIZERS) - set(CASES)
+    assert not missing, f"no reference in tests/test_optim.py::CASES for {sorted(missing)}"
+    assert not set(CASES) - set(OPTIMIZERS), "CASES names optimizers that are not registered"
+    for name, cls in OPTIMIZERS.items():
+        assert cls.name == name
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", NAMES)
+@SETTINGS
+@given(data=st.data())
+def test_update_rule_matches_reference(name, dtype, data):
+    """>= 200 steps on random gradients; params and every state row match the reference."""
+    kwargs = data.draw(_case(name).kwargs, label="kwargs")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    n = data.draw(st.integers(1, 40), label="n")
+    rng = np.random.default_rng(seed)
+    _, params, state, ref_params, ref_state = run_both(name, kwargs, dtype, rng, n, N_STEPS)
+    assert_matches_reference(name, kwargs, params, state, ref_params, ref_state, dtype, N_STEPS)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_sign_descent_limit_matches_reference_in_float64(name, amsgrad):
+    """betas = (0, 0): the update is lr * g / (|g| + eps) (left out of the float32 draws, see adam_kwargs)."""
+    kwargs = {"lr": 0.01, "betas": (0.0, 0.0), "eps": 1e-8, "weight_decay": 0.05, "amsgrad": amsgrad}
+    _, params, state, ref_params, ref_state = run_both(name, kwargs, np.float64, np.random.default_rng(3), 20,
+                                                       N_STEPS)
+    assert_matches_reference(name, kwargs, params, state, ref_params, ref_state, np.float64, N_STEPS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", NAMES)
+@SETTINGS
+@given(data=st.data())
+def test_scheduled_lr_scaling_and_clipping_match_reference(name, dtype, data):
+    """Per-step ``lr=``, ``grad_scale``, ``clip_norm`` and ``clip_value`` follow the documented order."""
+    kwargs = data.draw(_case(name).kwargs, label="kwargs")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    n = data.draw(st.integers(1, 40), label="n")
+    decay = data.draw(st.sampled_from([1.0, 0.99, 0.9]), label="lr decay per step")
+    grad_scale = data.draw(st.sampled_from([1.0, 0.5, 2.0, -1.0, 1 / 3]), label="grad_scale")
+    clip_value = data.draw(st.one_of(st.none(), st.floats(0.1, 3.0)), label="clip_value")
+    clip_norm = data.draw(st.one_of(st.none(), st.floats(1.0, 20.0)), label="clip_norm")
+    base_lr = kwargs["lr"] if kwargs["lr"] > 0 else 0.01
+
+    def options(t: int) -> dict[str, Any]:
+        return {"lr": base_lr * decay ** (t - 1), "grad_scale": grad_scale, "clip_value": clip_value,
+                "clip_norm": clip_norm}
+
+    rng = np.random.default_rng(seed)
+    opt, params, state, ref_params, ref_state = run_both(name, kwargs, dtype, rng, n, N_STEPS, options)
+    assert opt.lr == kwargs["lr"], "the lr= override must not change the optimizer's lr"
+    assert_matches_reference(name, kwargs, params, state, ref_params, ref_state, dtype, N_STEPS)
+
+
+def _seen_gradient(grads, **options) -> np.ndarray:
+    """The gradient fastgd's optimizers see: one plain SGD step with lr=1 from params = 0 gives -g."""
+    params = np.zeros_like(grads)
+    SGD(lr=1.0).step(params, grads, SGD().init(params), **options)
+    return -params
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@SETTINGS
+@given(data=st.data())
+def test_gradient_scaling_and_clipping_match_reference(dtype, data):
+    """``grad_scale``, then ``clip_norm`` (clip_grad_norm_'s rule), then ``clip_value``, on any scale."""
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    n = data.draw(st.integers(1, 100), label="n")
+    magnitude = data.draw(st.sampled_from([1e-6, 1e-2, 1.0, 1e3]), label="gradient magnitude")
+    grad_scale = data.draw(st.one_of(st.just(1.0), st.floats(-100.0, 100.0)), label="grad_scale")
+    clip_value = data.draw(st.one_of(st.none(), st.floats(1e-3, 10.0)), label="clip_value")
+    clip_norm = data.draw(st.one_of(st.none(), st.floats(1e-3, 100.0)), label="clip_norm")
+    grads = (np.random.default_rng(seed).standard_normal(n) * magnitude).astype(dtype)
+    seen = _seen_gradient(grads, grad_scale=grad_scale, clip_value=clip_value, clip_norm=clip_norm)
+    expected = ref.scale_and_clip_grads(grads.astype(np.float64), grad_scale, clip_value, clip_norm)
+    assert seen.dtype == np.dtype(dtype)
+    assert_close(seen, expected, RTOL[np.dtype(dtype)], "gradient after scaling and clipping")
+    if clip_value is not None:
+        assert np.all(np.abs(seen) <= np.asarray(clip_value, dtype=dtype))
+
+
+def test_clip_norm_is_applied_before_clip_value():
+    grads = np.array([3.0, 4.0])  # norm 5
+    # clip_norm first: (3, 4) * 1/(5 + 1e-6) -> (0.6, 0.8); then clip_value 0.7 -> (0.6, 0.7).
+    np.testing.assert_allclose(_seen_gradient(grads, clip_norm=1.0, clip_value=0.7),
+                               [3 / (5 + 1e-6), 0.7], rtol=1e-15)
+    # The norm is that of the scaled gradient: 2 * (3, 4) has norm 10.
+    np.testing.assert_allclose(_seen_gradient(grads, grad_scale=2.0, clip_norm=1.0),
+                               [6 / (10 + 1e-6), 8 / (10 + 1e-6)], rtol=1e-15)
+    # Below the threshold nothing changes, bitwise.
+    np.testing.assert_array_equal(_seen_gradient(grads, clip_norm=100.0), grads)
+    np.testing.assert_array_equal(_seen_gradient(grads, clip_value=10.0), grads)
+    np.testing.assert_array_equal(_seen_gradient(grads, clip_value=3.5), [3.0, 3.5])
+    np.testing.assert_array_equal(_seen_gradient(-grads, clip_value=3.5), [-3.0, -3.5])
+
+
+def test_clip_norm_does_not_hide_non_finite_gradients():
+    seen = _seen_gradient(np.array([np.nan, 1.0, 2.0]), clip_norm=1.0)
+    assert np.isnan(seen[0])
+
+
+# --- threads ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_threaded_and_serial_updates_are_bitwise_identical(name, dtype, data):
+    """``fused_step(..., threaded=True)`` chunks the vector; the result must not depend on it."""
+    kwargs = data.draw(_case(name).kwargs, label="kwargs")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    clip_value = data.draw(st.sampled_from([math.inf, 0.5]), label="clip_value")
+    n = 3 * PARALLEL_CHUNK + 17  # several chunks and a ragged last one
+    rng = np.random.default_rng(seed)
+    opt = OPTIMIZERS[name](**kwargs)
+    params = {flag: rng.standard_normal(n).astype(dtype) for flag in (False, True)}
+    params[True][:] = params[False]
+    slots = {flag: opt.init(params[flag]).slots for flag in (False, True)}
+    hyper = opt.hyperparameters()
+    for step in range(1, 4):
+        grads = rng.standard_normal(n).astype(dtype)
+        for threaded in (False, True):
+            fused_step(opt.kernel_id, params[threaded], grads, slots[threaded], hyper, step, 0.05, 0.75,
+                       clip_value, threaded)
+        np.testing.assert_array_equal(params[True], params[False])
+        np.testing.assert_array_equal(slots[True], slots[False])
+    assert params[True].dtype == np.dtype(dtype) and slots[True].dtype == np.dtype(dtype)
+
+
+def test_large_vectors_take_the_threaded_path_and_match_the_reference():
+    from fastgd._config import PARALLEL_MIN_SIZE
+
+    n = PARALLEL_MIN_SIZE + 5
+    _, params, state, ref_params, ref_state = run_both(
+        "adam", {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01, "amsgrad": True},
+        np.float64, np.random.default_rng(0), n, 3)
+    assert_matches_reference("adam", {"amsgrad": True}, params, state, ref_params, ref_state, np.float64, 3)
+
+
+# --- state, lr override ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", NAMES)
+def test_init_makes_state_in_the_params_dtype(name, dtype):
+    opt = OPTIMIZERS[name]()
+    params = np.arange(5, dtype=dtype)
+    state = opt.init(params)
+    assert isinstance(state, OptimizerState)
+    assert state.step == 0
+    assert state.slots.dtype == np.dtype(dtype)
+    assert state.slots.shape == (opt.n_slots(), 5)
+    assert state.slots.flags.c_contiguous
+    np.testing.assert_array_equal(state.slots, opt.initial_slot_value())
+    np.testing.assert_array_equal(params, np.arange(5), err_msg="init must not touch params")
+
+
+def test_adagrad_state_starts_at_initial_accumulator_value():
+    state = Adagrad(initial_accumulator_value=0.25).init(np.zeros(3, dtype=np.float32))
+    np.testing.assert_array_equal(state.slots, np.full((1, 3), 0.25, dtype=np.float32))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_counts_steps(name):
+    opt = OPTIMIZERS[name]()
+    params = np.ones(4)
+    state = opt.init(params)
+    for k in range(1, 6):
+        assert opt.step(params, np.full(4, 0.5), state) is None  # in place
+        assert state.step == k
+    # A failed step changes nothing.
+    before = params.copy(), state.slots.copy()
+    with pytest.raises(ValueError, match="grads must match"):
+        opt.step(params, np.ones(3), state)
+    assert state.step == 5
+    np.testing.assert_array_equal(params, before[0])
+    np.testing.assert_array_equal(state.slots, before[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", NAMES)
+def test_lr_override_equals_an_optimizer_built_with_that_lr(name, dtype):
+    rng = np.random.default_rng(1)
+    start = rng.standard_normal(7).astype(dtype)
+    grads = [rng.standard_normal(7).astype(dtype) for _ in range(5)]
+    base = OPTIMIZERS[name](lr=0.5)
+    other = OPTIMIZERS[name](lr=0.03)
+    p1, p2 = start.copy(), start.copy()
+    s1, s2 = base.init(p1), other.init(p2)
+    for g in grads:
+        base.step(p1, g, s1, lr=0.03)
+        other.step(p2, g, s2)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(s1.slots, s2.slots)
+    assert base.lr == 0.5
+    # lr=0 freezes the parameters (AdamW's decoupled decay is scaled by the lr too).
+    p3 = start.copy()
+    s3 = base.init(p3)
+    base.step(p3, grads[0], s3, lr=0.0)
+    np.testing.assert_array_equal(p3, start)
+    assert s3.step == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_get_params_round_trips(name):
+    opt = OPTIMIZERS[name]()
+    clone = type(opt)(**opt.get_params())
+    assert clone.get_params() == opt.get_params()
+    assert np.array_equal(clone.hyperparameters(), opt.hyperparameters())
+    assert type(opt).__name__ in repr(opt)
+
+
+# --- validation ------------------------------------------------------------------------------------------------
+
+
+INVALID_HYPERPARAMETERS = [
+    (SGD, {"lr": -0.1}, "lr"),
+    (SGD, {"lr": math.nan}, "lr"),
+    (SGD, {"momentum": -0.5}, "momentum"),
+    (SGD, {"dampening": -0.1}, "dampening"),
+    (SGD, {"dampening": 1.5}, "dampening"),
+    (SGD, {"weight_decay": -1e-3}, "weight_decay"),
+    (SGD, {"nesterov": True}, "nesterov"),
+    (SGD, {"nesterov": True, "momentum": 0.9, "dampening": 0.1}, "nesterov"),
+    (RMSprop, {"lr": -1.0}, "lr"),
+    (RMSprop, {"alpha": 1.5}, "alpha"),
+    (RMSprop, {"alpha": -0.1}, "alpha"),
+    (RMSprop, {"eps": 0.0}, "eps"),
+    (RMSprop, {"eps": -1e-8}, "eps"),
+    (RMSprop, {"momentum": -0.9}, "momentum"),
+    (RMSprop, {"weight_decay": -1.0}, "weight_decay"),
+    (Adam, {"lr": -1e-3}, "lr"),
+    (Adam, {"betas": (1.0, 0.999)}, r"betas\[0\]"),
+    (Adam, {"betas": (-0.1, 0.999)}, r"betas\[0\]"),
+    (Adam, {"betas": (0.9, 1.0)}, r"betas\[1\]"),
+    (Adam, {"betas": (0.9, 1.5)}, r"betas\[1\]"),
+    (Adam, {"betas": (0.9, math.nan)}, r"betas\[1\]"),
+    (Adam, {"betas": (0.9,)}, "betas"),
+    (Adam, {"betas": (0.9, 0.99, 0.999)}, "betas"),
+    (Adam, {"betas": 0.9}, "betas"),
+    (Adam, {"eps": 0.0}, "eps"),
+    (Adam, {"weight_decay": -0.1}, "weight_decay"),
+    (AdamW, {"betas": (0.9, 1.0)}, r"betas\[1\]"),
+    (AdamW, {"eps": -1.0}, "eps"),
+    (AdamW, {"weight_decay": -0.01}, "weight_decay"),
+    (Adagrad, {"lr": -0.01}, "lr"),
+    (Adagrad, {"lr_decay": -0.1}, "lr_decay"),
+    (Adagrad, {"weight_decay": -0.1}, "weight_decay"),
+    (Adagrad, {"initial_accumulator_value": -1.0}, "initial_accumulator_value"),
+    (Adagrad, {"eps": 0.0}, "eps"),
+]
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "match"), INVALID_HYPERPARAMETERS,
+                         ids=[f"{c.__name__}-{kw}" for c, kw, _ in INVALID_HYPERPARAMETERS])
+def test_invalid_hyperparameters_raise_value_error(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
+
+
+NON_REAL_HYPERPARAMETERS = [
+    (SGD, {"lr": "0.1"}, "lr"),
+    (SGD, {"lr": None}, "lr"),
+    (SGD, {"lr": True}, "lr"),
+    (SGD, {"momentum": "0.9"}, "momentum"),
+    (RMSprop, {"alpha": [0.9]}, "alpha"),
+    (RMSprop, {"eps": 1e-8 + 0j}, "eps"),
+    (Adam, {"betas": ("0.9", 0.999)}, r"betas\[0\]"),
+    (Adam, {"betas": (0.9, None)}, r"betas\[1\]"),
+    (AdamW, {"weight_decay": "0.01"}, "weight_decay"),
+    (Adagrad, {"lr_decay": np.array([0.1])}, "lr_decay"),
+    (Adagrad, {"initial_accumulator_value": False}, "initial_accumulator_value"),
+]
+
+
+@pytest.mark.parametrize(("cls", "kwargs", "match"), NON_REAL_HYPERPARAMETERS,
+                         ids=[f"{c.__name__}-{kw}" for c, kw, _ in NON_REAL_HYPERPARAMETERS])
+def test_non_real_hyperparameters_raise_type_error(cls, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        cls(**kwargs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_registered_optimizer_validates_lr_and_weight_decay(name):
+    cls = OPTIMIZERS[name]
+    with pytest.raises(ValueError, match="lr"):
+        cls(lr=-1.0)
+    with pytest.raises(TypeError, match="lr"):
+        cls(lr="fast")
+    if "weight_decay" in inspect.signature(cls).parameters:
+        with pytest.raises(ValueError, match="weight_decay"):
+            cls(weight_decay=-1.0)
+    # NumPy scalars are real numbers too.
+    assert cls(lr=np.float32(0.5)).lr == 0.5
+    assert isinstance(cls(lr=np.float64(0.5)).lr, float)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_params_raise_clear_errors(name):
+    opt = OPTIMIZERS[name]()
+    with pytest.raises(TypeError, match=r"numpy\.ndarray"):
+        opt.init([1.0, 2.0])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        opt.init(np.arange(3))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        opt.init(np.ones(3, dtype=np.float16))
+    with pytest.raises(ValueError, match="1-D C-contiguous"):
+        opt.init(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        opt.init(np.ones(6)[::2])
+
+    params = np.ones(3)
+    state = opt.init(params)
+    with pytest.raises(TypeError, match="params must have dtype"):
+        opt.step(np.arange(3), np.ones(3), state)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        opt.step(np.ones(6)[::2], np.ones(3), state)
+    with pytest.raises(ValueError, match="1-D"):
+        opt.step(np.ones((1, 3)), np.ones((1, 3)), state)
+    frozen = np.ones(3)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        opt.step(frozen, np.ones(3), state)
+
+    with pytest.raises(ValueError, match="grads must match params"):
+        opt.step(params, np.ones(4), state)
+    with pytest.raises(ValueError, match="grads must match params"):
+        opt.step(params, np.ones(3, dtype=np.float32), state)
+    with pytest.raises(TypeError, match="grads must have dtype"):
+        opt.step(params, np.ones(3, dtype=np.int64), state)
+    with pytest.raises(TypeError, match=r"grads must be a numpy\.ndarray"):
+        opt.step(params, [1.0, 1.0, 1.0], state)
+    with pytest.raises(ValueError, match="grads must be a 1-D C-contiguous"):
+        opt.step(params, np.ones(6)[::2], state)
+
+    with pytest.raises(ValueError, match="state does not belong"):
+        opt.step(params, np.ones(3), opt.init(np.ones(4)))
+    with pytest.raises(ValueError, match="state does not belong"):
+        opt.step(params, np.ones(3), opt.init(np.ones(3, dtype=np.float32)))
+
+    assert state.step == 0
+    np.testing.assert_array_equal(params, 1.0)
+
+
+def test_state_of_another_configuration_is_rejected():
+    params = np.ones(3)
+    with pytest.raises(ValueError, match="state does not belong"):
+        Adam(amsgrad=True).step(params, np.ones(3), Adam().init(params))
+    with pytest.raises(ValueError, match="state does not belong"):
+        SGD(momentum=0.9).step(params, np.ones(3), SGD().init(params))
+    with pytest.raises(ValueError, match="state does not belong"):
+        RMSprop(centered=True).step(params, np.ones(3), RMSprop().init(params))
+
+
+@pytest.mark.parametrize(("options", "error", "match"), [
+    ({"lr": -0.1}, ValueError, "lr"),
+    ({"lr": math.nan}, ValueError, "lr"),
+    ({"lr": "0.1"}, TypeError, "lr"),
+    ({"grad_scale": math.nan}, ValueError, "grad_scale"),
+    ({"grad_scale": "2"}, TypeError, "grad_scale"),
+    ({"clip_value": 0.0}, ValueError, "clip_value"),
+    ({"clip_value": -1.0}, ValueError, "clip_value"),
+    ({"clip_value": "1"}, TypeError, "clip_value"),
+    ({"clip_norm": 0.0}, ValueError, "clip_norm"),
+    ({"clip_norm": -1.0}, ValueError, "clip_norm"),
+    ({"clip_norm": [1.0]}, TypeError, "clip_norm"),
+])
+def test_invalid_step_options_raise(options, error, match):
+    opt = Adam()
+    params = np.ones(3)
+    state = opt.init(params)
+    with pytest.raises(error, match=match):
+        opt.step(params, np.ones(3), state, **options)
+    assert state.step == 0
+    np.testing.assert_array_equal(params, 1.0)
