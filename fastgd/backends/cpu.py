@@ -11,9 +11,6 @@ from ..kernels.linear import linear_epoch
 from ..optim import Optimizer, OptimizerState
 from ..optim.schedules import Schedule, UpdateRule
 
-#: Bytes of shuffled dense rows kept in one block (fits in the L2 cache).
-BLOCK_BYTES = 1 << 16
-
 
 def make_update_rule(optimizer: Optimizer, schedule: Schedule, n_params: int,
                      clip_value: float | None, clip_norm: float | None) -> UpdateRule:
@@ -71,12 +68,8 @@ class LinearTrainer:
         dtype = params.dtype
         if sp.issparse(X):
             self.X = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
-            self.block = np.empty((1, 1), dtype=dtype)
         else:
             self.X = X
-            n_features = X.shape[1]
-            rows = max(1, min(X.shape[0], BLOCK_BYTES // max(1, n_features * dtype.itemsize)))
-            self.block = np.empty((rows, n_features), dtype=dtype)
         self.Y = Y
         self.sample_weight = sample_weight
         self.n_samples = Y.shape[0]
@@ -100,7 +93,7 @@ class LinearTrainer:
         """Train one epoch (see :func:`fastgd.kernels.linear.linear_epoch`)."""
         step_before = self.state.step
         loss_sum, step, norm_sum = linear_epoch(
-            self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.block,
+            self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots,
             self.z, self.dz, self.rule._replace(lr=float(lr)), step_before, self.loss_code, self.loss_epsilon,
             self.n_outputs, self.fit_intercept, self.l2, self.l1, self.batch_size)
         self.state.step = step

@@ -17,20 +17,27 @@ import numpy as np
 from .._config import jit
 from ..optim._registry import fused_step
 from ..optim.schedules import update_lr
+from ._cast import cast_like
 from .losses import output_loss
-from .rows import accumulate, decision, load_block
+from .rows import accumulate, decision, prefetch_row
 
 
-@jit
+@jit(reduction=True)
 def finish_gradient(params, grads, n_coefs, inv_batch, l2):
-    """``grads = grads * inv_batch + l2 * coef`` (intercepts unpenalised); returns the squared norm."""
-    sq = 0.0
+    """``grads = grads * inv_batch + l2 * coef`` (intercepts unpenalised); returns the squared norm.
+
+    Scalars are cast to the parameters' dtype first: a float64 factor would
+    turn a float32 loop into a float64 one at half the vector width.
+    """
+    inv = cast_like(inv_batch, params)
+    l2_ = cast_like(l2, params)
+    sq = cast_like(0.0, params)
     for j in range(n_coefs):
-        g = grads[j] * inv_batch + l2 * params[j]
+        g = grads[j] * inv + l2_ * params[j]
         grads[j] = g
         sq += g * g
     for j in range(n_coefs, params.size):
-        g = grads[j] * inv_batch
+        g = grads[j] * inv
         grads[j] = g
         sq += g * g
     return sq
@@ -39,6 +46,7 @@ def finish_gradient(params, grads, n_coefs, inv_batch, l2):
 @jit
 def l1_shrink(params, n_coefs, amount):
     """Soft-threshold the weights toward zero by ``amount`` (the proximal step of L1)."""
+    amount = cast_like(amount, params)
     for j in range(n_coefs):
         w = params[j]
         if w > amount:
@@ -49,8 +57,8 @@ def l1_shrink(params, n_coefs, amount):
             params[j] = 0
 
 
-@jit
-def linear_epoch(X, Y, sample_weight, order, params, grads, slots, block, z, dz, rule, step,
+@jit(reduction=True)
+def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, rule, step,
                  loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size):
     """Train a linear model for one epoch.
 
@@ -68,8 +76,6 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, block, z, dz,
         Flat parameters (updated) and gradient workspace.
     slots : ndarray
         Optimizer state rows.
-    block : ndarray of shape (block_rows, n_features)
-        Workspace for shuffled dense rows.
     z, dz : ndarray of shape (n_outputs,)
         Workspaces for decision values and their loss derivatives.
     rule : UpdateRule
@@ -100,22 +106,19 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, block, z, dz,
     n_samples = order.shape[0]
     n_features = params.size // n_outputs - 1
     n_coefs = n_outputs * n_features
-    block_rows = block.shape[0]
     loss_sum = 0.0
     norm_sum = 0.0
     for start in range(0, n_samples, batch_size):
         stop = min(n_samples, start + batch_size)
         for i in range(start, stop):
-            r = i % block_rows
-            if r == 0:
-                load_block(X, order, i, min(n_samples, i + block_rows), block)
-            decision(X, block, order, i, r, params, n_features, n_outputs, fit_intercept, z)
+            prefetch_row(X, order, i)
+            decision(X, order, i, params, n_features, n_outputs, fit_intercept, z)
             loss = output_loss(loss_code, z, Y[order[i]], dz, epsilon)
             weight = sample_weight[order[i]]
             loss_sum += weight * loss
             for k in range(n_outputs):
                 dz[k] *= weight
-            accumulate(X, block, order, i, r, dz, grads, n_features, n_outputs, fit_intercept, i == start)
+            accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, i == start)
         sq = finish_gradient(params, grads, n_coefs, 1.0 / (stop - start), l2)
         if not fit_intercept:
             for k in range(n_outputs):
