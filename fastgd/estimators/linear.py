@@ -169,7 +169,7 @@ class _LinearGD(BaseEstimator):
         self.callbacks = callbacks
 
     # -- pieces the subclasses provide ------------------------------------------------------
-    def _encode(self, y, first_call: bool, classes) -> tuple[np.ndarray, int, int]:
+    def _encode(self, y, first_call: bool, classes, incremental: bool) -> tuple[np.ndarray, int, int]:
         """Targets coded for the kernel, the number of outputs and the loss code."""
         raise NotImplementedError
 
@@ -198,7 +198,7 @@ class _LinearGD(BaseEstimator):
                              y_numeric=not isinstance(self, ClassifierMixin))
         if sp.issparse(X):
             X.sort_indices()
-        Y, n_outputs, loss_code = self._encode(y, not continuing, classes)
+        Y, n_outputs, loss_code = self._encode(y, not continuing, classes, incremental)
         Y = Y.astype(X.dtype, copy=False)
         sample_weight = self._sample_weight(y, sample_weight, X, incremental)
         dtype = X.dtype
@@ -396,9 +396,12 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         """
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def _encode(self, y, first_call, classes):
+    def _encode(self, y, first_call, classes, incremental):
         check_classification_targets(y)
         if first_call:
+            if classes is None and incremental:
+                raise ValueError("classes must be passed to the first call of partial_fit: a later batch may "
+                                 "hold labels this one lacks.")
             self.classes_ = unique_labels(y if classes is None else np.asarray(classes))
             if self.classes_.size < 2:
                 raise ValueError("LinearClassifier needs samples of at least 2 classes in the data, but the data "
@@ -618,7 +621,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def _encode(self, y, first_call, classes):
+    def _encode(self, y, first_call, classes, incremental):
         Y = y.reshape(y.shape[0], -1)
         if not first_call and Y.shape[1] != self.intercept_.size:
             raise ValueError(f"y has {Y.shape[1]} targets, but the model was fitted with {self.intercept_.size}.")

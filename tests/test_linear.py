@@ -1,0 +1,259 @@
+"""LinearClassifier and LinearRegressor against independent references."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.datasets import load_digits, make_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from fastgd import LinearClassifier, LinearRegressor, NonFiniteTrainingError, NonFiniteTrainingWarning
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _ridge_closed_form(X, y, alpha):
+    """Minimiser of mean((Xw + b - y)^2) / 2 + alpha / 2 ||w||^2, intercept unpenalised."""
+    x_mean, y_mean = X.mean(axis=0), y.mean()
+    Xc, yc = X - x_mean, y - y_mean
+    n = X.shape[0]
+    w = np.linalg.solve(Xc.T @ Xc / n + alpha * np.eye(X.shape[1]), Xc.T @ yc / n)
+    return w, y_mean - x_mean @ w
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    X, y = make_regression(n_samples=120, n_features=5, noise=5.0, random_state=0)
+    return StandardScaler().fit_transform(X), y / 50.0
+
+
+def test_full_batch_gd_reaches_ridge_closed_form(regression_data):
+    X, y = regression_data
+    alpha = 0.1
+    reg = LinearRegressor(alpha=alpha, batch_size=None, learning_rate="constant", learning_rate_init=0.5,
+                          max_iter=3000, tol=None, shuffle=False).fit(X, y)
+    w, b = _ridge_closed_form(X, y, alpha)
+    np.testing.assert_allclose(reg.coef_, w, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(reg.intercept_, [b], rtol=1e-9, atol=1e-12)
+    assert reg.n_iter_ == 3000 and reg.t_ == 3000
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_log_loss_l2_matches_logistic_regression(n_classes):
+    """LogisticRegression(C) minimises C * sum(loss) + ||w||^2 / 2, i.e. mean(loss) + alpha/2 ||w||^2, alpha = 1/(C n)."""
+    X, y = make_classification(n_samples=150, n_features=4, n_informative=3, n_redundant=0,
+                               n_classes=n_classes, n_clusters_per_class=1, random_state=1)
+    X = StandardScaler().fit_transform(X)
+    C = 1.0
+    ref = LogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y)
+    clf = LinearClassifier(loss="log_loss", alpha=1.0 / (C * X.shape[0]), batch_size="full",
+                           learning_rate="constant", learning_rate_init=1.0, max_iter=4000, tol=None).fit(X, y)
+    # Stated tolerance: 1e-6 absolute on coefficients of order 1 (both solvers converged far below it).
+    np.testing.assert_allclose(clf.coef_, ref.coef_, atol=1e-6)
+    np.testing.assert_allclose(clf.intercept_, ref.intercept_, atol=1e-6)
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+
+
+@pytest.mark.parametrize(("batch_size", "updates_per_epoch"), [(1, 50), (8, 7), (50, 1), (None, 1), ("full", 1),
+                                                               (1000, 1)])
+def test_gd_variants_count_updates(batch_size, updates_per_epoch):
+    X, y = make_regression(n_samples=50, n_features=3, random_state=0)
+    reg = LinearRegressor(batch_size=batch_size, max_iter=4, tol=None, random_state=0).fit(X / 100, y / 100)
+    assert reg.n_iter_ == 4
+    assert reg.t_ == 4 * updates_per_epoch
+    assert len(reg.loss_curve_) == 4
+    assert reg.gradient_norms_.shape == (4, 1)
+
+
+def test_per_sample_sgd_follows_the_textbook_update():
+    """One epoch of per-sample SGD, unshuffled, against the update written out in NumPy."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 4))
+    y = rng.normal(size=30)
+    alpha, lr = 0.01, 0.05
+    reg = LinearRegressor(alpha=alpha, learning_rate="constant", learning_rate_init=lr, max_iter=1, tol=None,
+                          shuffle=False).fit(X, y)
+    w, b = np.zeros(4), 0.0
+    for xi, yi in zip(X, y, strict=True):
+        r = xi @ w + b - yi
+        w, b = w - lr * (r * xi + alpha * w), b - lr * r
+    np.testing.assert_allclose(reg.coef_, w, rtol=1e-12)
+    np.testing.assert_allclose(reg.intercept_, [b], rtol=1e-12)
+
+
+def test_mini_batch_uses_mean_gradient_and_partial_last_batch():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(10, 3))
+    y = rng.normal(size=10)
+    lr = 0.1
+    reg = LinearRegressor(alpha=0.0, batch_size=4, learning_rate="constant", learning_rate_init=lr, max_iter=1,
+                          tol=None, shuffle=False).fit(X, y)
+    w, b = np.zeros(3), 0.0
+    for start in range(0, 10, 4):
+        xb, yb = X[start:start + 4], y[start:start + 4]
+        r = xb @ w + b - yb
+        w, b = w - lr * xb.T @ r / len(yb), b - lr * r.mean()
+    np.testing.assert_allclose(reg.coef_, w, rtol=1e-12)
+    np.testing.assert_allclose(reg.intercept_, [b], rtol=1e-12)
+    assert reg.t_ == 3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_kept(dtype):
+    X, y = load_digits(return_X_y=True)
+    clf = LinearClassifier(loss="log_loss", max_iter=3, random_state=0).fit((X / 16).astype(dtype), y)
+    assert clf.coef_.dtype == dtype and clf.intercept_.dtype == dtype
+    assert clf.score(X / 16, y) > 0.85
+
+
+@pytest.mark.parametrize("loss", ["hinge", "log_loss", "modified_huber"])
+def test_sparse_and_dense_agree(loss):
+    X, y = make_classification(n_samples=80, n_features=6, n_classes=3, n_informative=4, random_state=0)
+    X[np.abs(X) < 0.5] = 0.0
+    kwargs = {"loss": loss, "max_iter": 5, "tol": None, "random_state": 0, "batch_size": 4}
+    dense = LinearClassifier(**kwargs).fit(X, y)
+    sparse = LinearClassifier(**kwargs).fit(sp.csr_matrix(X), y)
+    # Same arithmetic in another summation order (vectorised dense dot products): round-off only.
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(sparse.intercept_, dense.intercept_, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "rmsprop", "adamw", "adagrad"])
+@pytest.mark.parametrize("batch_size", [1, 32, None])
+def test_every_solver_and_variant_learns_digits(solver, batch_size):
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    lr = {"sgd": 0.1, "adam": 0.01, "rmsprop": 0.01, "adamw": 0.01, "adagrad": 0.1}[solver]
+    if batch_size == 1 and solver != "adagrad":  # adagrad's own decay already damps per-sample noise
+        lr /= 10
+    clf = LinearClassifier(loss="log_loss", solver=solver, learning_rate="constant", learning_rate_init=lr,
+                           batch_size=batch_size, momentum=0.9, max_iter=40 if batch_size is None else 5,
+                           random_state=0).fit(X, y)
+    assert clf.score(X, y) > (0.85 if batch_size is None else 0.93)
+
+
+def test_multi_output_regression_matches_separate_fits(regression_data):
+    X, y = regression_data
+    Y = np.column_stack([y, -2 * y + 1])
+    kwargs = {"batch_size": None, "learning_rate": "constant", "learning_rate_init": 0.5, "max_iter": 2000,
+              "tol": None, "alpha": 0.1}
+    joint = LinearRegressor(**kwargs).fit(X, Y)
+    assert joint.coef_.shape == (2, 5) and joint.predict(X).shape == (120, 2)
+    for k in range(2):
+        w, b = _ridge_closed_form(X, Y[:, k], 0.1)
+        np.testing.assert_allclose(joint.coef_[k], w, rtol=1e-8, atol=1e-10)
+
+
+def test_l1_gives_sparse_coefficients():
+    X, y = make_regression(n_samples=200, n_features=20, n_informative=3, noise=1.0, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    reg = LinearRegressor(penalty="l1", alpha=0.5, batch_size=None, learning_rate="constant",
+                          learning_rate_init=0.1, max_iter=500, tol=None).fit(X, y / y.std())
+    assert np.sum(reg.coef_ == 0) >= 15
+
+
+def test_predict_proba_is_a_distribution():
+    X, y = load_digits(return_X_y=True)
+    for loss in ["log_loss", "modified_huber"]:
+        clf = LinearClassifier(loss=loss, max_iter=3, random_state=0).fit(X / 16, y)
+        proba = clf.predict_proba(X / 16)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        assert (proba >= 0).all()
+    assert not hasattr(LinearClassifier(loss="hinge"), "predict_proba")
+
+
+def test_same_random_state_gives_identical_parameters():
+    X, y = load_digits(return_X_y=True)
+    a = LinearClassifier(max_iter=3, random_state=7).fit(X / 16, y)
+    b = LinearClassifier(max_iter=3, random_state=7).fit(X / 16, y)
+    c = LinearClassifier(max_iter=3, random_state=8).fit(X / 16, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    assert not np.array_equal(a.coef_, c.coef_)
+
+
+def test_partial_fit_streams_and_checks_labels():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    clf = LinearClassifier(loss="log_loss", random_state=0)
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(X[:100], y[:100])  # the first call must name every class
+    clf = LinearClassifier(loss="log_loss", random_state=0)
+    for start in range(0, len(y), 300):
+        clf.partial_fit(X[start:start + 300], y[start:start + 300], classes=np.arange(10))
+    assert clf.n_iter_ == 6 and clf.t_ == len(y)
+    assert clf.score(X, y) > 0.85
+    with pytest.raises(ValueError, match="not in classes_"):
+        LinearClassifier().partial_fit(X[:20], y[:20] + 100, classes=np.arange(10))
+    with pytest.raises(ValueError, match="features"):
+        clf.partial_fit(X[:10, :5], y[:10])
+
+
+def test_warm_start_continues():
+    X, y = make_regression(n_samples=100, n_features=4, random_state=0)
+    reg = LinearRegressor(max_iter=3, tol=None, warm_start=True, random_state=0)
+    reg.fit(X / 100, y / 100)
+    first = reg.coef_.copy()
+    reg.fit(X / 100, y / 100)
+    assert reg.n_iter_ == 6 and len(reg.loss_curve_) == 6
+    assert not np.array_equal(first, reg.coef_)
+
+
+def test_nonfinite_guard_restores_last_good_epoch():
+    X, y = make_regression(n_samples=60, n_features=3, random_state=0)
+    epochs = []
+    params_seen = []
+
+    def remember(record):
+        epochs.append(record.epoch)
+
+    reg = LinearRegressor(learning_rate="constant", learning_rate_init=0.5, alpha=0.0, max_iter=1, tol=None,
+                          random_state=0)
+    # A first short fit that stays finite...
+    reg.set_params(learning_rate_init=1e-5, warm_start=True, callbacks=[remember]).fit(X, y)
+    params_seen.append(reg.coef_.copy())
+    # ... then a learning rate that explodes in its first epoch.
+    with pytest.warns(NonFiniteTrainingWarning, match="epoch 2"):
+        reg.set_params(learning_rate_init=1e6, max_iter=5).fit(X, y)
+    np.testing.assert_array_equal(reg.coef_, params_seen[0])
+    assert np.isfinite(reg.predict(X)).all()
+    with pytest.raises(NonFiniteTrainingError, match="clip_norm"):
+        LinearRegressor(learning_rate="constant", learning_rate_init=1e6, on_nonfinite="raise").fit(X, y)
+
+
+def test_clip_norm_bounds_every_update():
+    X, y = make_regression(n_samples=40, n_features=3, random_state=0)
+    lr, clip = 0.01, 0.5
+    reg = LinearRegressor(alpha=0.0, learning_rate="constant", learning_rate_init=lr, clip_norm=clip, max_iter=1,
+                          tol=None, shuffle=False, batch_size=1).fit(X, y)
+    w, b = np.zeros(3), 0.0
+    for xi, yi in zip(X, y, strict=True):
+        r = xi @ w + b - yi
+        g = np.append(r * xi, r)
+        g *= min(1.0, clip / (np.linalg.norm(g) + 1e-6))
+        assert np.linalg.norm(g) <= clip + 1e-12
+        w, b = w - lr * g[:3], b - lr * g[3]
+    np.testing.assert_allclose(reg.coef_, w, rtol=1e-12)
+
+
+def test_early_stopping_keeps_best_validation_score():
+    X, y = load_digits(return_X_y=True)
+    clf = LinearClassifier(loss="log_loss", early_stopping=True, n_iter_no_change=3, max_iter=50,
+                           random_state=0).fit(X / 16, y)
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_convergence_warning_when_max_iter_reached():
+    X, y = make_regression(n_samples=30, n_features=2, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        LinearRegressor(max_iter=1, random_state=0).fit(X / 100, y / 100)
+
+
+def test_class_weight_balanced_equals_explicit_weights():
+    X, y = make_classification(n_samples=100, weights=[0.8], random_state=0)
+    balanced = LinearClassifier(class_weight="balanced", max_iter=3, tol=None, random_state=0).fit(X, y)
+    counts = np.bincount(y)
+    weights = {k: len(y) / (2 * counts[k]) for k in range(2)}
+    explicit = LinearClassifier(class_weight=weights, max_iter=3, tol=None, random_state=0).fit(X, y)
+    np.testing.assert_allclose(balanced.coef_, explicit.coef_)

@@ -1,0 +1,33 @@
+"""scikit-learn's own estimator checks on fastgd's estimators.
+
+Checks that cannot pass are listed here with the reason, and nowhere else.
+"""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fastgd import LinearClassifier, LinearRegressor
+
+# Gradient descent on a finite number of epochs is not invariant to sample
+# weights in the sense these checks demand (weight 2 == the sample twice, weight
+# 0 == the sample removed): the visiting order and the number of updates per
+# epoch differ, exactly as for scikit-learn's own SGDClassifier/SGDRegressor,
+# which carry the same exceptions.
+_SAMPLE_WEIGHT_XFAIL = {
+    "check_sample_weight_equivalence_on_dense_data": "stochastic updates: a weight of 2 is not the sample twice",
+    "check_sample_weight_equivalence_on_sparse_data": "stochastic updates: a weight of 2 is not the sample twice",
+}
+
+ESTIMATORS = [
+    LinearClassifier(random_state=0),
+    LinearClassifier(loss="log_loss", solver="adam", learning_rate="constant", batch_size=16, random_state=0),
+    LinearRegressor(random_state=0),
+]
+
+
+def _expected_failures(estimator):
+    return dict(_SAMPLE_WEIGHT_XFAIL)
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
