@@ -76,7 +76,7 @@ def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool =
 
 
 def _clear_stale_kernel_cache() -> None:
-    """Drop Numba's cached kernels when any fastgd source file changed.
+    """Drop Numba's cached kernels when a source file of compiled code changed.
 
     Numba re-validates a cached kernel against its own source file only. A
     kernel that inlines code from another module (losses, row access, the
@@ -86,7 +86,7 @@ def _clear_stale_kernel_cache() -> None:
     millisecond at import and nothing when unchanged.
     """
     package = Path(__file__).resolve().parent
-    sources = sorted(package.rglob("*.py"))
+    sources = sorted([package / "_config.py", *package.glob("kernels/*.py"), *package.glob("optim/*.py")])
     digest = hashlib.sha256()
     for path in sources:
         digest.update(str(path.relative_to(package)).encode())
