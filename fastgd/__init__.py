@@ -6,6 +6,7 @@ Numba's cache afterwards.
 
 from .engine import EpochRecord, NonFiniteTrainingError, NonFiniteTrainingWarning
 from .estimators.linear import LinearClassifier, LinearRegressor
+from .estimators.mlp import MLPClassifier, MLPRegressor
 
 __version__ = "0.1.0"
 
@@ -13,6 +14,8 @@ __all__ = [
     "EpochRecord",
     "LinearClassifier",
     "LinearRegressor",
+    "MLPClassifier",
+    "MLPRegressor",
     "NonFiniteTrainingError",
     "NonFiniteTrainingWarning",
     "__version__",

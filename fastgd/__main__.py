@@ -17,7 +17,6 @@ import time
 import warnings
 from collections.abc import Sequence
 
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split

@@ -106,6 +106,7 @@ class History:
     validation_scores: list[float] = field(default_factory=list)
     gradient_norms: list[np.ndarray] = field(default_factory=list)
     n_updates: int = 0
+    n_samples_seen: int = 0
     best_loss: float = math.inf
     best_validation_score: float = -math.inf
     n_epochs: int = 0
@@ -141,7 +142,7 @@ def run_epochs(trainer: Trainer, config: LoopConfig, history: History | None = N
         global_epoch = config.epoch_offset + epoch
         if config.shuffle:
             config.random_state.shuffle(order)
-        lr = config.schedule.epoch_lr(global_epoch)
+        lr = config.schedule.epoch_lr(global_epoch, history.n_samples_seen)
         started = time.perf_counter()
         result = trainer.run_epoch(order, lr)
         elapsed = time.perf_counter() - started
@@ -152,6 +153,7 @@ def run_epochs(trainer: Trainer, config: LoopConfig, history: History | None = N
             break
         last_good = trainer.snapshot()
         history.n_updates += result.n_updates
+        history.n_samples_seen += trainer.n_samples
         history.n_epochs += 1
         history.loss_curve.append(result.loss)
         history.gradient_norms.append(result.gradient_norms)

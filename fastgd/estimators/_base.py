@@ -9,12 +9,12 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..engine import LoopConfig
-from ..optim import OPTIMIZERS, Optimizer
+from ..optim import OPTIMIZERS, SOLVERS, Optimizer
 from ..optim.schedules import SCHEDULES, Schedule
 
 #: Parameter constraints shared by every gradient-descent estimator.
 GD_PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
-    "solver": [StrOptions(set(OPTIMIZERS))],
+    "solver": [StrOptions(set(SOLVERS))],
     "learning_rate": [StrOptions(set(SCHEDULES))],
     "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
     "power_t": [Interval(Real, 0, None, closed="left")],
@@ -63,7 +63,7 @@ def make_optimizer(est: Any) -> Optimizer:
         kwargs = {"lr": lr, "alpha": est.beta_2, "eps": est.epsilon}
     elif solver == "adagrad":
         kwargs = {"lr": lr, "eps": est.epsilon}
-    else:  # a newly registered optimizer: its own defaults
+    else:
         kwargs = {"lr": lr}
     if est.weight_decay is not None:
         kwargs["weight_decay"] = est.weight_decay

@@ -290,6 +290,7 @@ def _decision(X, coef, intercept) -> np.ndarray:
 def _copy_history(history: History) -> History:
     return History(loss_curve=list(history.loss_curve), validation_scores=list(history.validation_scores),
                    gradient_norms=list(history.gradient_norms), n_updates=history.n_updates,
+                   n_samples_seen=history.n_samples_seen,
                    best_loss=history.best_loss, best_validation_score=history.best_validation_score,
                    n_epochs=history.n_epochs)
 

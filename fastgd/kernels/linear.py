@@ -6,6 +6,15 @@ in the given order; every ``batch_size`` samples (the last batch may be
 shorter) it turns the summed gradient into the batch mean plus the L2 term,
 clips it and hands it to the fused optimizer step. ``batch_size = 1`` is
 per-sample SGD, ``batch_size = n_samples`` full-batch GD: the same loop.
+
+A batch of one sample (per-sample SGD) writes its gradient ``dz * x + l2 * w``
+in a single pass (:func:`fastgd.kernels.rows.sample_gradient`) instead of
+accumulating and then finishing it. Row access, gradient passes and the
+optimizer update are inlined by LLVM into the loop (``forceinline``), and a
+serial update calls :func:`fastgd.optim._registry.update_range` directly
+rather than the ``parallel=True`` :func:`~fastgd.optim._registry.fused_step`:
+per-sample SGD then costs what its arithmetic and memory traffic cost, with no
+function call per sample.
 """
 
 from __future__ import annotations
@@ -15,14 +24,14 @@ import math
 import numpy as np
 
 from .._config import jit
-from ..optim._registry import fused_step
+from ..optim._registry import fused_step, update_range
 from ..optim.schedules import update_lr
 from ._cast import cast_like
 from .losses import output_loss
-from .rows import accumulate, decision, prefetch_row
+from .rows import accumulate, decision, prefetch_row, sample_gradient
 
 
-@jit(reduction=True)
+@jit(reduction=True, forceinline=True)
 def finish_gradient(params, grads, n_coefs, inv_batch, l2):
     """``grads = grads * inv_batch + l2 * coef`` (intercepts unpenalised); returns the squared norm.
 
@@ -43,7 +52,7 @@ def finish_gradient(params, grads, n_coefs, inv_batch, l2):
     return sq
 
 
-@jit
+@jit(forceinline=True)
 def l1_shrink(params, n_coefs, amount):
     """Soft-threshold the weights toward zero by ``amount`` (the proximal step of L1)."""
     amount = cast_like(amount, params)
@@ -110,6 +119,7 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, rule, 
     norm_sum = 0.0
     for start in range(0, n_samples, batch_size):
         stop = min(n_samples, start + batch_size)
+        single = stop - start == 1
         for i in range(start, stop):
             prefetch_row(X, order, i)
             decision(X, order, i, params, n_features, n_outputs, fit_intercept, z)
@@ -118,11 +128,15 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, rule, 
             loss_sum += weight * loss
             for k in range(n_outputs):
                 dz[k] *= weight
-            accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, i == start)
-        sq = finish_gradient(params, grads, n_coefs, 1.0 / (stop - start), l2)
-        if not fit_intercept:
-            for k in range(n_outputs):
-                grads[n_coefs + k] = 0
+            if not single:
+                accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, i == start)
+        if single:
+            sq = sample_gradient(X, order, start, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
+        else:
+            sq = finish_gradient(params, grads, n_coefs, 1.0 / (stop - start), l2)
+            if not fit_intercept:
+                for k in range(n_outputs):
+                    grads[n_coefs + k] = 0
         norm = math.sqrt(sq)
         if not (math.isfinite(norm) and math.isfinite(loss_sum)):
             return np.nan, step, norm_sum
@@ -132,8 +146,11 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, rule, 
             scale = rule.clip_norm / (norm + 1e-6)
         step += 1
         lr = update_lr(rule, step)
-        fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value,
-                   rule.threaded)
+        if rule.threaded:
+            fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, True)
+        else:
+            update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value,
+                         0, params.size)
         if l1 > 0.0:
             l1_shrink(params, n_coefs, lr * l1)
     return loss_sum, step, norm_sum

@@ -36,7 +36,7 @@ LOSS_CODES = {
 }
 
 
-@jit(inline="always")
+@jit(forceinline=True)
 def margin_loss(code, z, y):
     """Loss and derivative in ``z`` of a classification loss for ``y`` in {-1, +1}.
 
@@ -74,7 +74,7 @@ def margin_loss(code, z, y):
     return 0.0, 0.0
 
 
-@jit(inline="always")
+@jit(forceinline=True)
 def residual_loss(code, z, y, epsilon):
     """Loss and derivative in ``z`` of a regression loss.
 
@@ -96,7 +96,7 @@ def residual_loss(code, z, y, epsilon):
     return a - epsilon, 1.0 if r > 0.0 else -1.0
 
 
-@jit(inline="always")
+@jit(forceinline=True)
 def output_loss(code, z, y_row, dz, epsilon):
     """Loss of one sample over its ``K`` outputs; writes ``dloss/dz`` into ``dz``.
 

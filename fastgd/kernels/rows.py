@@ -9,6 +9,10 @@ compiled loop would wait for it. :func:`prefetch_row` asks for the row of the
 sample :data:`PREFETCH_DISTANCE` steps ahead, so that memory works while the
 CPU computes. (Copying shuffled blocks of rows into a contiguous buffer was
 measured too: the copy itself waited on the same misses.)
+
+The overloads are compiled with ``forceinline=True``: LLVM inlines them into
+the epoch loop, where a call per sample (argument marshalling and reference
+counts of every array) would cost more than the arithmetic of a small row.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from numba import types
 from numba.extending import overload
 
 from .._config import REDUCTION_FASTMATH
+from ._cast import cast_like
 from ._prefetch import prefetch
 
-_JIT_OPTIONS = {"cache": True, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy"}
+_JIT_OPTIONS = {"cache": True, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy", "forceinline": True}
 
 
 #: How many samples ahead :func:`prefetch_row` reaches.
@@ -41,7 +46,18 @@ def accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, fir
     raise NotImplementedError
 
 
+def sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2):  # pragma: no cover
+    """Write the gradient of sample ``order[i]`` into ``grads``; return its squared norm.
+
+    Output ``k``'s weights get ``dz[k] * x + l2 * w_k``, its intercept
+    ``dz[k]`` (0 without ``fit_intercept``): the gradient of a batch of one
+    sample, in one pass over the row and the weights.
+    """
+    raise NotImplementedError
+
+
 def _is_dense(X):
+    """Whether ``X`` is the Numba type of a dense array (else a CSR tuple)."""
     return isinstance(X, types.Array)
 
 
@@ -122,4 +138,46 @@ def _accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, fi
                 grads[offset + indices[p]] += d * data[p]
             if fit_intercept:
                 grads[n_outputs * n_features + k] += d
+    return impl_csr
+
+
+@overload(sample_gradient, jit_options=_JIT_OPTIONS)
+def _sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2):
+    if _is_dense(X):
+        def impl(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2):
+            x = X[order[i]]
+            l2_ = cast_like(l2, params)
+            sq = cast_like(0.0, params)
+            n_coefs = n_outputs * n_features
+            for k in range(n_outputs):
+                w = params[k * n_features:(k + 1) * n_features]
+                g = grads[k * n_features:(k + 1) * n_features]
+                d = dz[k]
+                for j in range(n_features):
+                    gj = d * x[j] + l2_ * w[j]
+                    g[j] = gj
+                    sq += gj * gj
+                b = d if fit_intercept else cast_like(0.0, params)
+                grads[n_coefs + k] = b
+                sq += b * b
+            return sq
+        return impl
+
+    def impl_csr(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2):
+        data, indices, indptr = X
+        row = order[i]
+        l2_ = cast_like(l2, params)
+        n_coefs = n_outputs * n_features
+        for j in range(n_coefs):
+            grads[j] = l2_ * params[j]
+        for k in range(n_outputs):
+            offset = k * n_features
+            d = dz[k]
+            for p in range(indptr[row], indptr[row + 1]):
+                grads[offset + indices[p]] += d * data[p]
+            grads[n_coefs + k] = d if fit_intercept else cast_like(0.0, params)
+        sq = cast_like(0.0, params)
+        for j in range(grads.size):
+            sq += grads[j] * grads[j]
+        return sq
     return impl_csr

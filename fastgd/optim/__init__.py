@@ -11,11 +11,25 @@ array([-0.1,  0.1,  0. ])
 """
 
 from ._base import Optimizer, OptimizerState
-from ._registry import OPTIMIZERS
+from ._registry import OPTIMIZERS, SOLVERS
 from .adagrad import Adagrad
 from .adam import Adam
 from .adamw import AdamW
+from .folded_adam import FoldedAdam
 from .rmsprop import RMSprop
 from .sgd import SGD
+from .velocity_sgd import VelocitySGD
 
-__all__ = ["OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "OptimizerState", "RMSprop"]
+__all__ = [
+    "OPTIMIZERS",
+    "SGD",
+    "SOLVERS",
+    "Adagrad",
+    "Adam",
+    "AdamW",
+    "FoldedAdam",
+    "Optimizer",
+    "OptimizerState",
+    "RMSprop",
+    "VelocitySGD",
+]

@@ -9,7 +9,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit
+@jit(forceinline=True)
 def adagrad_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused Adagrad step; ``hyper = (lr_decay, weight_decay, eps)``."""
     clr = cast_like(lr / (1.0 + (step - 1) * hyper[0]), params)

@@ -11,7 +11,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit
+@jit(forceinline=True)
 def adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused Adam/AdamW step.
 

@@ -11,7 +11,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit
+@jit(forceinline=True)
 def rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused RMSprop step; ``hyper = (alpha, eps, weight_decay, momentum, centered)``."""
     alpha = cast_like(hyper[0], params)

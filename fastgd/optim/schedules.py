@@ -11,7 +11,9 @@ that per-sample SGD keeps its whole epoch in one compiled loop.
 name            learning rate
 ==============  ==============================================================
 ``constant``    ``eta0``
-``invscaling``  ``eta0 / t ** power_t`` with ``t`` the 1-based update count
+``invscaling``  ``eta0 / t ** power_t`` with ``t`` the 1-based update count;
+                with ``per_update=False`` (the MLPs, as scikit-learn's),
+                ``eta0 / (samples_seen + 1) ** power_t`` set at each epoch
 ``optimal``     ``1 / (alpha * (t0 + t - 1))``, ``t0`` from Bottou's heuristic
 ``adaptive``    ``eta0``, divided by 5 whenever ``n_iter_no_change`` epochs in
                 a row fail to improve by ``tol`` (scikit-learn's rule; the
@@ -109,11 +111,14 @@ class Schedule:
         Decay factor of ``step``.
     eta_min : float, default=0.0
         Final rate of ``cosine``.
+    per_update : bool, default=True
+        Whether ``invscaling`` decays at every update or once per epoch by the
+        number of samples seen.
     """
 
     def __init__(self, name: str, eta0: float, max_iter: int, *, power_t: float = 0.5, alpha: float = 1e-4,
                  optimal_t0: float = 1.0, step_size: int = 10, gamma: float = 0.1,
-                 eta_min: float = 0.0) -> None:
+                 eta_min: float = 0.0, per_update: bool = True) -> None:
         if name not in SCHEDULES:
             raise ValueError(f"learning_rate must be one of {SCHEDULES}, got {name!r}.")
         self.name = name
@@ -126,14 +131,19 @@ class Schedule:
         self.step_size = max(1, int(step_size))
         self.gamma = float(gamma)
         self.eta_min = float(eta_min)
+        self.per_update = bool(per_update)
 
     @property
     def lr_kind(self) -> int:
         """How the compiled loop varies the rate within an epoch."""
+        if self.name == "invscaling" and not self.per_update:
+            return PER_EPOCH
         return {"invscaling": INVSCALING, "optimal": OPTIMAL}.get(self.name, PER_EPOCH)
 
-    def epoch_lr(self, epoch: int) -> float:
-        """Base learning rate of epoch ``epoch`` (0-based)."""
+    def epoch_lr(self, epoch: int, samples_seen: int = 0) -> float:
+        """Base learning rate of epoch ``epoch`` (0-based) after ``samples_seen`` training samples."""
+        if self.name == "invscaling" and not self.per_update:
+            return self.eta0 / (samples_seen + 1) ** self.power_t
         if self.name == "step":
             return self.eta0 * self.gamma ** (epoch // self.step_size)
         if self.name == "cosine":

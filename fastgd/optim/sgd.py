@@ -9,7 +9,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit
+@jit(forceinline=True)
 def sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused SGD step on ``params[lo:hi]``; ``hyper = (momentum, dampening, nesterov, weight_decay)``."""
     momentum = cast_like(hyper[0], params)

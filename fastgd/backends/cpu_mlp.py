@@ -1,0 +1,118 @@
+"""CPU trainer of multi-layer perceptrons."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..engine import EpochResult
+from ..kernels.dense import batch_loss_and_gradient, mlp_epoch
+from ..optim import OptimizerState
+from ..optim.schedules import UpdateRule
+
+
+def layer_offsets(units: np.ndarray) -> np.ndarray:
+    """Start of each layer's weights in the flat parameter vector (weights, then biases, per layer)."""
+    sizes = (units[:-1] + 1) * units[1:]
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
+def n_parameters(units: np.ndarray) -> int:
+    """Length of the flat parameter vector of layers ``units``."""
+    return int(((units[:-1] + 1) * units[1:]).sum())
+
+
+class MLPTrainer:
+    """Holds an MLP's data, flat parameters and workspaces; runs compiled epochs.
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse CSR matrix of shape (n_samples, n_features)
+        Training samples in the parameters' dtype.
+    Y : ndarray of shape (n_samples, n_outputs)
+        Targets (indicator matrix for classifiers).
+    sample_weight : ndarray of shape (n_samples,)
+        Sample weights.
+    params : ndarray
+        Flat parameters, trained in place.
+    state : OptimizerState
+        Optimizer state for ``params``.
+    rule : UpdateRule
+        Optimizer, schedule and clipping.
+    units : ndarray of int64
+        Layer widths, input first.
+    hidden_code, out_code, loss_kind : int
+        Activations and loss (see :mod:`fastgd.kernels.dense`).
+    alpha : float
+        L2 strength.
+    batch_size : int
+        Samples per update.
+    """
+
+    def __init__(self, X, Y, sample_weight, params, state: OptimizerState, rule: UpdateRule, *, units, hidden_code,
+                 out_code, loss_kind, alpha, batch_size) -> None:
+        dtype = params.dtype
+        self.X = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)) if sp.issparse(X) else X
+        self.Y = Y
+        self.sample_weight = sample_weight
+        self.n_samples = Y.shape[0]
+        self.params = params
+        self.grads = np.zeros_like(params)
+        self.state = state
+        self.rule = rule
+        self.units = np.asarray(units, dtype=np.int64)
+        self.offsets = layer_offsets(self.units)
+        self.hidden_code = int(hidden_code)
+        self.out_code = int(out_code)
+        self.loss_kind = int(loss_kind)
+        self.alpha = float(alpha)
+        self.batch_size = int(batch_size)
+        self._allocate(self.batch_size, dtype)
+        self.layer_sq = np.zeros(self.units.size - 1)
+        self.norm_sums = np.zeros(self.units.size - 1)
+
+    def _allocate(self, rows: int, dtype) -> None:
+        width = int(self.units[1:].sum())
+        self.x_batch = np.empty((rows, self.units[0]), dtype=dtype)
+        self.y_batch = np.empty((rows, self.units[-1]), dtype=dtype)
+        self.sw_batch = np.empty(rows, dtype=dtype)
+        self.activations = np.empty(rows * width, dtype=dtype)
+        self.deltas = np.empty(rows * width, dtype=dtype)
+
+    def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
+        """Train one epoch (see :func:`fastgd.kernels.dense.mlp_epoch`)."""
+        step_before = self.state.step
+        loss_sum, step = mlp_epoch(
+            self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.units,
+            self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch, self.sw_batch,
+            self.activations, self.deltas, self.rule._replace(lr=float(lr)), step_before, self.alpha,
+            self.batch_size, self.layer_sq, self.norm_sums)
+        self.state.step = step
+        n_updates = step - step_before
+        loss = loss_sum / self.n_samples
+        if not np.isfinite(loss) or not np.isfinite(self.params).all():
+            loss = np.nan
+        return EpochResult(loss, self.norm_sums / max(n_updates, 1), n_updates)
+
+    def loss_and_gradient(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        """Full-batch loss and gradient at ``params`` (for L-BFGS); the trainer's parameters are untouched."""
+        if self.x_batch.shape[0] < self.n_samples:
+            self._allocate(self.n_samples, self.params.dtype)
+        order = np.arange(self.n_samples, dtype=np.int64)
+        params = np.ascontiguousarray(params, dtype=self.params.dtype)
+        loss = batch_loss_and_gradient(
+            self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads, self.units,
+            self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
+            self.sw_batch, self.activations, self.deltas, self.alpha, self.layer_sq)
+        return float(loss), self.grads.astype(np.float64)
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Copies of the parameters and optimizer state."""
+        return self.params.copy(), self.state.slots.copy(), self.state.step
+
+    def restore(self, snapshot: tuple[np.ndarray, np.ndarray, int]) -> None:
+        """Put back what :meth:`snapshot` copied, in place."""
+        params, slots, step = snapshot
+        self.params[:] = params
+        self.state.slots[:] = slots
+        self.state.step = step
