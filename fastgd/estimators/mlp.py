@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from ..backends.cpu import make_update_rule
 from ..backends.cpu_mlp import MLPTrainer, layer_offsets
@@ -281,6 +281,8 @@ class _BaseMLP(BaseEstimator):
         hidden = self._hidden_sizes()
         X, y = validate_data(self, X, y, reset=first_call, accept_sparse="csr", dtype=[np.float64, np.float32],
                              order="C", multi_output=True, y_numeric=not is_classifier(self))
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         if sp.issparse(X):
             X.sort_indices()
         Y = self._encode_targets(y, first_call, classes).astype(X.dtype, copy=False)
@@ -354,14 +356,16 @@ class _BaseMLP(BaseEstimator):
                               stacklevel=3)
             batch_size = min(int(self.batch_size), n_samples)
         uses_schedule = self.solver != "adam"
+        history = self._history
+        epochs_before = history.n_epochs
+        fresh = state is not self._optimizer_state
         schedule = Schedule(self.learning_rate if uses_schedule else "constant", self.learning_rate_init,
-                            self.max_iter, power_t=self.power_t, per_update=False)
+                            self.max_iter, power_t=self.power_t, per_update=False,
+                            fresh_epoch=epochs_before if fresh else None)
         if (getattr(self, "_schedule_eta", None) is not None and not self.warm_start) or incremental:
             schedule.eta = getattr(self, "_schedule_eta", schedule.eta)
         rule = make_update_rule(optimizer, schedule, params.size, self.clip_value, self.clip_norm)
         trainer = self._trainer(X, Y, sample_weight, params, state, rule, batch_size)
-        history = self._history
-        epochs_before = history.n_epochs
         config = LoopConfig(
             max_iter=1 if incremental else self.max_iter, schedule=schedule, random_state=rng, shuffle=self.shuffle,
             tol=self.tol, n_iter_no_change=self.n_iter_no_change + 1, validation_score=validation_score,

@@ -114,11 +114,15 @@ class Schedule:
     per_update : bool, default=True
         Whether ``invscaling`` decays at every update or once per epoch by the
         number of samples seen.
+    fresh_epoch : int or None, default=None
+        With ``per_update=False``: the epoch at which a new optimizer starts
+        and ``invscaling`` uses ``eta0`` itself (scikit-learn's MLP resets the
+        rate with its optimizer; ``partial_fit`` keeps both).
     """
 
     def __init__(self, name: str, eta0: float, max_iter: int, *, power_t: float = 0.5, alpha: float = 1e-4,
                  optimal_t0: float = 1.0, step_size: int = 10, gamma: float = 0.1,
-                 eta_min: float = 0.0, per_update: bool = True) -> None:
+                 eta_min: float = 0.0, per_update: bool = True, fresh_epoch: int | None = None) -> None:
         if name not in SCHEDULES:
             raise ValueError(f"learning_rate must be one of {SCHEDULES}, got {name!r}.")
         self.name = name
@@ -132,6 +136,7 @@ class Schedule:
         self.gamma = float(gamma)
         self.eta_min = float(eta_min)
         self.per_update = bool(per_update)
+        self.fresh_epoch = fresh_epoch
 
     @property
     def lr_kind(self) -> int:
@@ -143,6 +148,8 @@ class Schedule:
     def epoch_lr(self, epoch: int, samples_seen: int = 0) -> float:
         """Base learning rate of epoch ``epoch`` (0-based) after ``samples_seen`` training samples."""
         if self.name == "invscaling" and not self.per_update:
+            if epoch == self.fresh_epoch:
+                return self.eta0
             return self.eta0 / (samples_seen + 1) ** self.power_t
         if self.name == "step":
             return self.eta0 * self.gamma ** (epoch // self.step_size)
