@@ -41,7 +41,7 @@ def test_full_batch_gd_reaches_ridge_closed_form(regression_data):
 
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_log_loss_l2_matches_logistic_regression(n_classes):
-    """LogisticRegression(C) minimises C * sum(loss) + ||w||^2 / 2, i.e. mean(loss) + alpha/2 ||w||^2, alpha = 1/(C n)."""
+    """LogisticRegression(C) minimises C sum(loss) + ||w||^2 / 2: mean(loss) + alpha/2 ||w||^2 with alpha = 1/(C n)."""
     X, y = make_classification(n_samples=150, n_features=4, n_informative=3, n_redundant=0,
                                n_classes=n_classes, n_clusters_per_class=1, random_state=1)
     X = StandardScaler().fit_transform(X)
@@ -143,6 +143,7 @@ def test_multi_output_regression_matches_separate_fits(regression_data):
     for k in range(2):
         w, b = _ridge_closed_form(X, Y[:, k], 0.1)
         np.testing.assert_allclose(joint.coef_[k], w, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(joint.intercept_[k], b, rtol=1e-8, atol=1e-10)
 
 
 def test_l1_gives_sparse_coefficients():
