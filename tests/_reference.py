@@ -186,3 +186,46 @@ def adagrad(params, grads, state, *, lr=1e-2, lr_decay=0.0, weight_decay=0.0, in
     s = state["sum"] + g * g
     state["sum"] = s
     return params - clr * (g / (np.sqrt(s) + eps))
+
+
+# Scikit-learn's MLP rules (``sklearn/neural_network/_stochastic_optimizers.py``: ``SGDOptimizer`` and
+# ``AdamOptimizer._get_updates``), which ``MLPClassifier``/``MLPRegressor`` apply as ``params += update``.
+# Keyword names follow fastgd's constructors (sklearn's ``learning_rate_init``, ``beta_1``, ``beta_2`` and
+# ``epsilon`` are ``lr``, ``betas`` and ``eps``); state keys are sklearn's attribute names, singular.
+
+
+def velocity_sgd(params, grads, state, *, lr=0.1, momentum=0.9, nesterov=True):
+    """Scikit-learn's ``SGDOptimizer``: momentum in the velocity form, lr inside the velocity.
+
+    ::
+
+        v_t <- mu * v_{t-1} - gamma_t * g_t                     (v_0 = 0)
+        update <- mu * v_t - gamma_t * g_t if nesterov else v_t
+        theta_t <- theta_{t-1} + update
+    """
+    _next_step(state)
+    v = momentum * state.get("velocity", np.zeros_like(params)) - lr * grads
+    state["velocity"] = v
+    update = momentum * v - lr * grads if nesterov else v
+    return params + update
+
+
+def folded_adam(params, grads, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    """Scikit-learn's ``AdamOptimizer``: the bias corrections folded into the step size.
+
+    ::
+
+        m_t <- beta1 * m_{t-1} + (1 - beta1) * g_t
+        v_t <- beta2 * v_{t-1} + (1 - beta2) * g_t^2
+        gamma_t <- gamma * sqrt(1 - beta2^t) / (1 - beta1^t)
+        theta_t <- theta_{t-1} - gamma_t * m_t / (sqrt(v_t) + eps)
+    """
+    beta1, beta2 = betas
+    t = _next_step(state)
+    zeros = np.zeros_like(params)
+    m = beta1 * state.get("m", zeros) + (1 - beta1) * grads
+    v = beta2 * state.get("v", zeros) + (1 - beta2) * grads**2
+    state["m"] = m
+    state["v"] = v
+    step_size = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+    return params + -step_size * m / (np.sqrt(v) + eps)
