@@ -1,13 +1,15 @@
-"""``python -m fastgd``: gradient descent, seen on real data.
+"""``python -m fastgd``: the lecture on gradient descent, run on real data.
 
-Trains a softmax (multinomial logistic) model on scikit-learn's bundled
-``load_digits`` images (1797 samples, 64 pixels, 10 classes; no download) and
-prints two tables:
+Uses scikit-learn's bundled ``load_digits`` images (1797 samples, 64 pixels,
+10 classes; no download) and fastgd's own estimators and optimizers:
 
-1. the three variants of gradient descent -- full-batch, per-sample and
-   mini-batch -- with the same epochs: updates made, wall time, samples/s and
-   test accuracy;
-2. the optimizers of :mod:`fastgd.optim` on the same mini-batch problem.
+1. variants: full-batch GD vs per-sample SGD vs mini-batch SGD
+2. optimizers: SGD, Momentum, Nesterov, RMSprop, Adam on the same network
+3. vanishing gradients: a deep sigmoid network vs the same with ReLU
+4. exploding gradients: a too-large learning rate, without and with clip_norm
+5. optimizer trajectories on 2-D surfaces
+
+Tables go to the terminal, figures (PNG) to ``--out`` when matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -15,26 +17,32 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
-from . import LinearClassifier
+from . import MLPClassifier, NonFiniteTrainingWarning
 
-PARTS = ("variants", "optimizers")
+PARTS = ("variants", "optimizers", "vanishing", "exploding", "trajectories")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fastgd", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=PARTS, action="append",
-                        help="run only this part (repeatable); default: all parts")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs per run (default: 30)")
+                        help="run only this part (repeatable); default: all five")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs of each training run (default: 30)")
     parser.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default: 32)")
+    parser.add_argument("--hidden", type=int, default=64, help="width of the hidden layers (default: 64)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         help="floating-point type of the training (default: float32)")
+    parser.add_argument("--out", type=Path, default=Path("fastgd-out"),
+                        help="folder for the figures (default: ./fastgd-out)")
+    parser.add_argument("--no-plots", action="store_true", help="print the tables only")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     return parser
 
@@ -48,66 +56,165 @@ def _table(rows: list[dict[str, object]]) -> str:
     return "\n".join([line, "  ".join("-" * w for w in widths), *body])
 
 
-def _run(label: str, data, **params) -> dict[str, object]:
-    X_train, X_test, y_train, y_test = data
-    clf = LinearClassifier(loss="log_loss", tol=None, **params)
-    started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X_train, y_train)
-    elapsed = time.perf_counter() - started
-    return {
-        "run": label,
-        "epochs": clf.n_iter_,
-        "updates": clf.t_,
-        "time [s]": f"{elapsed:.3f}",
-        "samples/s": f"{clf.n_iter_ * X_train.shape[0] / elapsed:,.0f}",
-        "final loss": f"{clf.loss_curve_[-1]:.4f}",
-        "test accuracy": f"{clf.score(X_test, y_test):.3f}",
-    }
+class Lecture:
+    """The five parts, sharing the data, the options and the figure folder."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        X, y = load_digits(return_X_y=True)
+        X = (X / 16.0).astype(args.dtype)
+        self.X_train, self.X_test, self.y_train, self.y_test = train_test_split(
+            X, y, test_size=0.25, random_state=args.seed, stratify=y)
+        self.plot = None
+        if not args.no_plots:
+            try:
+                from . import plot
+            except ImportError:
+                pass
+            else:
+                try:
+                    plot._pyplot()
+                    self.plot = plot
+                    args.out.mkdir(parents=True, exist_ok=True)
+                except ImportError:
+                    print('(matplotlib is not installed: tables only. pip install "fastgd[plot]" for figures.)\n')
+        self.figures: list[Path] = []
+
+    def fit(self, **params: Any) -> tuple[MLPClassifier, float, list[str]]:
+        """Fit an MLP on the training images; returns it, the seconds taken and the warnings raised."""
+        base = {"hidden_layer_sizes": (self.args.hidden,), "max_iter": self.args.epochs, "tol": 0.0,
+                "n_iter_no_change": self.args.epochs + 1, "random_state": self.args.seed}
+        clf = MLPClassifier(**{**base, **params})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            started = time.perf_counter()
+            clf.fit(self.X_train, self.y_train)
+            elapsed = time.perf_counter() - started
+        return clf, elapsed, [str(w.message) for w in caught if issubclass(w.category, NonFiniteTrainingWarning)]
+
+    def row(self, label: str, clf: MLPClassifier, elapsed: float) -> dict[str, object]:
+        return {
+            "run": label,
+            "epochs": clf.n_iter_,
+            "updates": clf.n_updates_,
+            "time [s]": f"{elapsed:.3f}",
+            "samples/s": f"{clf.t_ / max(elapsed, 1e-9):,.0f}",
+            "final loss": f"{clf.loss_curve_[-1]:.4f}" if clf.loss_curve_ else "-",
+            "test accuracy": f"{clf.score(self.X_test, self.y_test):.3f}",
+        }
+
+    def save(self, name: str, draw: Callable[[Path], Any]) -> None:
+        if self.plot is None:
+            return
+        path = self.args.out / name
+        fig = draw(path)[0]
+        self.plot._pyplot().close(fig)
+        self.figures.append(path)
+        print(f"figure: {path}")
+
+    def variants(self) -> None:
+        print("1. Full-batch GD, per-sample SGD and mini-batch SGD: the same network and epochs, one knob")
+        b = self.args.batch_size
+        runs = {"full batch (batch_size=None)": {"batch_size": None, "learning_rate_init": 0.5},
+                "per-sample (batch_size=1)": {"batch_size": 1, "learning_rate_init": 0.005},
+                f"mini-batch (batch_size={b})": {"batch_size": b, "learning_rate_init": 0.05}}
+        rows = []
+        for label, params in runs.items():
+            clf, elapsed, _ = self.fit(solver="sgd", momentum=0.9, **params)
+            rows.append(self.row(label, clf, elapsed))
+        print(_table(rows))
+        print("Full batch makes one update per epoch; per-sample SGD one per image. Mini-batches take the\n"
+              "noise of SGD down while keeping many updates per epoch, and each update is a matrix product.\n")
+
+    def optimizers(self) -> None:
+        print(f"2. Optimizers on the same network (mini-batch of {self.args.batch_size})")
+        runs = {"SGD": {"solver": "sgd", "momentum": 0.0, "learning_rate_init": 0.05},
+                "Momentum 0.9": {"solver": "sgd", "momentum": 0.9, "nesterovs_momentum": False,
+                                 "learning_rate_init": 0.05},
+                "Nesterov 0.9": {"solver": "sgd", "momentum": 0.9, "learning_rate_init": 0.05},
+                "RMSprop": {"solver": "rmsprop", "learning_rate_init": 0.001},
+                "Adam": {"solver": "adam", "learning_rate_init": 0.001}}
+        rows, fitted = [], {}
+        for label, params in runs.items():
+            clf, elapsed, _ = self.fit(batch_size=self.args.batch_size, **params)
+            rows.append(self.row(label, clf, elapsed))
+            fitted[label] = clf
+        print(_table(rows))
+        self.save("loss_curves.png", lambda path: self.plot.plot_loss_curves(fitted, path=path))
+        print()
+
+    def vanishing(self) -> None:
+        print("3. Vanishing gradients: 8 hidden layers of sigmoid units vs the same net with ReLU")
+        deep = (32,) * 8
+        fitted = {}
+        for act in ("logistic", "relu"):
+            clf, _, _ = self.fit(hidden_layer_sizes=deep, activation=act, solver="sgd", momentum=0.9,
+                                 learning_rate_init=0.05, batch_size=self.args.batch_size,
+                                 max_iter=min(self.args.epochs, 10))
+            fitted[act] = clf
+        layers = [f"layer {i + 1}" for i in range(9)]
+        rows = [{"activation": act, **{name: f"{v:.1e}" for name, v in zip(layers, clf.gradient_norms_[0],
+                                                                             strict=True)},
+                 "test accuracy": f"{clf.score(self.X_test, self.y_test):.3f}"} for act, clf in fitted.items()]
+        print("Mean gradient norm per layer in the first epoch (layer 1 is next to the input):")
+        print(_table(rows))
+        ratio = fitted["logistic"].gradient_norms_[0, -1] / fitted["logistic"].gradient_norms_[0, 0]
+        print(f"With sigmoids the gradient shrinks {ratio:,.0f}-fold from the output to the input layer: the\n"
+              "first layers barely learn. ReLU's derivative is 1 where active, so the gradient keeps its size.")
+        for act, clf in fitted.items():
+            self.save(f"gradient_norms_{act}.png", lambda path, c=clf, a=act: self.plot.plot_gradient_norms(
+                c, title=f"8 hidden layers, {a}", path=path))
+        print()
+
+    def exploding(self) -> None:
+        print("4. Exploding gradients: learning rate 1.0 on a deep linear network, without and with clip_norm=1")
+        rows = []
+        for label, clip in (("no clipping", None), ("clip_norm=1.0", 1.0)):
+            clf, elapsed, caught = self.fit(hidden_layer_sizes=(self.args.hidden,) * 2, activation="identity",
+                                            solver="sgd", momentum=0.9, learning_rate_init=1.0, clip_norm=clip,
+                                            batch_size=self.args.batch_size)
+            row = self.row(label, clf, elapsed)
+            row["NaN guard"] = "fired: " + caught[0].split(";")[0] if caught else "-"
+            rows.append(row)
+        print(_table(rows))
+        print("Without clipping the loss overflows within the first epoch; the guard stops training and keeps the\n"
+              "last finite weights (here the initial ones). Clipping the gradient's norm tames the same rate.\n")
+
+    def trajectories(self) -> None:
+        print("5. Optimizer trajectories on Rosenbrock, Beale, a saddle point and an ill-conditioned ravine")
+        from .plot import default_trajectory_optimizers
+        from .surfaces import SURFACES, trajectory
+
+        rows = []
+        for surface in SURFACES.values():
+            row: dict[str, object] = {"surface": surface.name}
+            for label, optimizer in default_trajectory_optimizers().items():
+                end = trajectory(optimizer, surface, steps=300)[-1]
+                row[label] = f"f={surface.value_and_gradient(end)[0]:.3g}"
+            rows.append(row)
+        print("Value reached after 300 steps:")
+        print(_table(rows))
+        self.save("trajectories.png", lambda path: self.plot.plot_trajectories(path=path))
+        print()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demonstration; returns the exit status."""
+    """Run the lecture; returns the exit status."""
     args = _parser().parse_args(argv)
     parts = args.part or list(PARTS)
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(args.dtype)
-    data = train_test_split(X, y, test_size=0.25, random_state=args.seed, stratify=y)
-    common = {"max_iter": args.epochs, "random_state": args.seed, "learning_rate": "constant"}
-    print(f"fastgd on load_digits: {data[0].shape[0]} training and {data[1].shape[0]} test images, "
-          f"{X.shape[1]} pixels, 10 classes, {args.dtype}, {args.epochs} epochs each.")
+    lecture = Lecture(args)
+    print(f"fastgd on load_digits: {lecture.X_train.shape[0]} training and {lecture.X_test.shape[0]} test images, "
+          f"64 pixels, 10 classes, {args.dtype}, one hidden layer of {args.hidden} unless said otherwise.")
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        LinearClassifier(loss="log_loss", max_iter=1).fit(data[0][:40], data[2][:40])
-    print(f"Compiled or loaded the kernels in {time.perf_counter() - started:.2f} s "
-          "(compiled once, then loaded from Numba's cache).\n")
-
-    if "variants" in parts:
-        print("1. Variants of gradient descent (solver=sgd)")
-        rows = [
-            _run("full batch (batch_size=None)", data, batch_size=None, learning_rate_init=0.5, **common),
-            _run("per-sample (batch_size=1)", data, batch_size=1, learning_rate_init=0.01, **common),
-            _run(f"mini-batch (batch_size={args.batch_size})", data, batch_size=args.batch_size,
-                 learning_rate_init=0.1, **common),
-        ]
-        print(_table(rows), end="\n\n")
-
-    if "optimizers" in parts:
-        print(f"2. Optimizers (mini-batch of {args.batch_size})")
-        rows = [
-            _run("SGD", data, solver="sgd", learning_rate_init=0.1, batch_size=args.batch_size, **common),
-            _run("Momentum 0.9", data, solver="sgd", momentum=0.9, nesterovs_momentum=False,
-                 learning_rate_init=0.01, batch_size=args.batch_size, **common),
-            _run("Nesterov 0.9", data, solver="sgd", momentum=0.9, learning_rate_init=0.01,
-                 batch_size=args.batch_size, **common),
-            _run("RMSprop", data, solver="rmsprop", learning_rate_init=0.001, batch_size=args.batch_size, **common),
-            _run("Adam", data, solver="adam", learning_rate_init=0.001, batch_size=args.batch_size, **common),
-            _run("AdamW", data, solver="adamw", learning_rate_init=0.001, batch_size=args.batch_size, **common),
-            _run("Adagrad", data, solver="adagrad", learning_rate_init=0.05, batch_size=args.batch_size, **common),
-        ]
-        print(_table(rows), end="\n\n")
+    lecture.fit(max_iter=1)  # compile the kernels (or load them from Numba's cache) before timing anything
+    print(f"Kernels ready in {time.perf_counter() - started:.2f} s (compiled once, then loaded from Numba's cache)."
+          "\n")
+    for part in PARTS:
+        if part in parts:
+            getattr(lecture, part)()
+    total = time.perf_counter() - started
+    print(f"Done in {total:.1f} s." + (f" Figures in {args.out}/." if lecture.figures else ""))
     return 0
 
 

@@ -109,7 +109,9 @@ _MLP_DOC_ATTRIBUTES = """
     best_validation_score_ : float or None
         Best validation score (early stopping only).
     t_ : int
-        Training samples seen.
+        Training samples seen (scikit-learn's meaning).
+    n_updates_ : int
+        Optimizer updates made (``ceil(n_samples / batch_size)`` per epoch).
     coefs_ : list of ndarray
         Weight matrix of each layer, shape (n_in, n_out).
     intercepts_ : list of ndarray
@@ -323,6 +325,7 @@ class _BaseMLP(BaseEstimator):
                           "max_iter or scale the data.", ConvergenceWarning, stacklevel=3)
         params[:] = result.x
         self.n_iter_ = int(result.nit)
+        self.n_updates_ = int(result.nit)
         self.loss_ = float(result.fun)
 
     def _fit_stochastic(self, X, Y, y, sample_weight, params, rng, incremental) -> None:
@@ -379,9 +382,10 @@ class _BaseMLP(BaseEstimator):
         self._schedule_eta = schedule.eta
         self.n_iter_ = history.n_epochs - epochs_before
         self.t_ = history.n_samples_seen
+        self.n_updates_ = history.n_updates
         self.loss_curve_ = list(history.loss_curve)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else np.nan
-        self.gradient_norms_ = np.array(history.gradient_norms).reshape(len(history.gradient_norms), -1)
+        self.gradient_norms_ = np.array(history.gradient_norms).reshape(len(history.gradient_norms), len(self.coefs_))
         if early_stopping:
             self.validation_scores_ = list(history.validation_scores)
             self.best_validation_score_ = history.best_validation_score
