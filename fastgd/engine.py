@@ -92,6 +92,7 @@ class LoopConfig:
     n_iter_no_change: int = 5
     validation_score: Callable[[], float] | None = None
     verbose: int = 0
+    progress: bool = False
     on_nonfinite: str = "warn"
     callbacks: Sequence[Callable[[EpochRecord], Any]] = ()
     epoch_offset: int = 0
@@ -133,6 +134,24 @@ def run_epochs(trainer: Trainer, config: LoopConfig, history: History | None = N
         holds the final (or, with early stopping, the best) parameters.
     """
     history = History() if history is None else history
+    bar = _progress_bar(config.max_iter) if config.progress else None
+    try:
+        _loop(trainer, config, history, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return history
+
+
+def _progress_bar(total: int):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        raise ImportError('progress=True needs tqdm: pip install "fastgd[progress]" (or pip install tqdm).') from None
+    return tqdm(total=total, unit="epoch", desc="fastgd")
+
+
+def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
     order = np.arange(trainer.n_samples, dtype=np.int64)
     no_improvement = 0
     best_snapshot = None
@@ -163,6 +182,9 @@ def run_epochs(trainer: Trainer, config: LoopConfig, history: History | None = N
             history.validation_scores.append(score)
         if config.verbose:
             _print_epoch(global_epoch + 1, result.loss, score, lr, trainer.n_samples / max(elapsed, 1e-12))
+        if bar is not None:
+            bar.set_postfix(loss=f"{result.loss:.4g}", refresh=False)
+            bar.update()
 
         improved = False
         if score is not None:
@@ -194,7 +216,6 @@ def run_epochs(trainer: Trainer, config: LoopConfig, history: History | None = N
                           "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
     if best_snapshot is not None:
         trainer.restore(best_snapshot)
-    return history
 
 
 def _report_nonfinite(epoch: int, on_nonfinite: str) -> None:

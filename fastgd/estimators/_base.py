@@ -37,6 +37,7 @@ GD_PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "random_state": ["random_state"],
     "warm_start": ["boolean"],
     "verbose": ["verbose"],
+    "progress": ["boolean"],
     "on_nonfinite": [StrOptions({"warn", "raise"})],
     "callbacks": [list, tuple, None],
 }
@@ -99,6 +100,7 @@ def make_loop_config(est: Any, schedule: Schedule, random_state: np.random.Rando
         n_iter_no_change=est.n_iter_no_change,
         validation_score=validation_score,
         verbose=est.verbose,
+        progress=est.progress,
         on_nonfinite=est.on_nonfinite,
         callbacks=tuple(est.callbacks or ()),
         epoch_offset=epoch_offset,

@@ -89,6 +89,8 @@ _LINEAR_DOC_PARAMETERS = """
         Start ``fit`` from the current coefficients and optimizer state.
     verbose : int, default=0
         Print one line per epoch (loss, validation score, lr, samples/s).
+    progress : bool, default=False
+        Show a tqdm progress bar over the epochs (needs the ``progress`` extra).
     on_nonfinite : {"warn", "raise"}, default="warn"
         What to do when the loss becomes NaN or infinite: training stops and
         the last finite epoch's parameters are restored, then a warning or an
@@ -136,7 +138,7 @@ class _LinearGD(BaseEstimator):
                  tol=1e-3, n_iter_no_change=5, early_stopping=False, validation_fraction=0.1, momentum=0.0,
                  nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=None,
                  solver_options=None, clip_value=None, clip_norm=None, shuffle=True, random_state=None,
-                 warm_start=False, verbose=0, on_nonfinite="warn", callbacks=None):
+                 warm_start=False, verbose=0, progress=False, on_nonfinite="warn", callbacks=None):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -165,6 +167,7 @@ class _LinearGD(BaseEstimator):
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
+        self.progress = progress
         self.on_nonfinite = on_nonfinite
         self.callbacks = callbacks
 
@@ -342,7 +345,8 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
                  max_iter=1000, tol=1e-3, n_iter_no_change=5, early_stopping=False, validation_fraction=0.1,
                  momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  weight_decay=None, solver_options=None, clip_value=None, clip_norm=None, shuffle=True,
-                 random_state=None, warm_start=False, verbose=0, on_nonfinite="warn", callbacks=None,
+                 random_state=None, warm_start=False, verbose=0, progress=False, on_nonfinite="warn",
+                 callbacks=None,
                  class_weight=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
@@ -352,7 +356,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
             shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
-            on_nonfinite=on_nonfinite, callbacks=callbacks)
+            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks)
         self.class_weight = class_weight
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -569,8 +573,8 @@ class LinearRegressor(RegressorMixin, _LinearGD):
                  power_t=0.25, batch_size=1, max_iter=1000, tol=1e-3, n_iter_no_change=5, early_stopping=False,
                  validation_fraction=0.1, momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, weight_decay=None, solver_options=None, clip_value=None, clip_norm=None,
-                 shuffle=True, random_state=None, warm_start=False, verbose=0, on_nonfinite="warn",
-                 callbacks=None):
+                 shuffle=True, random_state=None, warm_start=False, verbose=0, progress=False,
+                 on_nonfinite="warn", callbacks=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
@@ -579,7 +583,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
             shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
-            on_nonfinite=on_nonfinite, callbacks=callbacks)
+            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks)
         self.loss_epsilon = loss_epsilon
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -90,6 +90,8 @@ _MLP_DOC_PARAMETERS = """
         Clip each gradient component to ``[-clip_value, clip_value]``.
     clip_norm : float or None, default=None
         Rescale each gradient to global L2 norm at most ``clip_norm``.
+    progress : bool, default=False
+        Show a tqdm progress bar over the epochs (needs the ``progress`` extra).
     on_nonfinite : {"warn", "raise"}, default="warn"
         A NaN or infinite loss stops training and restores the last finite
         epoch; then warn, or raise :class:`fastgd.NonFiniteTrainingError`.
@@ -166,6 +168,7 @@ class _BaseMLP(BaseEstimator):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "clip_value": [Interval(Real, 0, None, closed="neither"), None],
         "clip_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "progress": ["boolean"],
         "on_nonfinite": [StrOptions({"warn", "raise"})],
         "callbacks": [list, tuple, None],
     }
@@ -175,7 +178,7 @@ class _BaseMLP(BaseEstimator):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, clip_value=None, clip_norm=None,
-                 on_nonfinite="warn", callbacks=None):
+                 progress=False, on_nonfinite="warn", callbacks=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -201,6 +204,7 @@ class _BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.clip_value = clip_value
         self.clip_norm = clip_norm
+        self.progress = progress
         self.on_nonfinite = on_nonfinite
         self.callbacks = callbacks
 
@@ -372,8 +376,8 @@ class _BaseMLP(BaseEstimator):
         config = LoopConfig(
             max_iter=1 if incremental else self.max_iter, schedule=schedule, random_state=rng, shuffle=self.shuffle,
             tol=self.tol, n_iter_no_change=self.n_iter_no_change + 1, validation_score=validation_score,
-            verbose=self.verbose, on_nonfinite=self.on_nonfinite, callbacks=tuple(self.callbacks or ()),
-            epoch_offset=epochs_before, check_convergence=not incremental)
+            verbose=self.verbose, progress=self.progress, on_nonfinite=self.on_nonfinite,
+            callbacks=tuple(self.callbacks or ()), epoch_offset=epochs_before, check_convergence=not incremental)
         with warnings.catch_warnings():
             if incremental:
                 warnings.simplefilter("ignore", ConvergenceWarning)
@@ -680,7 +684,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, clip_value=None, clip_norm=None,
-                 on_nonfinite="warn", callbacks=None, loss="squared_error"):
+                 progress=False, on_nonfinite="warn", callbacks=None, loss="squared_error"):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
             batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -688,7 +692,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             verbose=verbose, warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, clip_value=clip_value,
-            clip_norm=clip_norm, on_nonfinite=on_nonfinite, callbacks=callbacks)
+            clip_norm=clip_norm, progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks)
         self.loss = loss
 
     @_fit_context(prefer_skip_nested_validation=True)
