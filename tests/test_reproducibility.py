@@ -15,7 +15,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 
-from fastgd import LinearClassifier, LinearRegressor, MLPClassifier
+from fastgd import LinearClassifier, MLPClassifier
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
