@@ -168,18 +168,24 @@ class Lecture:
         print()
 
     def exploding(self) -> None:
-        print("4. Exploding gradients: learning rate 1.0 on a deep linear network, without and with clip_norm=1")
+        print("4. Exploding gradients: too large a learning rate, without and with clip_norm=0.5 (2 hidden layers)")
+        runs = {"linear units, lr=1.0": {"activation": "identity", "learning_rate_init": 1.0},
+                "ReLU units, lr=0.5": {"activation": "relu", "learning_rate_init": 0.5}}
         rows = []
-        for label, clip in (("no clipping", None), ("clip_norm=1.0", 1.0)):
-            clf, elapsed, caught = self.fit(hidden_layer_sizes=(self.args.hidden,) * 2, activation="identity",
-                                            solver="sgd", momentum=0.9, learning_rate_init=1.0, clip_norm=clip,
-                                            batch_size=self.args.batch_size)
-            row = self.row(label, clf, elapsed)
-            row["NaN guard"] = "fired: " + caught[0].split(";")[0] if caught else "-"
-            rows.append(row)
+        for label, params in runs.items():
+            for clip in (None, 0.5):
+                clf, elapsed, caught = self.fit(hidden_layer_sizes=(self.args.hidden,) * 2, solver="sgd",
+                                                momentum=0.9, clip_norm=clip, batch_size=self.args.batch_size,
+                                                **params)
+                row = self.row(f"{label}, " + ("no clipping" if clip is None else f"clip_norm={clip}"), clf,
+                               elapsed)
+                row["NaN guard"] = "fired: " + caught[0].split(";")[0] if caught else "-"
+                rows.append(row)
         print(_table(rows))
-        print("Without clipping the loss overflows within the first epoch; the guard stops training and keeps the\n"
-              "last finite weights (here the initial ones). Clipping the gradient's norm tames the same rate.\n")
+        print("Linear units overflow within the first epoch: the guard stops training and keeps the last\n"
+              "finite weights (here the initial ones). ReLU units fail silently instead: the huge first steps\n"
+              "kill most of them and the network learns little. Clipping the gradient's norm tames the same\n"
+              "rate in both.\n")
 
     def trajectories(self) -> None:
         print("5. Optimizer trajectories on Rosenbrock, Beale, a saddle point and an ill-conditioned ravine")
