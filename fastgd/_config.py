@@ -47,7 +47,19 @@ PARALLEL_MIN_SIZE = 1 << 17
 PARALLEL_CHUNK = 1 << 14
 
 
-def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool = False, **options: Any):
+#: Options of the small kernels called inside per-sample loops (row access, losses, optimizer
+#: updates): inlined by LLVM into the loop (``forceinline``: no call, no argument marshalling) and
+#: compiled without Numba's reference counting (``_nrt=False``). Such a kernel must not allocate:
+#: its arrays belong to its caller, and the atomic increments and decrements Numba would otherwise
+#: wrap around each inlined call (its pruning pass cannot remove them across loops) cost more per
+#: sample than the update of a 100-feature model. Inlining happens in LLVM, after each function was
+#: compiled with its own flags, so a strict kernel keeps its strict (no fast-math) arithmetic inside
+#: a fast-math loop.
+INLINE_OPTIONS: dict[str, Any] = {"forceinline": True, "_nrt": False}
+
+
+def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool = False, inlined: bool = False,
+        refcount: bool = True, **options: Any):
     """Compile ``fn`` with fastgd's Numba options.
 
     Parameters
@@ -59,6 +71,14 @@ def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool =
         Numba's threads.
     reduction : bool, default=False
         Compile with :data:`REDUCTION_FASTMATH` (for kernels that sum over data).
+    inlined : bool, default=False
+        Compile with :data:`INLINE_OPTIONS`, for a kernel called inside a
+        per-sample loop. It must not allocate arrays.
+    refcount : bool, default=True
+        False compiles without Numba's reference counting (``_nrt=False``),
+        for an epoch kernel that allocates no array. The option is always
+        set explicitly: Numba lets a function that leaves it unset inherit
+        it from whichever caller compiles it first.
     **options
         Further options passed to :func:`numba.njit`, overriding the defaults.
 
@@ -67,7 +87,10 @@ def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool =
     dispatcher or decorator
         A Numba dispatcher; nothing is compiled until the first call.
     """
-    opts = {**JIT_OPTIONS, "parallel": parallel, **options}
+    opts = {**JIT_OPTIONS, "parallel": parallel, "_nrt": refcount}
+    if inlined:
+        opts.update(INLINE_OPTIONS)
+    opts.update(options)
     if reduction:
         opts["fastmath"] = set(REDUCTION_FASTMATH)
     if fn is None:

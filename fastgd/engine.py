@@ -9,7 +9,9 @@ against non-finite training by restoring the last good epoch.
 
 from __future__ import annotations
 
+import copy
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -151,16 +153,89 @@ def _progress_bar(total: int):
     return tqdm(total=total, unit="epoch", desc="fastgd")
 
 
+#: From this many samples on, the next epoch's order is shuffled on a helper thread (see :class:`EpochOrders`).
+BACKGROUND_SHUFFLE_MIN_SAMPLES = 1 << 16
+
+
+class EpochOrders:
+    """The visiting order of each epoch: ``random_state.shuffle`` applied to the previous order.
+
+    Shuffling 200,000 indices takes 2 to 3 ms (more when the epoch has just
+    evicted them from the caches), a sixth of a per-sample SGD epoch on 100
+    float32 features. From :data:`BACKGROUND_SHUFFLE_MIN_SAMPLES` samples on,
+    :meth:`prepare_next` therefore shuffles the following epoch's order on a
+    helper thread while the current epoch trains (``RandomState.shuffle`` and
+    the compiled epochs release the GIL), on a copy of the order and of the
+    random state. The copied state is adopted only when :meth:`next` hands
+    that order out, so the orders, and the state of ``random_state`` after
+    the fit, are exactly those of shuffling in place before each epoch. The
+    shuffle is hidden only where a core is free; otherwise the helper costs
+    a thread start and a copy of the order, about 0.2 ms an epoch.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples.
+    random_state : numpy.random.RandomState or None
+        Source of the shuffles; None visits the samples in their order.
+    """
+
+    def __init__(self, n_samples: int, random_state: np.random.RandomState | None) -> None:
+        self.random_state = random_state
+        self._order = np.arange(n_samples, dtype=np.int64)
+        self._spare: np.ndarray | None = None
+        self._helper_state: np.random.RandomState | None = None
+        self._pending: tuple[threading.Thread, np.ndarray] | None = None
+
+    def next(self) -> np.ndarray:
+        """The order of the next epoch (the array stays valid until the following call)."""
+        if self.random_state is None:
+            return self._order
+        if self._pending is None:
+            self.random_state.shuffle(self._order)
+            return self._order
+        thread, order = self._pending
+        self._pending = None
+        thread.join()
+        self.random_state.set_state(self._helper_state.get_state(legacy=False))
+        self._spare, self._order = self._order, order
+        return self._order
+
+    def prepare_next(self) -> None:
+        """Start shuffling the order that follows the current one, on a helper thread (large data only)."""
+        if (not isinstance(self.random_state, np.random.RandomState)
+                or self._order.size < BACKGROUND_SHUFFLE_MIN_SAMPLES):
+            return
+        if self._spare is None:
+            self._spare = np.empty_like(self._order)
+        if self._helper_state is None:
+            self._helper_state = copy.deepcopy(self.random_state)
+        else:
+            self._helper_state.set_state(self.random_state.get_state(legacy=False))
+        thread = threading.Thread(target=_copy_and_shuffle, args=(self._order, self._spare, self._helper_state),
+                                  daemon=True)
+        thread.start()
+        self._pending = (thread, self._spare)
+        self._spare = None
+
+
+def _copy_and_shuffle(source: np.ndarray, out: np.ndarray, random_state: np.random.RandomState) -> None:
+    """``out[:] = source``, then shuffle ``out`` with ``random_state``."""
+    np.copyto(out, source)
+    random_state.shuffle(out)
+
+
 def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
-    order = np.arange(trainer.n_samples, dtype=np.int64)
+    orders = EpochOrders(trainer.n_samples, config.random_state if config.shuffle else None)
     no_improvement = 0
     best_snapshot = None
     last_good = trainer.snapshot()
     history.converged = False
     for epoch in range(config.max_iter):
         global_epoch = config.epoch_offset + epoch
-        if config.shuffle:
-            config.random_state.shuffle(order)
+        order = orders.next()
+        if epoch + 1 < config.max_iter:
+            orders.prepare_next()
         lr = config.schedule.epoch_lr(global_epoch, history.n_samples_seen)
         started = time.perf_counter()
         result = trainer.run_epoch(order, lr)

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from .._config import PARALLEL_MIN_SIZE
 from ..engine import EpochResult
-from ..kernels.linear import linear_epoch
+from ..kernels.linear import linear_epoch, linear_epoch_threaded
 from ..optim import Optimizer, OptimizerState
 from ..optim.schedules import Schedule, UpdateRule
 
@@ -80,6 +80,7 @@ class LinearTrainer:
         self.rule = rule
         self.z = np.empty(n_outputs, dtype=dtype)
         self.dz = np.empty(n_outputs, dtype=dtype)
+        self.norms = np.empty((2, n_outputs), dtype=dtype)
         self.loss_code = loss_code
         self.loss_epsilon = float(loss_epsilon)
         self.n_outputs = n_outputs
@@ -92,10 +93,11 @@ class LinearTrainer:
     def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
         """Train one epoch (see :func:`fastgd.kernels.linear.linear_epoch`)."""
         step_before = self.state.step
-        loss_sum, step, norm_sum = linear_epoch(
+        epoch = linear_epoch_threaded if self.rule.threaded else linear_epoch
+        loss_sum, step, norm_sum = epoch(
             self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots,
-            self.z, self.dz, self.rule._replace(lr=float(lr)), step_before, self.loss_code, self.loss_epsilon,
-            self.n_outputs, self.fit_intercept, self.l2, self.l1, self.batch_size)
+            self.z, self.dz, self.norms, self.rule._replace(lr=float(lr)), step_before, self.loss_code,
+            self.loss_epsilon, self.n_outputs, self.fit_intercept, self.l2, self.l1, self.batch_size)
         self.state.step = step
         n_updates = step - step_before
         loss = loss_sum / self.n_samples + self.penalty()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
@@ -41,6 +43,27 @@ GD_PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "on_nonfinite": [StrOptions({"warn", "raise"})],
     "callbacks": [list, tuple, None],
 }
+
+
+def keeps_attributes_on_error(fit: Callable) -> Callable:
+    """Decorate an estimator's ``_fit`` so that a failed call leaves its attributes as they were.
+
+    Validation sets ``n_features_in_`` and ``classes_`` before later checks
+    (targets, options, non-finite training) can fail; without this a failed
+    fit would leave a fitted model whose attributes disagree with its weights.
+    """
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        attributes = dict(vars(self))
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(attributes)
+            raise
+
+    return wrapper
 
 
 def make_optimizer(est: Any) -> Optimizer:

@@ -19,7 +19,14 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ..backends.cpu import LinearTrainer, make_update_rule
 from ..engine import History, run_epochs
 from ..kernels.losses import LOSS_CODES, MULTINOMIAL
-from ._base import GD_PARAMETER_CONSTRAINTS, make_loop_config, make_optimizer, make_schedule, resolve_batch_size
+from ._base import (
+    GD_PARAMETER_CONSTRAINTS,
+    keeps_attributes_on_error,
+    make_loop_config,
+    make_optimizer,
+    make_schedule,
+    resolve_batch_size,
+)
 
 CLASSIFIER_LOSSES = ("log_loss", "hinge", "squared_hinge", "modified_huber", "perceptron")
 REGRESSOR_LOSSES = ("squared_error", "huber", "epsilon_insensitive")
@@ -190,14 +197,17 @@ class _LinearGD(BaseEstimator):
         l1_share = {"l2": 0.0, "l1": 1.0, "elasticnet": self.l1_ratio}[self.penalty]
         return self.alpha * (1.0 - l1_share), self.alpha * l1_share
 
+    @keeps_attributes_on_error
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
         if self.loss not in self._losses:
             raise ValueError(f"loss must be one of {self._losses}, got {self.loss!r}.")
         if self.learning_rate == "optimal" and self.alpha == 0:
             raise ValueError("learning_rate='optimal' needs alpha > 0: its rate is 1 / (alpha * (t0 + t)).")
         continuing = (incremental or self.warm_start) and hasattr(self, "coef_")
+        # Continuing trains in the dtype of the fitted parameters: casting them to float32 could overflow.
+        X_dtype = np.asarray(self.coef_).dtype if continuing else [np.float64, np.float32]
         X, y = validate_data(self, X, y, reset=not continuing, accept_sparse="csr",
-                             dtype=[np.float64, np.float32], order="C", multi_output=self._multi_output,
+                             dtype=X_dtype, order="C", multi_output=self._multi_output,
                              y_numeric=not isinstance(self, ClassifierMixin))
         if sp.issparse(X):
             X.sort_indices()
@@ -366,7 +376,8 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data; float32 trains in float32, anything else in float64.
+            Training data; float32 trains in float32, anything else in float64 (a
+            warm start keeps the dtype of the fitted model).
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), optional
@@ -386,7 +397,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            A batch of training data.
+            A batch of training data, converted to the dtype of the fitted model.
         y : array-like of shape (n_samples,)
             Its labels.
         classes : array-like of shape (n_classes,), optional
@@ -593,7 +604,8 @@ class LinearRegressor(RegressorMixin, _LinearGD):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Training data; float32 trains in float32, anything else in float64.
+            Training data; float32 trains in float32, anything else in float64 (a
+            warm start keeps the dtype of the fitted model).
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Targets.
         sample_weight : array-like of shape (n_samples,), optional
@@ -613,7 +625,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            A batch of training data.
+            A batch of training data, converted to the dtype of the fitted model.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Its targets.
         sample_weight : array-like of shape (n_samples,), optional

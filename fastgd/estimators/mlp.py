@@ -28,6 +28,7 @@ from ..kernels.activations import ACTIVATION_CODES
 from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR, mlp_forward
 from ..optim import OPTIMIZERS, Optimizer
 from ..optim.schedules import Schedule
+from ._base import keeps_attributes_on_error
 
 #: Hidden activations: scikit-learn's four and fastgd's ``leaky_relu``.
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu")
@@ -217,7 +218,9 @@ class _BaseMLP(BaseEstimator):
 
     # -- model layout -----------------------------------------------------------------------
     def _units(self) -> np.ndarray:
-        return np.array([self.n_features_in_, *self._hidden_sizes(), self.n_outputs_], dtype=np.int64)
+        """Widths of the fitted network's layers, input and output included (not of ``hidden_layer_sizes``,
+        which ``set_params`` may have changed since)."""
+        return np.array([self.coefs_[0].shape[0], *(W.shape[1] for W in self.coefs_)], dtype=np.int64)
 
     def _hidden_sizes(self) -> list[int]:
         sizes = [self.hidden_layer_sizes] if np.isscalar(self.hidden_layer_sizes) else list(self.hidden_layer_sizes)
@@ -244,7 +247,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = y.shape[1]
-        units = self._units()
+        units = np.array([self.n_features_in_, *self._hidden_sizes(), self.n_outputs_], dtype=np.int64)
         self.n_layers_ = units.size
         self.coefs_, self.intercepts_ = [], []
         for fan_in, fan_out in pairwise(units):
@@ -282,10 +285,13 @@ class _BaseMLP(BaseEstimator):
         return ACTIVATION_CODES[self.activation], ACTIVATION_CODES[self.out_activation_], loss_kind
 
     # -- fitting ----------------------------------------------------------------------------
+    @keeps_attributes_on_error
     def _fit(self, X, y, sample_weight=None, *, incremental: bool, classes=None):
         first_call = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         hidden = self._hidden_sizes()
-        X, y = validate_data(self, X, y, reset=first_call, accept_sparse="csr", dtype=[np.float64, np.float32],
+        # Continuing trains in the dtype of the fitted parameters: casting them to float32 could overflow.
+        X_dtype = [np.float64, np.float32] if first_call else self.coefs_[0].dtype
+        X, y = validate_data(self, X, y, reset=first_call, accept_sparse="csr", dtype=X_dtype,
                              order="C", multi_output=True, y_numeric=not is_classifier(self))
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -488,7 +494,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Parameters
         ----------
         X : {{array-like, sparse matrix}} of shape (n_samples, n_features)
-            Training data; float32 trains in float32, anything else in float64.
+            Training data; float32 trains in float32, anything else in float64 (a
+            warm start keeps the dtype of the fitted model).
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels, or a label indicator matrix for multilabel problems.
         sample_weight : array-like of shape (n_samples,), optional
@@ -512,7 +519,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Parameters
         ----------
         X : {{array-like, sparse matrix}} of shape (n_samples, n_features)
-            A batch of training data.
+            A batch of training data, converted to the dtype of the fitted model.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Its labels.
         classes : array-like of shape (n_classes,), optional
@@ -702,7 +709,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         Parameters
         ----------
         X : {{array-like, sparse matrix}} of shape (n_samples, n_features)
-            Training data; float32 trains in float32, anything else in float64.
+            Training data; float32 trains in float32, anything else in float64 (a
+            warm start keeps the dtype of the fitted model).
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Targets.
         sample_weight : array-like of shape (n_samples,), optional
@@ -726,7 +734,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         Parameters
         ----------
         X : {{array-like, sparse matrix}} of shape (n_samples, n_features)
-            A batch of training data.
+            A batch of training data, converted to the dtype of the fitted model.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Its targets.
         sample_weight : array-like of shape (n_samples,), optional

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from numba.extending import overload
 
+from .._config import INLINE_OPTIONS
+
 
 def cast_like(value, array):  # pragma: no cover - replaced by the overload below
     """Return ``value`` converted to the dtype of ``array`` (compiled code only).
@@ -15,7 +17,7 @@ def cast_like(value, array):  # pragma: no cover - replaced by the overload belo
     raise NotImplementedError("cast_like is only callable from compiled code")
 
 
-@overload(cast_like, jit_options={"cache": True})
+@overload(cast_like, jit_options={"cache": True, **INLINE_OPTIONS})
 def _cast_like(value, array):
     dtype = array.dtype
 

@@ -5,6 +5,11 @@ through :data:`LOSS_CODES`). :func:`margin_loss` and :func:`residual_loss`
 return ``(loss, dloss/dz)`` for one output; :func:`softmax_loss` handles the
 multinomial case over a row of ``K`` decision values. Binary classification
 targets are coded ``-1/+1``.
+
+They run once per sample inside the epoch loops, which LLVM inlines them into
+(:data:`fastgd._config.INLINE_OPTIONS`). They are compiled with the loops'
+fast-math flags (``reduction=True``), as when Numba inlined them before, so
+that the losses keep their bits.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ LOSS_CODES = {
 }
 
 
-@jit(forceinline=True)
+@jit(reduction=True, inlined=True)
 def margin_loss(code, z, y):
     """Loss and derivative in ``z`` of a classification loss for ``y`` in {-1, +1}.
 
@@ -74,7 +79,7 @@ def margin_loss(code, z, y):
     return 0.0, 0.0
 
 
-@jit(forceinline=True)
+@jit(reduction=True, inlined=True)
 def residual_loss(code, z, y, epsilon):
     """Loss and derivative in ``z`` of a regression loss.
 
@@ -96,7 +101,7 @@ def residual_loss(code, z, y, epsilon):
     return a - epsilon, 1.0 if r > 0.0 else -1.0
 
 
-@jit(forceinline=True)
+@jit(reduction=True, inlined=True)
 def output_loss(code, z, y_row, dz, epsilon):
     """Loss of one sample over its ``K`` outputs; writes ``dloss/dz`` into ``dz``.
 

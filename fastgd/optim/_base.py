@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
@@ -177,8 +177,7 @@ class Optimizer:
         if grads.shape != params.shape or grads.dtype != params.dtype:
             raise ValueError(f"grads must match params in shape and dtype: got {grads.shape} {grads.dtype}, "
                              f"expected {params.shape} {params.dtype}.")
-        if state.slots.shape != (self.n_slots(), params.size) or state.slots.dtype != params.dtype:
-            raise ValueError("state does not belong to these params: create it with optimizer.init(params).")
+        check_state(state, self.n_slots(), params)
         lr = self.lr if lr is None else check_real("lr", lr)
         grad_scale = check_real("grad_scale", grad_scale, low=-math.inf)
         clip = math.inf if clip_value is None else check_real("clip_value", clip_value, low_open=True)
@@ -204,6 +203,22 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+
+def check_state(state: Any, n_slots: int, params: np.ndarray) -> OptimizerState:
+    """Check that ``state`` is an :class:`OptimizerState` made by ``init`` for ``params`` (``n_slots`` rows)."""
+    if not isinstance(state, OptimizerState):
+        raise TypeError(f"state must be an OptimizerState from optimizer.init(params), got {type(state).__name__}.")
+    slots = state.slots
+    if (not isinstance(slots, np.ndarray) or slots.shape != (n_slots, params.size) or slots.dtype != params.dtype
+            or not slots.flags.c_contiguous or not slots.flags.writeable):
+        raise ValueError("state does not belong to these params: create it with optimizer.init(params).")
+    step = state.step
+    if isinstance(step, bool) or not isinstance(step, Integral):
+        raise TypeError(f"state.step must be an integer, got {step!r} of type {type(step).__name__}.")
+    if not 0 <= step < np.iinfo(np.int64).max:
+        raise ValueError(f"state.step must be a non-negative int64 count of updates, got {step}.")
+    return state
 
 
 def clip_coefficient(norm: float, clip_norm: float) -> float:

@@ -10,12 +10,16 @@ argument, so the engines select the update through the integer ``kernel_id``
 in :func:`update_range` instead.
 
 The update kernels and :func:`update_range` are compiled with
-``forceinline=True``: LLVM inlines them into the epoch kernels, so a
-per-sample update costs no call, no argument marshalling and no reference
-counting of the arrays (about 60 ns per update otherwise, more than the
-update of a 100-feature model itself). Inlining happens in LLVM, after each
-function was compiled with its own flags, so the optimizers keep their strict
-(no fast-math) arithmetic inside fast-math epoch kernels.
+``inlined=True`` (:data:`fastgd._config.INLINE_OPTIONS`): LLVM inlines them
+into the epoch loops, without reference counting, so a per-sample update
+costs no call, no argument marshalling and no atomic reference counts (about
+60 ns per update otherwise, more than the update of a 100-feature model).
+Inlining happens in LLVM, after each function was compiled with its own
+flags, so the optimizers keep their strict (no fast-math) arithmetic inside
+fast-math epoch loops. A kernel registered without ``inlined=True`` still
+works, as a call. The kernels loop over unsigned indices: Numba then emits no
+negative-index wraparound, which would keep LLVM from vectorising the loop
+when ``lo`` is not a constant (the threaded chunks, :meth:`Optimizer.step`).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ SOLVERS = ("sgd", "adam", "rmsprop", "adamw", "adagrad")
 KERNELS = (sgd_update, rmsprop_update, adam_update, adagrad_update, velocity_sgd_update, folded_adam_update)
 
 
-@jit(forceinline=True)
+@jit(inlined=True)
 def update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Run kernel number ``kernel_id`` of :data:`KERNELS` on ``params[lo:hi]``."""
     if kernel_id == 0:

@@ -9,7 +9,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit(forceinline=True)
+@jit(inlined=True)
 def adagrad_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused Adagrad step; ``hyper = (lr_decay, weight_decay, eps)``."""
     clr = cast_like(lr / (1.0 + (step - 1) * hyper[0]), params)
@@ -18,7 +18,7 @@ def adagrad_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
     state_sum = slots[0]
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
         g = grads[i] * scale
         if g > clip:
             g = clip

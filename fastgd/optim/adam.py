@@ -11,7 +11,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit(forceinline=True)
+@jit(inlined=True)
 def adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused Adam/AdamW step.
 
@@ -38,7 +38,7 @@ def adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, l
     exp_avg = slots[0]
     exp_avg_sq = slots[1]
     max_exp_avg_sq = slots[2] if amsgrad else slots[1]
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
         g = grads[i] * scale
         if g > clip:
             g = clip

@@ -11,7 +11,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit(forceinline=True)
+@jit(inlined=True)
 def rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused RMSprop step; ``hyper = (alpha, eps, weight_decay, momentum, centered)``."""
     alpha = cast_like(hyper[0], params)
@@ -27,7 +27,7 @@ def rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
     square_avg = slots[0]
     buf = slots[1 if use_momentum else 0]
     grad_avg = slots[2 if use_momentum else 1] if centered else slots[0]
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
         g = grads[i] * scale
         if g > clip:
             g = clip

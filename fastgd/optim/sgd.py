@@ -9,7 +9,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit(forceinline=True)
+@jit(inlined=True)
 def sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused SGD step on ``params[lo:hi]``; ``hyper = (momentum, dampening, nesterov, weight_decay)``."""
     momentum = cast_like(hyper[0], params)
@@ -21,7 +21,7 @@ def sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo
     clip = cast_like(clip_value, params)
     first = step == 1
     if hyper[0] == 0.0:
-        for i in range(lo, hi):
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
             g = grads[i] * scale
             if g > clip:
                 g = clip
@@ -30,7 +30,7 @@ def sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo
             params[i] -= lr_ * (g + weight_decay * params[i])
         return
     buf = slots[0]
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
         g = grads[i] * scale
         if g > clip:
             g = clip
