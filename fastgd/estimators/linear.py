@@ -414,21 +414,22 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
 
     def _encode(self, y, first_call, classes, incremental):
         check_classification_targets(y)
+        present, inverse = np.unique(y, return_inverse=True)  # one pass over y serves every check below
         if first_call:
             if classes is None and incremental:
                 raise ValueError("classes must be passed to the first call of partial_fit: a later batch may "
                                  "hold labels this one lacks.")
-            self.classes_ = unique_labels(y if classes is None else np.asarray(classes))
+            self.classes_ = present if classes is None else unique_labels(np.asarray(classes))
             if self.classes_.size < 2:
                 raise ValueError("LinearClassifier needs samples of at least 2 classes in the data, but the data "
                                  f"contain only one class: {self.classes_[0]!r}.")
         elif classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}.")
-        unseen = np.setdiff1d(unique_labels(y), self.classes_)
+        unseen = np.setdiff1d(present, self.classes_)
         if unseen.size:
             raise ValueError(f"y contains labels not in classes_: {unseen!r}. Pass every class to the first "
                              "partial_fit call with classes=.")
-        index = np.searchsorted(self.classes_, y)
+        index = np.searchsorted(self.classes_, present)[inverse.reshape(-1)]
         n_classes = self.classes_.size
         if n_classes == 2:
             return np.where(index == 1, 1.0, -1.0).reshape(-1, 1), 1, LOSS_CODES[self.loss]
