@@ -82,6 +82,13 @@ def sgd(params, grads, state, *, lr=1e-3, momentum=0.0, dampening=0.0, weight_de
     return params - lr * g
 
 
+def lerp(start, end, weight):
+    """``torch.lerp``'s formula: from the start below weight 0.5, from the end above (exact at weight 1)."""
+    if weight < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (1 - weight)
+
+
 def rmsprop(params, grads, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
             centered=False):
     """``torch.optim.RMSprop``.
@@ -90,7 +97,7 @@ def rmsprop(params, grads, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay
 
         g_t <- g_t + lambda * theta_{t-1}                       (weight_decay != 0)
         v_t <- alpha * v_{t-1} + (1 - alpha) * g_t^2
-        centered:  g_ave_t <- alpha * g_ave_{t-1} + (1 - alpha) * g_t  (lerp form)
+        centered:  g_ave_t <- lerp(g_ave_{t-1}, g_t, 1 - alpha)       (torch.lerp's formula)
                    v~_t <- v_t - g_ave_t^2
         otherwise  v~_t <- v_t
         momentum > 0:  b_t <- mu * b_{t-1} + g_t / (sqrt(v~_t) + eps);  theta_t <- theta_{t-1} - gamma * b_t
@@ -105,7 +112,7 @@ def rmsprop(params, grads, state, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay
     state["square_avg"] = v
     if centered:
         g_ave = state.get("grad_avg", zeros)
-        g_ave = g_ave + (1 - alpha) * (g - g_ave)
+        g_ave = lerp(g_ave, g, 1 - alpha)
         state["grad_avg"] = g_ave
         avg = np.sqrt(v - g_ave * g_ave) + eps
     else:
@@ -124,7 +131,7 @@ def adam(params, grads, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_
     ::
 
         g_t <- g_t + lambda * theta_{t-1}                       (weight_decay != 0)
-        m_t <- m_{t-1} + (1 - beta1) * (g_t - m_{t-1})           (lerp form)
+        m_t <- lerp(m_{t-1}, g_t, 1 - beta1)                     (torch.lerp's formula)
         v_t <- beta2 * v_{t-1} + (1 - beta2) * g_t^2
         vmax_t <- max(vmax_{t-1}, v_t)                          (amsgrad; denominator uses vmax_t)
         step_size <- gamma / (1 - beta1^t)
@@ -140,7 +147,7 @@ def adam(params, grads, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_
     elif weight_decay != 0:
         g = g + weight_decay * params
     m = state.get("exp_avg", zeros)
-    m = m + (1 - beta1) * (g - m)
+    m = lerp(m, g, 1 - beta1)
     v = beta2 * state.get("exp_avg_sq", zeros) + (1 - beta2) * g * g
     state["exp_avg"] = m
     state["exp_avg_sq"] = v

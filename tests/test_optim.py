@@ -599,3 +599,16 @@ def test_invalid_step_options_raise(options, error, match):
         opt.step(params, np.ones(3), state, **options)
     assert state.step == 0
     np.testing.assert_array_equal(params, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_first_moment_follows_torch_lerp_exactly_when_beta1_is_small(dtype):
+    """torch.lerp switches formula at weight 0.5, which makes m_t = g_t exactly when beta1 = 0."""
+    from fastgd.optim import Adam
+
+    optimizer = Adam(lr=0.0, betas=(0.0, 0.999))
+    params = np.zeros(1, dtype=dtype)
+    state = optimizer.init(params)
+    optimizer.step(params, np.ones(1, dtype=dtype), state)
+    optimizer.step(params, np.full(1, 1e-8, dtype=dtype), state)
+    assert state.slots[0, 0] == dtype(1e-8)

@@ -27,7 +27,10 @@ def adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, l
     bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
     step_size = cast_like(lr / bias_correction1, params)
     bc2_sqrt = cast_like(bias_correction2_sqrt, params)
-    one_minus_beta1 = cast_like(1.0 - beta1, params)
+    # torch.lerp(m, g, w) with w = 1 - beta1: m + w (g - m) below w = 0.5, g - (g - m)(1 - w) from 0.5 on
+    weight = cast_like(1.0 - beta1, params)
+    from_end = 1.0 - beta1 >= 0.5
+    one_minus_weight = 1 - weight
     beta2_ = cast_like(beta2, params)
     one_minus_beta2 = cast_like(1.0 - beta2, params)
     eps = cast_like(hyper[2], params)
@@ -46,7 +49,10 @@ def adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, l
             g = -clip
         p = params[i] * shrink
         g = g + coupled_decay * p
-        m = exp_avg[i] + one_minus_beta1 * (g - exp_avg[i])
+        if from_end:
+            m = g - (g - exp_avg[i]) * one_minus_weight
+        else:
+            m = exp_avg[i] + weight * (g - exp_avg[i])
         v = beta2_ * exp_avg_sq[i] + one_minus_beta2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v

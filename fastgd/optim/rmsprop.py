@@ -16,6 +16,7 @@ def rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
     """Fused RMSprop step; ``hyper = (alpha, eps, weight_decay, momentum, centered)``."""
     alpha = cast_like(hyper[0], params)
     one_minus_alpha = cast_like(1.0 - hyper[0], params)
+    from_end = 1.0 - hyper[0] >= 0.5
     eps = cast_like(hyper[1], params)
     weight_decay = cast_like(hyper[2], params)
     momentum = cast_like(hyper[3], params)
@@ -37,7 +38,10 @@ def rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
         sq = alpha * square_avg[i] + one_minus_alpha * g * g
         square_avg[i] = sq
         if centered:
-            ga = grad_avg[i] + one_minus_alpha * (g - grad_avg[i])
+            if from_end:  # torch.lerp(grad_avg, g, 1 - alpha), as in adam_update
+                ga = g - (g - grad_avg[i]) * (1 - one_minus_alpha)
+            else:
+                ga = grad_avg[i] + one_minus_alpha * (g - grad_avg[i])
             grad_avg[i] = ga
             avg = np.sqrt(sq - ga * ga) + eps
         else:

@@ -1,0 +1,24 @@
+"""Shared test configuration: the Hypothesis profiles.
+
+Profiles apply to every ``@given`` test that does not set ``max_examples``
+itself (``tests/test_fuzz.py``; ``tests/test_optim.py`` sets its own):
+
+* ``default`` (also used under ``CI``, derandomized there): 60 examples per
+  test, more than 2,000 over the fuzz suite; a few minutes under
+  ``python -m pytest -n 2``.
+* ``long``: 300 examples per test, more than 10,000 over the fuzz suite::
+
+      python -m pytest tests/test_fuzz.py -n 2 --hypothesis-profile=long
+
+Registering ``default`` and ``ci`` replaces Hypothesis' built-in profiles of
+those names, and the active one takes effect at once.
+"""
+
+from hypothesis import HealthCheck, settings
+
+_SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+
+settings.register_profile("default", max_examples=60, deadline=None, suppress_health_check=_SUPPRESSED,
+                          print_blob=True)
+settings.register_profile("ci", settings.get_profile("default"), derandomize=True, database=None)
+settings.register_profile("long", settings.get_profile("default"), max_examples=300)
