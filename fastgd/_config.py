@@ -98,6 +98,29 @@ def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool =
     return numba.njit(**opts)(fn)
 
 
+def _cache_dirs(source_dirs: list[Path]) -> list[Path]:
+    """Every folder where Numba may keep the cache of kernels defined in ``source_dirs``.
+
+    Asked of Numba's own cache locators: the package tree, ``NUMBA_CACHE_DIR``
+    when set, and the per-user cache used when the tree is read-only.
+    """
+    from numba.core import caching
+
+    def probe():  # a function for the locators to read a line number from
+        return None
+
+    found: set[Path] = set()
+    for source_dir in source_dirs:
+        for locator_class in caching.CacheImpl._locator_classes:
+            try:
+                locator = locator_class.from_function(probe, str(source_dir / "__init__.py"))
+            except Exception:  # a locator that does not apply to this tree
+                continue
+            if locator is not None:
+                found.add(Path(locator.get_cache_path()))
+    return sorted(found)
+
+
 def _clear_stale_kernel_cache() -> None:
     """Drop Numba's cached kernels when a source file of compiled code changed.
 
@@ -105,32 +128,34 @@ def _clear_stale_kernel_cache() -> None:
     kernel that inlines code from another module (losses, row access, the
     optimizer dispatch) would keep stale machine code after that module
     changed, and a stale call signature can crash the interpreter. A digest of
-    all sources, kept beside the cache, catches that; it costs about a
+    all sources, kept beside each cache, catches that; it costs about a
     millisecond at import and nothing when unchanged.
     """
     package = Path(__file__).resolve().parent
-    sources = sorted([package / "_config.py", *package.glob("kernels/*.py"), *package.glob("optim/*.py")])
+    source_dirs = [package, package / "kernels", package / "optim"]
+    sources = sorted(path for folder in source_dirs for path in folder.glob("*.py"))
     digest = hashlib.sha256()
     for path in sources:
         digest.update(str(path.relative_to(package)).encode())
         digest.update(path.read_bytes())
     stamp = digest.hexdigest()
-    stamp_file = package / "__pycache__" / "fastgd-kernels.sha256"
-    try:
-        if stamp_file.read_text() == stamp:
-            return
-    except OSError:
-        pass
-    for cached in [*package.rglob("*.nbi"), *package.rglob("*.nbc")]:
+    for cache_dir in _cache_dirs(source_dirs):
+        stamp_file = cache_dir / "fastgd-kernels.sha256"
         try:
-            cached.unlink()
-        except OSError:  # another process removed it, or the tree is read-only
+            if stamp_file.read_text() == stamp:
+                continue
+        except OSError:
             pass
-    try:
-        stamp_file.parent.mkdir(exist_ok=True)
-        stamp_file.write_text(stamp)
-    except OSError:
-        pass
+        for cached in [*cache_dir.glob("*.nbi"), *cache_dir.glob("*.nbc")]:
+            try:
+                cached.unlink()
+            except OSError:  # another process removed it, or the folder is read-only
+                pass
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            stamp_file.write_text(stamp)
+        except OSError:
+            pass
 
 
 _clear_stale_kernel_cache()
