@@ -4,6 +4,10 @@
 :class:`numpy.memmap`, an HDF5 or Zarr dataset, ...) through an estimator's
 ``partial_fit``: per epoch, the chunk order and the rows within each chunk are
 shuffled from ``random_state``, and only one chunk is in memory at a time.
+
+:func:`fit_full_batch` is full-batch gradient descent without the memory:
+each epoch sums the gradient over the chunks and makes one update, the update
+in-memory full-batch GD makes.
 """
 
 from __future__ import annotations
@@ -62,9 +66,7 @@ def fit_chunks(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epo
     rng = check_random_state(random_state)
     kwargs: dict[str, Any] = {}
     if is_classifier(estimator):
-        if classes is None:
-            classes = np.unique(np.concatenate([np.unique(np.asarray(y[a:b])) for a, b in bounds]))
-        kwargs["classes"] = classes
+        kwargs["classes"] = _all_classes(y, bounds) if classes is None else classes
     for _ in range(epochs):
         chunk_order = rng.permutation(len(bounds)) if shuffle else np.arange(len(bounds))
         for index in chunk_order:
@@ -77,3 +79,56 @@ def fit_chunks(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epo
                 w_chunk = None if w_chunk is None else w_chunk[rows]
             estimator.partial_fit(X_chunk, y_chunk, sample_weight=w_chunk, **kwargs)
     return estimator
+
+
+def _all_classes(y: Any, bounds: list[tuple[int, int]]) -> np.ndarray:
+    return np.unique(np.concatenate([np.unique(np.asarray(y[a:b])) for a, b in bounds]))
+
+
+def fit_full_batch(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epochs: int | None = None,
+                   classes: Any = None, sample_weight: Any = None) -> Any:
+    """Exact full-batch gradient descent over data read ``chunk_size`` rows at a time.
+
+    Each epoch reads every chunk once, sums the loss gradient over them and
+    makes one optimizer update with the mean gradient plus the penalty: the
+    same update as ``estimator.set_params(batch_size=None).fit(X, y)`` with
+    ``shuffle=False``, with one chunk in memory instead of the whole data.
+
+    Parameters
+    ----------
+    estimator : LinearClassifier or LinearRegressor
+        A fastgd linear estimator (its solver, learning rate, penalty and
+        clipping apply); it is fitted from zero.
+    X : array-like of shape (n_samples, n_features)
+        Any object with ``shape`` and row slicing (memmap, HDF5, Zarr).
+    y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        Targets, sliceable the same way.
+    chunk_size : int, default=100_000
+        Rows read at a time.
+    epochs : int, optional
+        Number of updates (default: the estimator's ``max_iter``).
+    classes : array-like, optional
+        All class labels (classifiers); default: read from ``y``.
+    sample_weight : array-like of shape (n_samples,), optional
+        Sample weights, sliced like ``y``.
+
+    Returns
+    -------
+    estimator
+        The fitted estimator.
+    """
+    if not hasattr(estimator, "_fit_full_batch"):
+        raise TypeError(f"fit_full_batch trains fastgd's linear estimators, got {type(estimator).__name__}.")
+    n_samples = X.shape[0]
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} rows but y has {len(y)}.")
+    bounds = chunk_bounds(n_samples, chunk_size)
+    if is_classifier(estimator) and classes is None:
+        classes = _all_classes(y, bounds)
+
+    def read_chunks():
+        for start, stop in bounds:
+            weights = None if sample_weight is None else np.asarray(sample_weight[start:stop])
+            yield np.asarray(X[start:stop]), np.asarray(y[start:stop]), weights
+
+    return estimator._fit_full_batch(read_chunks, estimator.max_iter if epochs is None else int(epochs), classes)

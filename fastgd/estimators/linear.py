@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -17,8 +18,10 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..backends.cpu import LinearTrainer, make_update_rule
-from ..engine import History, run_epochs
+from ..engine import History, NonFiniteTrainingWarning, run_epochs
+from ..kernels.linear import linear_gradient_sum
 from ..kernels.losses import LOSS_CODES, MULTINOMIAL
+from ..optim.schedules import PER_EPOCH
 from ._base import (
     GD_PARAMETER_CONSTRAINTS,
     keeps_attributes_on_error,
@@ -276,6 +279,88 @@ class _LinearGD(BaseEstimator):
         if self.early_stopping and not incremental:
             self.validation_scores_ = list(history.validation_scores)
             self.best_validation_score_ = history.best_validation_score
+        return self
+
+    def _fit_full_batch(self, read_chunks, epochs: int, classes=None):
+        """Exact full-batch GD over data read chunk by chunk (see :func:`fastgd.stream.fit_full_batch`).
+
+        ``read_chunks()`` yields ``(X, y, sample_weight)`` chunks covering the
+        data once. Each epoch sums the loss gradient over the chunks, then
+        makes one optimizer update with the mean gradient plus the L2 term:
+        the update of in-memory full-batch GD.
+        """
+        self._validate_params()
+        if self.loss not in self._losses:
+            raise ValueError(f"loss must be one of {self._losses}, got {self.loss!r}.")
+        l2, l1 = self._penalties()
+        optimizer = make_optimizer(self)
+        schedule = make_schedule(self, alpha=self.alpha)
+        if schedule.lr_kind != PER_EPOCH:
+            raise ValueError(f"learning_rate={self.learning_rate!r} changes the rate at every update; "
+                             "full-batch GD over chunks takes an epoch-level schedule.")
+        params = state = grads = None
+        history = History()
+        for epoch in range(epochs):
+            loss_sum, n_total, grad_total = 0.0, 0, None
+            for chunk_index, (X, y, sample_weight) in enumerate(read_chunks()):
+                first = params is None
+                X, y = validate_data(self, X, y, reset=first and chunk_index == 0, accept_sparse="csr",
+                                     dtype=[np.float64, np.float32], order="C", multi_output=self._multi_output,
+                                     y_numeric=not isinstance(self, ClassifierMixin))
+                if first:
+                    Y, n_outputs, loss_code = self._encode(y, True, classes, False)
+                    n_features = X.shape[1]
+                    params = np.zeros(n_outputs * (n_features + 1), dtype=X.dtype)
+                    state = optimizer.init(params)
+                    grads = np.zeros_like(params)
+                    z, dz = np.empty(n_outputs, dtype=X.dtype), np.empty(n_outputs, dtype=X.dtype)
+                    # views, so that _encode checks later chunks against the model being trained
+                    self.coef_ = params[:n_outputs * n_features].reshape(n_outputs, n_features)
+                    self.intercept_ = params[n_outputs * n_features:]
+                else:
+                    Y, _, _ = self._encode(y, False, None, True)
+                X = X.astype(params.dtype, copy=False)
+                rows = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)) if sp.issparse(X) else X
+                weights = self._sample_weight(y, sample_weight, X, incremental=False)
+                loss_sum += linear_gradient_sum(rows, Y.astype(params.dtype, copy=False), weights, params, grads, z,
+                                                dz, loss_code, getattr(self, "loss_epsilon", 0.0), n_outputs,
+                                                self.fit_intercept)
+                grad_total = grads.astype(np.float64) if grad_total is None else grad_total + grads
+                n_total += X.shape[0]
+            n_coefs = params.size - n_outputs
+            gradient = grad_total / n_total
+            gradient[:n_coefs] += l2 * params[:n_coefs]
+            if not self.fit_intercept:
+                gradient[n_coefs:] = 0.0
+            if not np.isfinite(loss_sum) or not np.isfinite(gradient).all():
+                warnings.warn(f"The training loss became NaN or infinite in epoch {epoch + 1}; training stopped. "
+                              "Lower learning_rate_init or set clip_norm.", NonFiniteTrainingWarning, stacklevel=3)
+                break
+            lr = schedule.epoch_lr(epoch)
+            history.gradient_norms.append(np.array([np.linalg.norm(gradient)]))
+            optimizer.step(params, gradient.astype(params.dtype), state, lr=lr, clip_value=self.clip_value,
+                           clip_norm=self.clip_norm)
+            if l1 > 0:
+                shrink = lr * l1
+                params[:n_coefs] = np.sign(params[:n_coefs]) * np.maximum(np.abs(params[:n_coefs]) - shrink, 0)
+            # as in the in-memory epoch: the data loss met during the epoch, the penalty at its end
+            coefs = params[:n_coefs].astype(np.float64)
+            history.loss_curve.append(loss_sum / n_total + 0.5 * l2 * float(coefs @ coefs)
+                                      + l1 * float(np.abs(coefs).sum()))
+            history.n_epochs += 1
+            history.n_updates += 1
+            history.n_samples_seen += n_total
+        coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
+        self.coef_ = coef.reshape(-1) if self._coef_1d(y) else coef.copy()
+        self.intercept_ = params[n_outputs * n_features:].copy()
+        self._optimizer_state = state
+        self._history = history
+        self.n_iter_ = history.n_epochs
+        self.t_ = history.n_updates
+        self.loss_curve_ = list(history.loss_curve)
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else np.nan
+        self.best_loss_ = min(self.loss_curve_, default=np.nan)
+        self.gradient_norms_ = np.array(history.gradient_norms).reshape(-1, 1)
         return self
 
     def _coef_1d(self, y) -> bool:

@@ -220,3 +220,31 @@ def linear_epoch_threaded(X, Y, sample_weight, order, params, grads, slots, z, d
     """:func:`linear_epoch` with the optimizer update on Numba's threads (``rule.threaded``, large models)."""
     return epoch_loop(True, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
                       loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size)
+
+
+@jit(reduction=True)
+def linear_gradient_sum(X, Y, sample_weight, params, grads, z, dz, loss_code, epsilon, n_outputs, fit_intercept):
+    """Sum over every sample of its weighted loss, and of its loss gradient into ``grads``.
+
+    No penalty and no mean: the sums of several chunks add up to those of
+    their union, which is how :func:`fastgd.stream.fit_full_batch` makes
+    exact full-batch GD out of data read chunk by chunk.
+
+    Returns
+    -------
+    float
+        ``sum(sample_weight * loss)``.
+    """
+    n_samples = Y.shape[0]
+    n_features = params.size // n_outputs - 1
+    order = np.arange(n_samples)
+    loss_sum = 0.0
+    for i in range(n_samples):
+        decision(X, order, i, params, n_features, n_outputs, fit_intercept, z, None)
+        loss = output_loss(loss_code, z, Y[i], dz, epsilon)
+        weight = sample_weight[i]
+        loss_sum += weight * loss
+        for k in range(n_outputs):
+            dz[k] *= weight
+        accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, i == 0)
+    return loss_sum
