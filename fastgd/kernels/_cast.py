@@ -7,14 +7,15 @@ from numba.extending import overload
 from .._config import INLINE_OPTIONS
 
 
-def cast_like(value, array):  # pragma: no cover - replaced by the overload below
-    """Return ``value`` converted to the dtype of ``array`` (compiled code only).
+def cast_like(value, array):
+    """Return ``value`` converted to the dtype of ``array``.
 
     Hyperparameters arrive as float64; multiplying a float32 array element by a
     float64 scalar would promote the whole loop to float64 and halve its vector
-    width. Kernels cast their scalars once, before the loop.
+    width. Kernels cast their scalars once, before the loop. Compiled code
+    uses the overload below; this body runs only with ``NUMBA_DISABLE_JIT=1``.
     """
-    raise NotImplementedError("cast_like is only callable from compiled code")
+    return array.dtype.type(value)
 
 
 @overload(cast_like, jit_options={"cache": True, **INLINE_OPTIONS})

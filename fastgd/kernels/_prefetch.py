@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -39,3 +40,10 @@ def prefetch(typingctx, array, index):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+if numba.config.DISABLE_JIT:  # plain Python (coverage runs): a hint is nothing to do
+
+    def prefetch(array, index):  # replaces the intrinsic, which only compiled code can call
+        """No-op stand-in for :func:`prefetch` when Numba's JIT is disabled."""
+        return None

@@ -19,6 +19,7 @@ accumulator would turn a vectorised float32 loop into a float64 one.
 
 from __future__ import annotations
 
+import numba
 from numba import types
 from numba.extending import overload
 
@@ -39,9 +40,19 @@ PREFETCH_DISTANCE = 8
 CACHE_LINE = 64
 
 
+def run_overload(typer, *args):
+    """Run the implementation that overload ``typer`` picks for ``args``, in plain Python.
+
+    Compiled code never calls the Python stubs below; with
+    ``NUMBA_DISABLE_JIT=1`` (coverage runs) they run the very implementation
+    the compiled code would inline.
+    """
+    return typer(*[numba.typeof(arg) for arg in args])(*args)
+
+
 def prefetch_row(X, order, i):  # pragma: no cover - compiled overload below
     """Prefetch the row of sample ``order[i + PREFETCH_DISTANCE]``, if any."""
-    raise NotImplementedError
+    return run_overload(_prefetch_row, X, order, i)
 
 
 def decision(X, order, i, params, n_features, n_outputs, fit_intercept, z, norms):  # pragma: no cover
@@ -53,12 +64,12 @@ def decision(X, order, i, params, n_features, n_outputs, fit_intercept, z, norms
     sample's gradient (see :func:`fastgd.kernels.linear.sample_norm2`). With
     ``norms=None`` it returns 0.
     """
-    raise NotImplementedError
+    return run_overload(_decision, X, order, i, params, n_features, n_outputs, fit_intercept, z, norms)
 
 
 def accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, first):  # pragma: no cover
     """Add ``dz[k] * x`` to the gradient of output ``k``; overwrite instead when ``first``."""
-    raise NotImplementedError
+    return run_overload(_accumulate, X, order, i, dz, grads, n_features, n_outputs, fit_intercept, first)
 
 
 def sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2):  # pragma: no cover
@@ -68,7 +79,7 @@ def sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_i
     ``dz[k]`` (0 without ``fit_intercept``): the gradient of a batch of one
     sample, in one pass over the row and the weights.
     """
-    raise NotImplementedError
+    return run_overload(_sample_gradient, X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
 
 
 def _is_dense(X):
