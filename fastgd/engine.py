@@ -75,6 +75,14 @@ class Trainer(Protocol):
     def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
         """Train one epoch visiting samples in ``order`` with base learning rate ``lr``."""
 
+    def outputs_finite(self) -> bool:
+        """Whether the model's outputs on a few training samples are finite.
+
+        The epoch's loss is met before each update; this check after the last
+        one catches parameters that stayed finite but make every prediction
+        overflow (a huge learning rate on its last step).
+        """
+
     def snapshot(self) -> Any:
         """A copy of the parameters and optimizer state."""
 
@@ -240,7 +248,7 @@ def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
         started = time.perf_counter()
         result = trainer.run_epoch(order, lr)
         elapsed = time.perf_counter() - started
-        if not math.isfinite(result.loss):
+        if not (math.isfinite(result.loss) and trainer.outputs_finite()):
             trainer.restore(last_good)
             history.diverged_at = global_epoch + 1
             _report_nonfinite(global_epoch + 1, config.on_nonfinite)

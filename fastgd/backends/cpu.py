@@ -105,6 +105,22 @@ class LinearTrainer:
             loss = np.nan
         return EpochResult(loss, np.array([norm_sum / max(n_updates, 1)]), n_updates)
 
+    def outputs_finite(self, n_rows: int = 64) -> bool:
+        """Whether the decision values of the first ``n_rows`` samples are finite.
+
+        See :meth:`fastgd.engine.Trainer.outputs_finite`.
+        """
+        k = min(n_rows, self.n_samples)
+        if isinstance(self.X, tuple):
+            data, indices, indptr = self.X
+            rows = sp.csr_matrix((data[:indptr[k]], indices[:indptr[k]], indptr[:k + 1]),
+                                 shape=(k, self.n_coefs // self.n_outputs))
+        else:
+            rows = self.X[:k]
+        coef = self.params[:self.n_coefs].reshape(self.n_outputs, -1)
+        with np.errstate(all="ignore"):
+            return bool(np.isfinite(rows @ coef.T + self.params[self.n_coefs:]).all())
+
     def penalty(self) -> float:
         """Value of the penalty ``l2 / 2 * ||W||^2 + l1 * ||W||_1``."""
         coefs = self.params[:self.n_coefs].astype(np.float64, copy=False)

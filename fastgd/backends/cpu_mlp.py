@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from ..engine import EpochResult
-from ..kernels.dense import batch_loss_and_gradient, mlp_epoch
+from ..kernels.dense import batch_loss_and_gradient, mlp_epoch, mlp_forward
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
+
+#: Batches of at least this many rows multiply on every BLAS thread; smaller ones on one. Below it, waking
+#: the threads costs more than they save, and the spinning threads of NumPy's and SciPy's OpenBLAS (the
+#: latter runs Numba's ``np.dot``) slow each other down: on a 2-vCPU machine, batches of 1024 rows of a
+#: 100-256-128-10 network trained at 160k samples/s on one thread and at 15k-40k on two.
+THREADED_BLAS_MIN_BATCH = int(os.environ.get("FASTGD_THREADED_BLAS_MIN_BATCH", 8192))
+
+
+def blas_limits(batch_size: int) -> threadpool_limits:
+    """BLAS thread limits for training with ``batch_size``: one thread below :data:`THREADED_BLAS_MIN_BATCH`."""
+    return threadpool_limits(limits=None if batch_size >= THREADED_BLAS_MIN_BATCH else 1, user_api="blas")
 
 
 def layer_offsets(units: np.ndarray) -> np.ndarray:
@@ -82,11 +96,12 @@ class MLPTrainer:
     def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
         """Train one epoch (see :func:`fastgd.kernels.dense.mlp_epoch`)."""
         step_before = self.state.step
-        loss_sum, step = mlp_epoch(
-            self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.units,
-            self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch, self.sw_batch,
-            self.activations, self.deltas, self.rule._replace(lr=float(lr)), step_before, self.alpha,
-            self.batch_size, self.layer_sq, self.norm_sums)
+        with blas_limits(self.batch_size):
+            loss_sum, step = mlp_epoch(
+                self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.units,
+                self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
+                self.sw_batch, self.activations, self.deltas, self.rule._replace(lr=float(lr)), step_before,
+                self.alpha, self.batch_size, self.layer_sq, self.norm_sums)
         self.state.step = step
         n_updates = step - step_before
         loss = loss_sum / self.n_samples
@@ -100,11 +115,22 @@ class MLPTrainer:
             self._allocate(self.n_samples, self.params.dtype)
         order = np.arange(self.n_samples, dtype=np.int64)
         params = np.ascontiguousarray(params, dtype=self.params.dtype)
-        loss = batch_loss_and_gradient(
-            self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads, self.units,
-            self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
-            self.sw_batch, self.activations, self.deltas, self.alpha, self.layer_sq)
+        with blas_limits(self.n_samples):
+            loss = batch_loss_and_gradient(
+                self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads, self.units,
+                self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
+                self.sw_batch, self.activations, self.deltas, self.alpha, self.layer_sq, self.rule, False,
+                self.state.slots, 0, 0.0)[0]
         return float(loss), self.grads.astype(np.float64)
+
+    def outputs_finite(self, n_rows: int = 64) -> bool:
+        """Whether the network's outputs on the first ``n_rows`` samples are finite.
+
+        See :meth:`fastgd.engine.Trainer.outputs_finite`.
+        """
+        out = np.empty((min(n_rows, self.n_samples), self.units[-1]), dtype=self.params.dtype)
+        mlp_forward(self.X, self.params, self.units, self.offsets, self.hidden_code, self.out_code, out, out.shape[0])
+        return bool(np.isfinite(out).all())
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
         """Copies of the parameters and optimizer state."""

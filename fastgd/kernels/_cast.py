@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from numba.extending import overload
 
 from .._config import INLINE_OPTIONS
@@ -24,5 +25,25 @@ def _cast_like(value, array):
 
     def impl(value, array):
         return dtype(value)
+
+    return impl
+
+
+def positive_like(value, array):
+    """``value`` in the dtype of ``array``, at least that dtype's smallest normal number.
+
+    A denominator term such as ``eps = 1e-300`` is a valid float64 but 0 in
+    float32, where it would turn a zero gradient into 0 / 0.
+    """
+    return max(array.dtype.type(value), np.finfo(array.dtype).tiny)
+
+
+@overload(positive_like, jit_options={"cache": True, **INLINE_OPTIONS})
+def _positive_like(value, array):
+    dtype = array.dtype
+    tiny = np.finfo(str(dtype)).tiny
+
+    def impl(value, array):
+        return max(dtype(value), dtype(tiny))
 
     return impl

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .._config import jit
+from ._cast import cast_like
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -34,40 +37,47 @@ LEAKY_SLOPE = 0.01
 
 
 @jit(inline="always")
-def activate(code, z):
-    """The activation ``code`` of one pre-activation value (not softmax)."""
+def activate(code, z, one, slope):
+    """The activation ``code`` of one pre-activation value (not softmax).
+
+    ``one`` and ``slope`` (``1`` and :data:`LEAKY_SLOPE`) come in the dtype of
+    ``z``: a float64 constant would turn float32 arithmetic into float64.
+    """
     if code == RELU:
-        return z if z > 0 else z * 0
+        return z if z > 0 else one - one
     if code == LOGISTIC:
         # scipy.special.expit's formula, stable for large |z|
         if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
+            return one / (one + math.exp(-z))
         e = math.exp(z)
-        return e / (1.0 + e)
+        return e / (one + e)
     if code == TANH:
         return math.tanh(z)
     if code == LEAKY_RELU:
-        return z if z > 0 else z * LEAKY_SLOPE
+        return z if z > 0 else z * slope
     return z
 
 
 @jit(inline="always")
-def derivative(code, a):
-    """Derivative of activation ``code`` expressed through its output ``a``."""
+def derivative(code, a, one, slope):
+    """Derivative of activation ``code`` expressed through its output ``a`` (constants in ``a``'s dtype)."""
     if code == RELU:
-        return 1.0 if a > 0 else 0.0
+        return one if a > 0 else one - one
     if code == LOGISTIC:
-        return a * (1.0 - a)
+        return a * (one - a)
     if code == TANH:
-        return 1.0 - a * a
+        return one - a * a
     if code == LEAKY_RELU:
-        return 1.0 if a > 0 else LEAKY_SLOPE
-    return 1.0
+        return one if a > 0 else slope
+    return one
 
 
-@jit
+@jit(inlined=True)
 def add_bias_and_activate(Z, bias, code):
     """``Z = act(Z + bias)`` row by row, in place; ``SOFTMAX`` normalises each row."""
+    one = cast_like(1.0, Z)
+    zero = cast_like(0.0, Z)
+    slope = cast_like(LEAKY_SLOPE, Z)
     n_rows, n_cols = Z.shape
     for i in range(n_rows):
         row = Z[i]
@@ -76,25 +86,31 @@ def add_bias_and_activate(Z, bias, code):
             for j in range(n_cols):
                 row[j] += bias[j]
                 zmax = max(zmax, row[j])
-            total = row[0] * 0
+            total = zero
             for j in range(n_cols):
                 e = math.exp(row[j] - zmax)
                 row[j] = e
                 total += e
-            inv = 1 / total
+            inv = one / total
             for j in range(n_cols):
                 row[j] *= inv
+        elif code == RELU:
+            for j in range(np.uint64(n_cols)):
+                z = row[j] + bias[j]
+                row[j] = z if z > 0 else zero
         else:
-            for j in range(n_cols):
-                row[j] = activate(code, row[j] + bias[j])
+            for j in range(np.uint64(n_cols)):
+                row[j] = activate(code, row[j] + bias[j], one, slope)
 
 
-@jit
+@jit(inlined=True)
 def multiply_by_derivative(delta, A, code):
     """``delta *= act'(A)`` in place (nothing to do for ``IDENTITY``)."""
     if code == IDENTITY:
         return
+    one = cast_like(1.0, delta)
+    slope = cast_like(LEAKY_SLOPE, delta)
     n_rows, n_cols = delta.shape
     for i in range(n_rows):
-        for j in range(n_cols):
-            delta[i, j] *= derivative(code, A[i, j])
+        for j in range(np.uint64(n_cols)):
+            delta[i, j] *= derivative(code, A[i, j], one, slope)

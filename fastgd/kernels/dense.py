@@ -6,7 +6,20 @@ weights of layer ``l`` in row-major order, then its ``n_out`` biases
 gathers the batch's rows into a contiguous buffer, runs the forward pass
 (BLAS matrix products through ``np.dot`` into preallocated buffers, bias and
 activation fused), the fused output/loss/delta step, the backward pass, and
-the fused optimizer step. Nothing is allocated per batch.
+the optimizer step. Nothing is allocated per batch.
+
+Batches of at most :data:`SMALL_BATCH` rows (per-sample training) replace the
+BLAS calls by fused loops (:func:`small_forward`, :func:`small_backward`) that
+skip ReLU's zeros and read each row of a layer's weights once for the weight
+gradient, the L2 term, the deltas of the layer below and the update. Unless
+the gradient is clipped by its global norm (which must be known before any
+update) or the update is threaded, the optimizer step runs inside the backward
+pass, a block of :data:`FUSED_ROWS` weight rows at a time, as soon as the
+block's gradient is final and nothing reads its weights any more: parameters
+and gradients are updated while in cache instead of in a pass of their own
+(the optimizer kernels are inlined, :func:`fastgd.optim._registry.update_range`).
+The arithmetic is that of the separate passes, element by element. All
+per-element arithmetic stays in the parameters' dtype (float32 stays float32).
 
 The loss and its gradient follow scikit-learn's MLP: squared error is half the
 mean squared error, the log-losses are averaged over samples, the L2 term is
@@ -24,10 +37,10 @@ from numba import types
 from numba.extending import overload
 
 from .._config import REDUCTION_FASTMATH, jit
-from ..optim._registry import fused_step
+from ..optim._registry import fused_step, update_range
 from ..optim.schedules import update_lr
 from ._cast import cast_like
-from .activations import add_bias_and_activate, multiply_by_derivative
+from .activations import LEAKY_SLOPE, add_bias_and_activate, derivative, multiply_by_derivative
 
 SQUARED_ERROR = 0
 LOG_LOSS = 1
@@ -86,52 +99,171 @@ def output_delta(P, Y, sw, loss_kind, delta):
     return total
 
 
-@jit(reduction=True)
-def finish_layer_gradient(gW, gb, W, delta, alpha, inv_weight_sum):
-    """``gW = (gW + alpha W) / sum(sw)``, ``gb = column sums of delta / sum(sw)``; returns the squared norm."""
+#: Batches of at most this many rows run the fused loops below instead of BLAS calls: a matrix
+#: product of a handful of rows is dominated by the call, and the loops skip the zeros of ReLU.
+SMALL_BATCH = 4
+
+#: Rows of ``W`` per fused optimizer update of the small-batch path (enough elements to amortise the update's
+#: scalar set-up, few enough to stay in the L1 cache).
+FUSED_ROWS = 16
+
+
+@jit(reduction=True, inlined=True)
+def finish_layer_gradient(gW, gb, W, delta, alpha, inv_weight_sum, fuse, rule, params, grads, slots, step, lr, w_lo):
+    """``gW = (gW + alpha W) / sum(sw)``, ``gb = column sums of delta / sum(sw)``.
+
+    With ``fuse``, the optimizer ``rule`` then updates the layer's parameters (``params[w_lo:]``, flat, with
+    ``grads`` and ``slots``) block of rows by block of rows, while they are in cache. Returns the squared
+    norm of the layer's gradient and ``sum(W^2)`` (for the L2 term of the loss; before the update).
+    """
     a = cast_like(alpha, W)
     inv = cast_like(inv_weight_sum, W)
     sq = cast_like(0.0, W)
+    wsq = 0.0
     n_in, n_out = W.shape
-    for i in range(n_in):
-        for j in range(n_out):
-            g = (gW[i, j] + a * W[i, j]) * inv
-            gW[i, j] = g
-            sq += g * g
     gb[:] = 0
     for r in range(delta.shape[0]):
-        for j in range(n_out):
-            gb[j] += delta[r, j]
-    for j in range(n_out):
+        dr = delta[r]
+        for j in range(np.uint64(n_out)):
+            gb[j] += dr[j]
+    for j in range(np.uint64(n_out)):
         g = gb[j] * inv
         gb[j] = g
         sq += g * g
-    return sq
+    if fuse:
+        b_lo = w_lo + n_in * n_out
+        update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value, b_lo,
+                     b_lo + n_out)
+    block_lo = 0
+    for i in range(n_in):
+        gWi = gW[i]
+        Wi = W[i]
+        row_sq = cast_like(0.0, W)
+        row_wsq = cast_like(0.0, W)
+        for j in range(np.uint64(n_out)):
+            w = Wi[j]
+            g = (gWi[j] + a * w) * inv
+            gWi[j] = g
+            row_sq += g * g
+            row_wsq += w * w
+        sq += row_sq
+        wsq += row_wsq
+        if fuse and (i + 1 - block_lo >= FUSED_ROWS or i + 1 == n_in):
+            update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value,
+                         w_lo + block_lo * n_out, w_lo + (i + 1) * n_out)
+            block_lo = i + 1
+    return sq, wsq
 
 
-@jit(reduction=True)
-def squared_weight_sum(params, units, offsets):
-    """``sum(W^2)`` over every layer's weights (biases excluded)."""
-    total = 0.0
-    for layer in range(units.size - 1):
-        lo = offsets[layer]
-        for j in range(lo, lo + units[layer] * units[layer + 1]):
-            total += params[j] * params[j]
-    return total
+@jit(reduction=True, inlined=True)
+def small_forward(A_in, W, A):
+    """``A = A_in W`` for a few rows, skipping the zero inputs (ReLU's)."""
+    b, n_in = A_in.shape
+    n_out = W.shape[1]
+    for r in range(b):
+        Ar = A[r]
+        for j in range(np.uint64(n_out)):
+            Ar[j] = 0
+        for i in range(n_in):
+            s = A_in[r, i]
+            if s != 0:
+                Wi = W[i]
+                for j in range(np.uint64(n_out)):
+                    Ar[j] += s * Wi[j]
+
+
+@jit(reduction=True, inlined=True)
+def small_backward(A_in, delta, W, gW, gb, delta_in, code, alpha, inv_weight_sum, with_delta_in, fuse, rule,
+                   params, grads, slots, step, lr, w_lo):
+    """One layer's backward pass for a few rows, fused row by row of ``W``.
+
+    ``gW = (A_in^T delta + alpha W) / sum(sw)``, ``gb = column sums of delta / sum(sw)`` and, with
+    ``with_delta_in``, ``delta_in = (delta W^T) * act'(A_in)`` (no product where the derivative is zero).
+    Each row of ``W`` is read once for all three. With ``fuse``, the optimizer ``rule`` updates the layer's
+    parameters (``params[w_lo:]``, flat, with ``grads`` and ``slots``) block of rows by block of rows, while
+    they are in cache, as soon as nothing reads them any more. Returns the layer's squared gradient norm and
+    ``sum(W^2)`` (before the update).
+    """
+    b = delta.shape[0]
+    n_in, n_out = W.shape
+    a = cast_like(alpha, W)
+    inv = cast_like(inv_weight_sum, W)
+    one = cast_like(1.0, W)
+    slope = cast_like(LEAKY_SLOPE, W)
+    sq = cast_like(0.0, W)
+    wsq = 0.0
+    for j in range(np.uint64(n_out)):
+        gb[j] = delta[0, j]
+    for r in range(1, b):
+        dr = delta[r]
+        for j in range(np.uint64(n_out)):
+            gb[j] += dr[j]
+    for j in range(np.uint64(n_out)):
+        g = gb[j] * inv
+        gb[j] = g
+        sq += g * g
+    if fuse:
+        b_lo = w_lo + n_in * n_out
+        update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value, b_lo,
+                     b_lo + n_out)
+    block_lo = 0
+    for i in range(n_in):
+        Wi = W[i]
+        gWi = gW[i]
+        for j in range(np.uint64(n_out)):
+            gWi[j] = 0
+        for r in range(b):
+            s = A_in[r, i]
+            if s != 0:
+                dr = delta[r]
+                for j in range(np.uint64(n_out)):
+                    gWi[j] += s * dr[j]
+        row_sq = cast_like(0.0, W)
+        row_wsq = cast_like(0.0, W)
+        for j in range(np.uint64(n_out)):
+            w = Wi[j]
+            g = (gWi[j] + a * w) * inv
+            gWi[j] = g
+            row_sq += g * g
+            row_wsq += w * w
+        sq += row_sq
+        wsq += row_wsq
+        if with_delta_in:
+            for r in range(b):
+                d = derivative(code, A_in[r, i], one, slope)
+                if d != 0:
+                    dr = delta[r]
+                    dot = cast_like(0.0, W)
+                    for j in range(np.uint64(n_out)):
+                        dot += dr[j] * Wi[j]
+                    delta_in[r, i] = dot * d
+                else:
+                    delta_in[r, i] = 0
+        if fuse and (i + 1 - block_lo >= FUSED_ROWS or i + 1 == n_in):
+            update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value,
+                         w_lo + block_lo * n_out, w_lo + (i + 1) * n_out)
+            block_lo = i + 1
+    return sq, wsq
 
 
 @jit(reduction=True)
 def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets, hidden_code,
-                            out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas, alpha, layer_sq):
+                            out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas, alpha, layer_sq,
+                            rule, fuse, slots, step, lr):
     """Loss of samples ``order[start:stop]`` and its gradient in ``grads``.
+
+    With ``fuse``, the optimizer ``rule`` (without clipping by norm) also makes update number ``step`` at rate
+    ``lr``, layer by layer during the backward pass, with the state ``slots``: the parameters and their
+    gradients are updated while still in cache, instead of in a pass of their own.
 
     Returns the batch loss (scikit-learn's definition, L2 term included); the
     squared gradient norm of each layer goes to ``layer_sq``. Workspaces have
-    room for ``x_batch.shape[0]`` rows.
+    room for ``x_batch.shape[0]`` rows. Also returns ``fuse`` (whether the parameters were updated).
     """
     rows = x_batch.shape[0]
     n_layers = units.size - 1
     b = stop - start
+    small = b <= SMALL_BATCH
     gather_rows(X, order, start, stop, x_batch)
     weight_sum = 0.0
     for r in range(b):
@@ -148,7 +280,10 @@ def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, gra
         w_lo = offsets[layer]
         W = params[w_lo:w_lo + n_in * n_out].reshape(n_in, n_out)
         A = activations[a_off:a_off + b * n_out].reshape(b, n_out)
-        np.dot(a_prev, W, A)
+        if small:
+            small_forward(a_prev, W, A)
+        else:
+            np.dot(a_prev, W, A)
         add_bias_and_activate(A, params[w_lo + n_in * n_out:w_lo + (n_in + 1) * n_out],
                               out_code if layer == n_layers - 1 else hidden_code)
         a_prev = A
@@ -159,7 +294,7 @@ def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, gra
     d_off = a_off
     delta = deltas[d_off:d_off + b * n_last].reshape(b, n_last)
     loss = output_delta(a_prev, y_batch[:b], sw_batch[:b], loss_kind, delta)
-    loss = (loss + 0.5 * alpha * squared_weight_sum(params, units, offsets)) / weight_sum
+    weight_sq = 0.0
     # backward: gW_l = A_{l-1}^T delta_l, delta_{l-1} = (delta_l W_l^T) * act'(A_{l-1})
     for layer in range(n_layers - 1, -1, -1):
         n_in = units[layer]
@@ -173,15 +308,24 @@ def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, gra
         else:
             a_off -= rows * n_in
             A_in = activations[a_off:a_off + b * n_in].reshape(b, n_in)
-        np.dot(A_in.T, delta, gW)
-        layer_sq[layer] = finish_layer_gradient(gW, gb, W, delta, alpha, 1.0 / weight_sum)
+        delta_in = delta  # placeholder of the input layer, which has no delta
         if layer > 0:
             d_off -= rows * n_in
             delta_in = deltas[d_off:d_off + b * n_in].reshape(b, n_in)
-            np.dot(delta, W.T, delta_in)
-            multiply_by_derivative(delta_in, A_in, hidden_code)
-            delta = delta_in
-    return loss
+        if small:
+            sq, wsq = small_backward(A_in, delta, W, gW, gb, delta_in, hidden_code, alpha, 1.0 / weight_sum,
+                                     layer > 0, fuse, rule, params, grads, slots, step, lr, w_lo)
+        else:
+            np.dot(A_in.T, delta, gW)
+            if layer > 0:  # before the update of W
+                np.dot(delta, W.T, delta_in)
+                multiply_by_derivative(delta_in, A_in, hidden_code)
+            sq, wsq = finish_layer_gradient(gW, gb, W, delta, alpha, 1.0 / weight_sum, fuse, rule, params, grads,
+                                            slots, step, lr, w_lo)
+        layer_sq[layer] = sq
+        weight_sq += wsq
+        delta = delta_in
+    return (loss + 0.5 * alpha * weight_sq) / weight_sum, fuse
 
 
 @jit(reduction=True)
@@ -238,11 +382,16 @@ def mlp_epoch(X, Y, sample_weight, order, params, grads, slots, units, offsets, 
     n_samples = order.shape[0]
     loss_sum = 0.0
     norm_sums[:] = 0.0
+    # the update runs inside the backward pass, unless the norm of the whole gradient is needed first
+    # (clipping by norm) or the update runs on Numba's threads
+    fuse = not rule.threaded and not rule.clip_norm < math.inf
     for start in range(0, n_samples, batch_size):
         stop = min(n_samples, start + batch_size)
-        loss = batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets,
-                                       hidden_code, out_code, loss_kind, x_batch, y_batch, sw_batch, activations,
-                                       deltas, alpha, layer_sq)
+        lr = update_lr(rule, step + 1)
+        loss, updated = batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units,
+                                                offsets, hidden_code, out_code, loss_kind, x_batch, y_batch,
+                                                sw_batch, activations, deltas, alpha, layer_sq, rule, fuse, slots,
+                                                step + 1, lr)
         loss_sum += loss * (stop - start)
         total_sq = 0.0
         for layer in range(layer_sq.size):
@@ -251,11 +400,12 @@ def mlp_epoch(X, Y, sample_weight, order, params, grads, slots, units, offsets, 
         norm = math.sqrt(total_sq)
         if not (math.isfinite(norm) and math.isfinite(loss_sum)):
             return np.nan, step
+        step += 1
+        if updated:  # NaN parameters, if any, are caught by the trainer (the engine restores the last good epoch)
+            continue
         scale = 1.0
         if norm > rule.clip_norm:
             scale = rule.clip_norm / (norm + 1e-6)
-        step += 1
-        lr = update_lr(rule, step)
         fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, rule.threaded)
     return loss_sum, step
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like
+from ..kernels._cast import cast_like, positive_like
 from ._base import Optimizer, check_real
 
 
@@ -14,7 +14,7 @@ def adagrad_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
     """Fused Adagrad step; ``hyper = (lr_decay, weight_decay, eps)``."""
     clr = cast_like(lr / (1.0 + (step - 1) * hyper[0]), params)
     weight_decay = cast_like(hyper[1], params)
-    eps = cast_like(hyper[2], params)
+    eps = positive_like(hyper[2], params)
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
     state_sum = slots[0]

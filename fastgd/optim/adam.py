@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like
+from ..kernels._cast import cast_like, positive_like
 from ._base import Optimizer, check_real
 
 
@@ -33,7 +33,7 @@ def adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, l
     one_minus_weight = 1 - weight
     beta2_ = cast_like(beta2, params)
     one_minus_beta2 = cast_like(1.0 - beta2, params)
-    eps = cast_like(hyper[2], params)
+    eps = positive_like(hyper[2], params)
     coupled_decay = cast_like(0.0 if decoupled else hyper[3], params)
     shrink = cast_like(1.0 - lr * hyper[3] if decoupled else 1.0, params)
     scale = cast_like(grad_scale, params)

@@ -11,7 +11,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit
+@jit(inlined=True)
 def folded_adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused Adam step of Kingma & Ba's efficient form; ``hyper = (beta1, beta2, eps)``."""
     beta1 = hyper[0]
@@ -26,7 +26,7 @@ def folded_adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_v
     clip = cast_like(clip_value, params)
     exp_avg = slots[0]
     exp_avg_sq = slots[1]
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
         g = grads[i] * scale
         if g > clip:
             g = clip

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like
+from ..kernels._cast import cast_like, positive_like
 from ._base import Optimizer, check_real
 
 
@@ -17,7 +17,8 @@ def rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
     alpha = cast_like(hyper[0], params)
     one_minus_alpha = cast_like(1.0 - hyper[0], params)
     from_end = 1.0 - hyper[0] >= 0.5
-    eps = cast_like(hyper[1], params)
+    zero = cast_like(0.0, params)
+    eps = positive_like(hyper[1], params)
     weight_decay = cast_like(hyper[2], params)
     momentum = cast_like(hyper[3], params)
     use_momentum = hyper[3] > 0.0
@@ -43,7 +44,7 @@ def rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
             else:
                 ga = grad_avg[i] + one_minus_alpha * (g - grad_avg[i])
             grad_avg[i] = ga
-            avg = np.sqrt(sq - ga * ga) + eps
+            avg = np.sqrt(max(sq - ga * ga, zero)) + eps  # rounding can push the variance below 0
         else:
             avg = np.sqrt(sq) + eps
         if use_momentum:

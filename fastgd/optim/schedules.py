@@ -150,7 +150,10 @@ class Schedule:
         if self.name == "invscaling" and not self.per_update:
             if epoch == self.fresh_epoch:
                 return self.eta0
-            return self.eta0 / (samples_seen + 1) ** self.power_t
+            try:
+                return self.eta0 / (samples_seen + 1) ** self.power_t
+            except OverflowError:  # (samples_seen + 1) ** power_t beyond float's range: the rate is 0
+                return 0.0
         if self.name == "step":
             return self.eta0 * self.gamma ** (epoch // self.step_size)
         if self.name == "cosine":

@@ -9,7 +9,7 @@ from ..kernels._cast import cast_like
 from ._base import Optimizer, check_real
 
 
-@jit
+@jit(inlined=True)
 def velocity_sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused velocity-form SGD step; ``hyper = (momentum, nesterov)``."""
     momentum = cast_like(hyper[0], params)
@@ -18,7 +18,7 @@ def velocity_sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
     velocity = slots[0]
-    for i in range(lo, hi):
+    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
         g = grads[i] * scale
         if g > clip:
             g = clip
