@@ -20,11 +20,27 @@ Sections (all by default; pick some with their flags):
     as a share of the bandwidth of a fused, threaded Numba ``a += s * b`` loop
     (reads a, b, writes a: 12 bytes per element) measured in the same run.
 
-``--quick`` shrinks the problems (20,000 samples, 1e6 parameters) for a smoke
-test. Times are medians of several repetitions after warm-ups (Numba compiles
-before any timing), measured with ``time.perf_counter``.
+``--mlp``
+    A 100-256-128-10 ReLU network on ``make_classification(50000, 100,
+    n_informative=50, n_classes=10, random_state=0)`` as float32, trained with
+    Adam (scikit-learn's rule, learning rate 1e-3) at batch sizes 1 (a
+    5,000-sample subset), 32, 128 and 1024: ``fastgd.MLPClassifier`` against
+    ``sklearn.neural_network.MLPClassifier`` (float64, its default, and
+    float32) and, when installed, PyTorch on CPU (``nn.Sequential``,
+    ``torch.optim.Adam(fused=True)``, with one thread and with its default
+    number). scikit-learn and fastgd run with one BLAS thread. Samples/s over whole epochs after a
+    warm-up epoch, the speed-ups against the targets (30x, 6x, 4x, 4x
+    scikit-learn; 3x, 2x, 1.5x PyTorch at 32, 128, 1024), the share of the
+    GEMM-bound rate at 1024 (the same matrix products timed alone with
+    ``np.dot``, one BLAS thread) and the training accuracy of each after the
+    same number of epochs.
 
-Run: ``python benchmarks/compare.py [--sgd] [--optim] [--quick]``.
+``--quick`` shrinks the problems (20,000 samples, 1e6 parameters; for
+``--mlp`` 1,000 and 5,000 samples) for a smoke test. Times are medians of
+several repetitions after warm-ups (Numba compiles before any timing),
+measured with ``time.perf_counter``.
+
+Run: ``python benchmarks/compare.py [--sgd] [--optim] [--mlp] [--quick]``.
 """
 
 from __future__ import annotations
@@ -43,6 +59,12 @@ import numpy as np
 
 SGD_TARGET_SPEEDUP = 4.0
 SGD_ACCURACY_TOLERANCE = 0.005  # 0.5 percentage point
+
+#: MLP targets by batch size: minimum speed-up over scikit-learn (float64) and over PyTorch.
+MLP_SKLEARN_TARGETS = {1: 30.0, 32: 6.0, 128: 4.0, 1024: 4.0}
+MLP_TORCH_TARGETS = {32: 3.0, 128: 2.0, 1024: 1.5}
+MLP_GEMM_SHARE_TARGET = 0.70
+MLP_HIDDEN = (256, 128)
 
 #: Logical traffic of one update, in arrays of n_params elements read + written.
 ARRAYS_MOVED = {"SGD momentum": 3 + 2, "RMSprop": 3 + 2, "Adam": 4 + 3}
@@ -323,14 +345,182 @@ def section_optim(quick: bool) -> None:
     print("- Over 100 % means the update moved its bytes faster than the reference loop did.")
 
 
+# -- section 3: multi-layer perceptrons ------------------------------------------------------------
+def _mlp_epochs(make_and_step: Callable[[], Callable[[], None]], repeats: int) -> tuple[list[float], Callable]:
+    """Build a model (its first epoch is the warm-up), then time ``repeats`` further epochs."""
+    step = make_and_step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times, step
+
+
+def _sk_mlp_stepper(cls, X, y, batch_size: int) -> tuple[Callable[[], None], object]:
+    est = cls(hidden_layer_sizes=MLP_HIDDEN, solver="adam", batch_size=batch_size, max_iter=1, warm_start=True,
+              random_state=0, tol=0.0, n_iter_no_change=10**9)
+    est.fit(X, y)  # warm-up epoch (compiles fastgd's kernels)
+    return lambda: est.fit(X, y), est
+
+
+def _torch_mlp_stepper(X, y, batch_size: int, threads: int):
+    torch = _torch()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    n_features, n_classes = X.shape[1], int(y.max()) + 1
+    sizes = [n_features, *MLP_HIDDEN, n_classes]
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    yt = torch.from_numpy(y.astype(np.int64))
+    gen = torch.Generator().manual_seed(0)
+
+    def epoch() -> None:
+        perm = torch.randperm(Xt.shape[0], generator=gen)
+        for start in range(0, Xt.shape[0], batch_size):
+            idx = perm[start:start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(Xt[idx]), yt[idx]).backward()
+            opt.step()
+
+    def accuracy(Xa, ya) -> float:
+        with torch.no_grad():
+            pred = model(torch.from_numpy(np.ascontiguousarray(Xa, dtype=np.float32))).argmax(1).numpy()
+        return float((pred == ya).mean())
+
+    epoch()  # warm-up
+    return epoch, accuracy
+
+
+def _gemm_rate(batch_size: int, sizes: list[int], repeats: int = 20) -> float:
+    """Samples/s of the MLP's matrix products alone (forward, weight gradients, hidden deltas), float32."""
+    import threadpoolctl
+
+    rng = np.random.default_rng(0)
+    acts = [rng.standard_normal((batch_size, n), dtype=np.float32) for n in sizes]
+    weights = [rng.standard_normal((sizes[i], sizes[i + 1]), dtype=np.float32) for i in range(len(sizes) - 1)]
+    grads = [np.empty_like(W) for W in weights]
+
+    def products() -> None:
+        for i, W in enumerate(weights):
+            np.dot(acts[i], W, acts[i + 1])
+        for i in range(len(weights) - 1, -1, -1):
+            np.dot(acts[i].T, acts[i + 1], grads[i])
+            if i > 0:
+                np.dot(acts[i + 1], weights[i].T, acts[i])
+
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        for _ in range(3):
+            products()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            products()
+            times.append(time.perf_counter() - t0)
+    return batch_size / statistics.median(times)
+
+
+def section_mlp(quick: bool) -> None:
+    import threadpoolctl
+    from sklearn.datasets import make_classification
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from fastgd import MLPClassifier
+
+    n_full = 5_000 if quick else 50_000
+    n_single = 1_000 if quick else 5_000
+    repeats = 2 if quick else 3
+    X, y = make_classification(n_samples=n_full, n_features=100, n_informative=50, n_classes=10, random_state=0)
+    X = X.astype(np.float32)
+    torch = _torch()
+    torch_threads = sorted({1, torch.get_num_threads()}) if torch else []
+    print(f"\n## MLP {100}-{MLP_HIDDEN[0]}-{MLP_HIDDEN[1]}-10 (ReLU, softmax), Adam: "
+          f"make_classification({n_full}, 100, n_informative=50, n_classes=10, random_state=0), float32\n")
+    print(f"One warm-up epoch, then the median of {repeats} timed epochs, in samples/s; batch size 1 uses the "
+          f"first {n_single} samples. scikit-learn's and fastgd's `MLPClassifier(hidden_layer_sizes={MLP_HIDDEN}, "
+          "solver='adam', batch_size=..., max_iter=1, warm_start=True, random_state=0)`, one fit per epoch; "
+          "PyTorch: `nn.Sequential` + `torch.optim.Adam(lr=1e-3, fused=True)` + `CrossEntropyLoss` (no L2 term), "
+          f"with {' and '.join(map(str, torch_threads)) or 'no'} thread(s). Accuracy on the training samples after "
+          f"the same {1 + repeats} epochs. Ratios are fastgd's speed-up; targets in brackets.\n")
+    rows, notes = [], []
+    torch_state = torch.get_num_threads() if torch else None
+    for batch_size in (1, 32, 128, 1024):
+        n = n_single if batch_size == 1 else n_full
+        Xb, yb = X[:n], y[:n]
+        rate, acc = {}, {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            candidates = {"fastgd": (MLPClassifier, Xb), "sklearn f64": (SkMLP, Xb.astype(np.float64)),
+                          "sklearn f32": (SkMLP, Xb)}
+            for name, (cls, Xc) in candidates.items():
+                # one BLAS thread for both: on a few cores the spinning threads of several pools cost
+                # scikit-learn 2-10x (fastgd's trainer limits its own BLAS threads in any case)
+                with threadpoolctl.threadpool_limits(1, user_api="blas"):
+                    step, est = _sk_mlp_stepper(cls, Xc, yb, batch_size)
+                    times, _ = _mlp_epochs(lambda step=step: step, repeats)
+                rate[name] = n / statistics.median(times)
+                acc[name] = est.score(Xc, yb)
+        for threads in torch_threads:
+            with threadpoolctl.threadpool_limits(1, user_api="blas"):
+                step, accuracy = _torch_mlp_stepper(Xb, yb, batch_size, threads)
+                times, _ = _mlp_epochs(lambda step=step: step, repeats)
+            rate[f"torch {threads}t"] = n / statistics.median(times)
+            acc[f"torch {threads}t"] = accuracy(Xb, yb)
+        torch_best = max((k for k in rate if k.startswith("torch")), key=rate.get, default=None)
+        sk_ratio = rate["fastgd"] / rate["sklearn f64"]
+        sk_target = MLP_SKLEARN_TARGETS[batch_size]
+        torch_ratio = rate["fastgd"] / rate[torch_best] if torch_best else float("nan")
+        torch_target = MLP_TORCH_TARGETS.get(batch_size)
+        torch_cell = "n/a" if torch_best is None else (
+            f"{torch_ratio:.2f}x" + (f" ({torch_target:g}x)" if torch_target else ""))
+        dacc = acc["fastgd"] - acc["sklearn f64"]
+        rows.append([str(batch_size), f"{rate['fastgd'] / 1e3:.1f} k", f"{rate['sklearn f64'] / 1e3:.1f} k",
+                     f"{rate['sklearn f32'] / 1e3:.1f} k",
+                     f"{rate[torch_best] / 1e3:.1f} k ({torch_best.split()[1]})" if torch_best else "n/a",
+                     f"{sk_ratio:.2f}x ({sk_target:g}x)", f"{rate['fastgd'] / rate['sklearn f32']:.2f}x",
+                     torch_cell, f"{100 * acc['fastgd']:.2f}", f"{100 * acc['sklearn f64']:.2f}",
+                     f"{100 * acc[torch_best]:.2f}" if torch_best else "n/a", f"{100 * dacc:+.2f}"])
+        met_sk = sk_ratio >= sk_target
+        met_torch = torch_target is None or torch_best is None or torch_ratio >= torch_target
+        met_acc = dacc >= -SGD_ACCURACY_TOLERANCE  # at most 0.5 point below scikit-learn, as in --sgd
+        notes.append(f"- batch {batch_size}: vs scikit-learn {sk_ratio:.2f}x (target {sk_target:g}x) "
+                     f"{'MET' if met_sk else 'NOT MET'}"
+                     + (f"; vs PyTorch {torch_ratio:.2f}x (target {torch_target:g}x) "
+                        f"{'MET' if met_torch else 'NOT MET'}" if torch_target and torch_best else "")
+                     + f"; accuracy {100 * dacc:+.2f} points {'MET' if met_acc else 'NOT MET'}")
+        if batch_size == 1024:
+            gemm = _gemm_rate(batch_size, [100, *MLP_HIDDEN, 10])
+            gemm_share = rate["fastgd"] / gemm
+            notes.append(f"- batch 1024: the same matrix products alone (np.dot, 1 BLAS thread) run at "
+                         f"{gemm / 1e3:.1f} k samples/s; fastgd reaches {100 * gemm_share:.0f} % of it (target "
+                         f"{100 * MLP_GEMM_SHARE_TARGET:.0f} %) "
+                         f"{'MET' if gemm_share >= MLP_GEMM_SHARE_TARGET else 'NOT MET'}")
+    if torch:
+        torch.set_num_threads(torch_state)
+    print(markdown_table(["batch", "fastgd", "sklearn f64", "sklearn f32", "torch (threads)", "x sklearn f64",
+                          "x sklearn f32", "x torch", "fastgd acc %", "sklearn f64 acc %", "torch acc %",
+                          "Δacc vs sklearn"], rows))
+    print()
+    print("\n".join(notes))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sgd", action="store_true", help="per-sample SGD vs sklearn SGDClassifier")
     parser.add_argument("--optim", action="store_true", help="optimizer steps vs sklearn (and torch)")
+    parser.add_argument("--mlp", action="store_true", help="MLP training vs sklearn MLPClassifier (and torch)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     args = parser.parse_args(argv)
-    run_all = not (args.sgd or args.optim)
+    run_all = not (args.sgd or args.optim or args.mlp)
     start = time.perf_counter()
     print("# fastgd vs peers" + (" (--quick sizes)" if args.quick else ""))
     print()
@@ -339,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
         section_sgd(args.quick)
     if run_all or args.optim:
         section_optim(args.quick)
+    if run_all or args.mlp:
+        section_mlp(args.quick)
     tail = f"\nTotal time {time.perf_counter() - start:.0f} s"
     if hasattr(os, "getloadavg"):
         tail += "; load average at end (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -1,4 +1,4 @@
-"""Shared test configuration: the Hypothesis profiles.
+"""Shared test configuration: a Numba cache per test worker, and the Hypothesis profiles.
 
 Profiles apply to every ``@given`` test that does not set ``max_examples``
 itself (``tests/test_fuzz.py``; ``tests/test_optim.py`` sets its own):
@@ -14,7 +14,18 @@ Registering ``default`` and ``ci`` replaces Hypothesis' built-in profiles of
 those names, and the active one takes effect at once.
 """
 
-from hypothesis import HealthCheck, settings
+import os
+import tempfile
+
+# Numba's cache has no lock: two processes compiling the same kernel at once can each write an entry
+# under the same file name, and a later process then loads the wrong machine code. Each pytest-xdist
+# worker therefore keeps its own cache (set before any test module imports numba).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    _base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "fastgd-test-numba-cache")
+    os.environ["NUMBA_CACHE_DIR"] = os.path.join(_base, _WORKER)
+
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 

@@ -1,0 +1,79 @@
+"""asv suite: training throughput of ``fastgd.MLPClassifier`` (a 100-256-128-10 ReLU network).
+
+Parametrised by optimizer (``adam``, ``sgd``: scikit-learn's rules) x batch size x dtype. Each benchmark
+trains one epoch on a small subset of ``make_classification(n_features=100, n_informative=50,
+n_classes=10)``: 2,000 samples at batch size 1, 10,000 otherwise. ``setup`` fits a first epoch, so that the
+kernels are compiled (or loaded from Numba's cache) before any timing; each timed call is one more epoch of
+the same model (``warm_start=True``, ``max_iter=1``).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+try:
+    from fastgd import MLPClassifier as _MLPClassifier
+except ImportError:  # a commit without the MLP estimators: every benchmark is skipped
+    _MLPClassifier = None
+
+OPTIMIZERS = ["adam", "sgd"]
+BATCH_SIZES = [1, 32, 128, 1024]
+DTYPES = ["float32", "float64"]
+HIDDEN = (256, 128)
+
+_DATA: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def n_samples(batch_size: int) -> int:
+    """Samples of the subset trained at ``batch_size``."""
+    return 2_000 if batch_size == 1 else 10_000
+
+
+def data(dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """The benchmark's samples in ``dtype`` (made once per process)."""
+    if dtype not in _DATA:
+        from sklearn.datasets import make_classification
+
+        X, y = make_classification(n_samples=10_000, n_features=100, n_informative=50, n_classes=10,
+                                   random_state=0)
+        _DATA[dtype] = (X.astype(dtype), y)
+    return _DATA[dtype]
+
+
+class MLPEpoch:
+    """One epoch of MLP training: seconds (``time_``) and samples per second (``track_``)."""
+
+    params = (OPTIMIZERS, BATCH_SIZES, DTYPES)
+    param_names = ["optimizer", "batch_size", "dtype"]
+    timeout = 120
+
+    def setup(self, optimizer: str, batch_size: int, dtype: str) -> None:
+        if _MLPClassifier is None:
+            raise NotImplementedError("fastgd.MLPClassifier is not available in this commit")
+        X, y = data(dtype)
+        n = n_samples(batch_size)
+        self.X, self.y = X[:n], y[:n]
+        self.model = _MLPClassifier(hidden_layer_sizes=HIDDEN, solver=optimizer, batch_size=batch_size,
+                                    max_iter=1, warm_start=True, random_state=0, tol=0.0, n_iter_no_change=10**9)
+        self.epoch()  # compiles (or loads) the kernels
+
+    def epoch(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning: one epoch is not convergence
+            self.model.fit(self.X, self.y)
+
+    def time_epoch(self, optimizer: str, batch_size: int, dtype: str) -> None:
+        self.epoch()
+
+    def track_samples_per_second(self, optimizer: str, batch_size: int, dtype: str) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            self.epoch()
+            times.append(time.perf_counter() - t0)
+        return self.X.shape[0] / float(np.median(times))
+
+    track_samples_per_second.unit = "samples/s"
