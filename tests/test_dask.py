@@ -27,6 +27,11 @@ def client():
 def data():
     X, y = make_classification(n_samples=3000, n_features=20, class_sep=2.0, random_state=0)
     X = X.astype(np.float32)
+    # Compile the kernels here first: the worker processes then load them from Numba's cache instead
+    # of compiling them at the same time (the cache has no lock).
+    LinearClassifier(loss="log_loss", max_iter=1).partial_fit(X[:50], y[:50], classes=[0, 1])
+    MLPClassifier((16,), max_iter=1).partial_fit(X[:50], y[:50], classes=[0, 1])
+    LinearClassifier(loss="log_loss", max_iter=1, batch_size=32).fit(X[:50], y[:50])
     return X, y, da.from_array(X, chunks=500), da.from_array(y, chunks=500)
 
 

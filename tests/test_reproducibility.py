@@ -115,6 +115,8 @@ def test_concurrent_fits_in_threads_equal_sequential_fits(digits):
 
 def test_grid_search_with_two_jobs(digits):
     X, y = digits
+    for batch_size in (1, 32):  # compile here once; the two job processes then load from the cache
+        LinearClassifier(loss="log_loss", max_iter=1, batch_size=batch_size).fit(X, y)
     search = GridSearchCV(LinearClassifier(loss="log_loss", max_iter=5, random_state=0),
                           {"alpha": [1e-4, 1e-2], "batch_size": [1, 32]}, cv=2, n_jobs=2).fit(X, y)
     serial = GridSearchCV(LinearClassifier(loss="log_loss", max_iter=5, random_state=0),
