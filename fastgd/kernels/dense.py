@@ -41,6 +41,7 @@ from ..optim._registry import fused_step, update_range
 from ..optim.schedules import update_lr
 from ._cast import cast_like
 from .activations import LEAKY_SLOPE, add_bias_and_activate, derivative, multiply_by_derivative
+from .rows import run_overload
 
 SQUARED_ERROR = 0
 LOG_LOSS = 1
@@ -51,7 +52,7 @@ _JIT_OPTIONS = {"cache": True, "fastmath": set(REDUCTION_FASTMATH), "error_model
 
 def gather_rows(X, order, start, stop, out):  # pragma: no cover - compiled overload below
     """Copy rows ``order[start:stop]`` of ``X`` (dense, or CSR as a tuple) into dense ``out``."""
-    raise NotImplementedError
+    return run_overload(_gather_rows, X, order, start, stop, out)
 
 
 @overload(gather_rows, jit_options=_JIT_OPTIONS)
