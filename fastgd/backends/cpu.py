@@ -29,7 +29,25 @@ def make_update_rule(optimizer: Optimizer, schedule: Schedule, n_params: int,
     )
 
 
-class LinearTrainer:
+class FlatParameterSnapshots:
+    """Snapshots of a trainer whose model is one flat ``params`` vector and an optimizer ``state``."""
+
+    params: np.ndarray
+    state: OptimizerState
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Copies of the parameters and optimizer state."""
+        return self.params.copy(), self.state.slots.copy(), self.state.step
+
+    def restore(self, snapshot: tuple[np.ndarray, np.ndarray, int]) -> None:
+        """Put back what :meth:`snapshot` copied, in place."""
+        params, slots, step = snapshot
+        self.params[:] = params
+        self.state.slots[:] = slots
+        self.state.step = step
+
+
+class LinearTrainer(FlatParameterSnapshots):
     """Trains the flat parameter vector of a linear model on the CPU.
 
     Parameters
@@ -130,14 +148,3 @@ class LinearTrainer:
         if self.l1:
             value += self.l1 * float(np.abs(coefs).sum())
         return value
-
-    def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """Copies of the parameters and optimizer state."""
-        return self.params.copy(), self.state.slots.copy(), self.state.step
-
-    def restore(self, snapshot: tuple[np.ndarray, np.ndarray, int]) -> None:
-        """Put back what :meth:`snapshot` copied, in place."""
-        params, slots, step = snapshot
-        self.params[:] = params
-        self.state.slots[:] = slots
-        self.state.step = step

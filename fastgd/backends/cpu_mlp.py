@@ -12,6 +12,7 @@ from ..engine import EpochResult
 from ..kernels.dense import batch_loss_and_gradient, mlp_epoch, mlp_forward
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
+from .cpu import FlatParameterSnapshots
 
 #: Batches of at least this many rows multiply on every BLAS thread; smaller ones on one. Below it, waking
 #: the threads costs more than they save, and the spinning threads of NumPy's and SciPy's OpenBLAS (the
@@ -36,7 +37,7 @@ def n_parameters(units: np.ndarray) -> int:
     return int(((units[:-1] + 1) * units[1:]).sum())
 
 
-class MLPTrainer:
+class MLPTrainer(FlatParameterSnapshots):
     """Holds an MLP's data, flat parameters and workspaces; runs compiled epochs.
 
     Parameters
@@ -131,14 +132,3 @@ class MLPTrainer:
         out = np.empty((min(n_rows, self.n_samples), self.units[-1]), dtype=self.params.dtype)
         mlp_forward(self.X, self.params, self.units, self.offsets, self.hidden_code, self.out_code, out, out.shape[0])
         return bool(np.isfinite(out).all())
-
-    def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """Copies of the parameters and optimizer state."""
-        return self.params.copy(), self.state.slots.copy(), self.state.step
-
-    def restore(self, snapshot: tuple[np.ndarray, np.ndarray, int]) -> None:
-        """Put back what :meth:`snapshot` copied, in place."""
-        params, slots, step = snapshot
-        self.params[:] = params
-        self.state.slots[:] = slots
-        self.state.step = step

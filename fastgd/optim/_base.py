@@ -84,6 +84,16 @@ def check_real(name: str, value: Any, *, low: float = 0.0, high: float = math.in
     return value
 
 
+def check_betas(betas: Any) -> tuple[float, float]:
+    """Validate Adam-style ``betas``: a pair of reals, each in [0, 1)."""
+    try:
+        beta1, beta2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}.") from None
+    return (check_real("betas[0]", beta1, high=1.0, high_open=True),
+            check_real("betas[1]", beta2, high=1.0, high_open=True))
+
+
 def check_params(params: Any, name: str = "params") -> np.ndarray:
     """Check that ``params`` is a 1-D C-contiguous float32 or float64 ndarray."""
     if not isinstance(params, np.ndarray):

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._config import jit
 from ..kernels._cast import cast_like, positive_like
-from ._base import Optimizer, check_real
+from ._base import Optimizer, check_betas, check_real
 
 
 @jit(inlined=True)
@@ -101,12 +101,7 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False) -> None:
         self.lr = check_real("lr", lr)
-        try:
-            beta1, beta2 = betas
-        except (TypeError, ValueError):
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}.") from None
-        self.betas = (check_real("betas[0]", beta1, high=1.0, high_open=True),
-                      check_real("betas[1]", beta2, high=1.0, high_open=True))
+        self.betas = check_betas(betas)
         self.eps = check_real("eps", eps, low_open=True)
         self.weight_decay = check_real("weight_decay", weight_decay)
         self.amsgrad = bool(amsgrad)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._config import jit
 from ..kernels._cast import cast_like
-from ._base import Optimizer, check_real
+from ._base import Optimizer, check_betas, check_real
 
 
 @jit(inlined=True)
@@ -70,12 +70,7 @@ class FoldedAdam(Optimizer):
 
     def __init__(self, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.lr = check_real("lr", lr)
-        try:
-            beta1, beta2 = betas
-        except (TypeError, ValueError):
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}.") from None
-        self.betas = (check_real("betas[0]", beta1, high=1.0, high_open=True),
-                      check_real("betas[1]", beta2, high=1.0, high_open=True))
+        self.betas = check_betas(betas)
         self.eps = check_real("eps", eps, low_open=True)
 
     def n_slots(self) -> int:
