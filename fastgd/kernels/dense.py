@@ -110,23 +110,6 @@ FUSED_ROWS = 16
 
 
 @jit(reduction=True, inlined=True)
-def finish_bias_gradient(gb, inv, fuse, rule, params, grads, slots, step, lr, b_lo):
-    """Scale the summed bias gradient ``gb`` by ``inv``; update the biases at once when ``fuse``.
-
-    Returns the squared norm of the scaled gradient.
-    """
-    sq = cast_like(0.0, gb)
-    for j in range(np.uint64(gb.size)):
-        g = gb[j] * inv
-        gb[j] = g
-        sq += g * g
-    if fuse:
-        update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value, b_lo,
-                     b_lo + gb.size)
-    return sq
-
-
-@jit(reduction=True, inlined=True)
 def finish_layer_gradient(gW, gb, W, delta, alpha, inv_weight_sum, fuse, rule, params, grads, slots, step, lr, w_lo):
     """``gW = (gW + alpha W) / sum(sw)``, ``gb = column sums of delta / sum(sw)``.
 
@@ -144,7 +127,14 @@ def finish_layer_gradient(gW, gb, W, delta, alpha, inv_weight_sum, fuse, rule, p
         dr = delta[r]
         for j in range(np.uint64(n_out)):
             gb[j] += dr[j]
-    sq += finish_bias_gradient(gb, inv, fuse, rule, params, grads, slots, step, lr, w_lo + n_in * n_out)
+    for j in range(np.uint64(n_out)):
+        g = gb[j] * inv
+        gb[j] = g
+        sq += g * g
+    if fuse:
+        b_lo = w_lo + n_in * n_out
+        update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value, b_lo,
+                     b_lo + n_out)
     block_lo = 0
     for i in range(n_in):
         gWi = gW[i]
@@ -209,7 +199,14 @@ def small_backward(A_in, delta, W, gW, gb, delta_in, code, alpha, inv_weight_sum
         dr = delta[r]
         for j in range(np.uint64(n_out)):
             gb[j] += dr[j]
-    sq += finish_bias_gradient(gb, inv, fuse, rule, params, grads, slots, step, lr, w_lo + n_in * n_out)
+    for j in range(np.uint64(n_out)):
+        g = gb[j] * inv
+        gb[j] = g
+        sq += g * g
+    if fuse:
+        b_lo = w_lo + n_in * n_out
+        update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value, b_lo,
+                     b_lo + n_out)
     block_lo = 0
     for i in range(n_in):
         Wi = W[i]
