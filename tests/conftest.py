@@ -25,6 +25,11 @@ if _WORKER:
     _base = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "fastgd-test-numba-cache")
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(_base, _WORKER)
 
+# Without a GPU, the CUDA backend's tests run in numba's CUDA simulator (``-m cuda`` selects them; on a
+# machine with an NVIDIA GPU they run on the hardware). Decided before numba.cuda is first imported.
+if not (os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")):
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
