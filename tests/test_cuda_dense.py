@@ -262,6 +262,8 @@ def test_mlp_output_delta_matches_the_cpu_output_step(case, dtype):
     tol = _tol(dtype)
     np.testing.assert_allclose(Z_d.copy_to_host(), P, **tol)
     np.testing.assert_allclose(delta.copy_to_host(), delta_ref, **tol)
+    if loss_kind == cpu_dense.SQUARED_ERROR:
+        loss_ref /= 0.5 / n_out  # the caller applies scikit-learn's factor
     sums = loss_sums.copy_to_host()
     assert sums[0] == 7.0 and sums[2] == -3.0
     np.testing.assert_allclose(sums[1], 0.5 + loss_ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
@@ -274,7 +276,7 @@ def test_mlp_loss_sums_accumulate_over_launches():
     delta = cuda.device_array(Z.shape)
     for _ in range(2):
         dense.mlp_output_delta(_dev(Z), _dev(Y), _dev(sw), IDENTITY, cpu_dense.SQUARED_ERROR, delta, loss_sums, 0)
-    expected = 2 * np.sum(sw[:, None] * (Y - Z) ** 2) * 0.5 / 2
+    expected = 2 * np.sum(sw[:, None] * (Y - Z) ** 2)  # twice, unscaled
     np.testing.assert_allclose(loss_sums.copy_to_host()[0], expected, rtol=1e-12)
 
 

@@ -362,8 +362,6 @@ def _mlp_output_delta_kernel(Z, Y, sw, out_code, loss_kind, delta, loss_sums, ba
                     row_loss -= y * math.log(pc)
                 if loss_kind == BINARY_LOG_LOSS and y != 1:
                     row_loss -= (1.0 - y) * math.log(1.0 - pc)
-        if loss_kind == SQUARED_ERROR:
-            row_loss *= 0.5 / n_out
         weighted_loss = w * row_loss
     _block_sum_add(partial, weighted_loss, loss_sums, batch_index)
 
@@ -725,10 +723,11 @@ def mlp_output_delta(Z: Any, Y: Any, sw: Any, out_code: int, loss_kind: int, del
     Row ``i``: ``Z[i]`` becomes ``P[i] = out(Z[i])`` in place (identity, logistic, or softmax with the max
     shift), ``delta[i] = (P[i] - Y[i]) * sw[i]``, and ``sw[i] * loss_i`` is added to ``loss_sums[batch_index]``
     (float64), with the definitions of :func:`fastgd.kernels.dense.output_delta`: ``SQUARED_ERROR`` adds
-    ``sum_k (y - p)^2 * 0.5 / n_out`` (the ``0.5 / n_out`` factor is applied here), ``LOG_LOSS`` adds
-    ``-sum_k y log(clip(p))``, ``BINARY_LOG_LOSS`` also ``-(1 - y) log(1 - clip(p))``, with ``clip`` to
-    ``[eps, 1 - eps]`` (``eps`` of the arrays' dtype). So ``loss_sums[batch_index]`` receives what ``output_delta``
-    returns; dividing by the batch's weight sum and adding the L2 term is the caller's.
+    ``sum_k (y - p)^2`` **without** the factor ``0.5 / n_out`` (the caller multiplies the sum by it),
+    ``LOG_LOSS`` adds ``-sum_k y log(clip(p))``, ``BINARY_LOG_LOSS`` also ``-(1 - y) log(1 - clip(p))``, with
+    ``clip`` to ``[eps, 1 - eps]`` (``eps`` of the arrays' dtype). So ``loss_sums[batch_index]`` receives what
+    ``output_delta`` returns, divided by ``0.5 / n_out`` for squared error; that factor, the division by the
+    batch's weight sum and the L2 term are the caller's.
 
     Parameters
     ----------
