@@ -11,12 +11,18 @@ which updates ``params[lo:hi]`` and the matching columns of every state row in
 one pass over memory. ``grads`` are first multiplied by ``grad_scale`` (the
 batch mean and clip-by-norm factor folded together) and clipped to
 ``[-clip_value, clip_value]``; then the optimizer's own rule is applied.
+
+:meth:`Optimizer.init` and :meth:`Optimizer.step` also accept CUDA device
+arrays (numba device arrays, or any object with ``__cuda_array_interface__``
+such as CuPy arrays and PyTorch CUDA tensors): the state then lives on the
+device and :func:`fastgd.cuda.optim.device_step` runs the fused CUDA kernel of
+the same rule. numba.cuda is imported only when a device array arrives.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -27,22 +33,34 @@ from .._config import PARALLEL_MIN_SIZE
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def is_device_array(x: Any) -> bool:
+    """Whether ``x`` is a CUDA device array (numba's, the simulator's, or any ``__cuda_array_interface__``).
+
+    Decided without importing numba.cuda.
+    """
+    if isinstance(x, np.ndarray):
+        return False
+    return bool(getattr(x, "__cuda_ndarray__", False)) or hasattr(x, "__cuda_array_interface__")
+
+
 @dataclass
 class OptimizerState:
     """The mutable state of one optimizer on one parameter vector.
 
     Attributes
     ----------
-    slots : ndarray of shape (n_slots, n_params)
+    slots : ndarray or device array of shape (n_slots, n_params)
         The optimizer's moment buffers (momentum, squared averages, ...), in the
-        dtype of the parameters. The meaning of each row is documented by the
-        optimizer.
+        dtype of the parameters, on the device when the parameters are. The
+        meaning of each row is documented by the optimizer.
     step : int
         Number of updates applied so far.
     """
 
-    slots: np.ndarray
+    slots: Any
     step: int = 0
+    #: Device scratch of the clip-by-norm of device steps (squared norm, coefficient); made on first use.
+    _device_scratch: Any = field(default=None, repr=False, compare=False)
 
 
 def check_real(name: str, value: Any, *, low: float = 0.0, high: float = math.inf,
@@ -138,36 +156,60 @@ class Optimizer:
         """Value the state rows start from (zero except for Adagrad)."""
         return 0.0
 
-    def init(self, params: np.ndarray) -> OptimizerState:
+    def init(self, params: Any) -> OptimizerState:
         """Create the optimizer state for ``params``.
 
         Parameters
         ----------
-        params : ndarray of shape (n_params,)
-            1-D C-contiguous float32 or float64 parameters.
+        params : ndarray or device array of shape (n_params,)
+            1-D C-contiguous float32 or float64 parameters: a NumPy array, or a
+            CUDA device array (numba device array, CuPy array, PyTorch CUDA
+            tensor: anything with ``__cuda_array_interface__``).
 
         Returns
         -------
         OptimizerState
-            Zeroed moments in the dtype of ``params`` and a step count of 0.
+            Moments in the dtype of ``params`` (zero, or the optimizer's
+            :meth:`initial_slot_value`), on the device when ``params`` is a
+            device array, and a step count of 0.
+
+        Raises
+        ------
+        TypeError
+            ``params`` is not an array, or not float32/float64.
+        ValueError
+            ``params`` is not 1-D, not C-contiguous, or read-only.
         """
+        if is_device_array(params):
+            from ..cuda.optim import as_device_vector, zeros_like_state
+
+            params = as_device_vector(params)
+            return OptimizerState(slots=zeros_like_state(self.n_slots(), params, self.initial_slot_value()))
         params = check_params(params)
         slots = np.full((self.n_slots(), params.size), self.initial_slot_value(), dtype=params.dtype)
         return OptimizerState(slots=slots)
 
-    def step(self, params: np.ndarray, grads: np.ndarray, state: OptimizerState, *,
+    def step(self, params: Any, grads: Any, state: OptimizerState, *,
              lr: float | None = None, grad_scale: float = 1.0,
              clip_value: float | None = None, clip_norm: float | None = None) -> None:
         """Apply one update to ``params`` and ``state``, in place.
 
+        With device arrays the fused CUDA kernel runs asynchronously on the
+        default stream (:func:`fastgd.cuda.optim.device_step`); ``clip_norm``
+        is then computed on the device too, without a host synchronisation.
+
         Parameters
         ----------
-        params : ndarray of shape (n_params,)
-            1-D C-contiguous float32 or float64 parameters, updated in place.
-        grads : ndarray of shape (n_params,)
-            Gradient of the objective at ``params``, same dtype; not modified.
+        params : ndarray or device array of shape (n_params,)
+            1-D C-contiguous float32 or float64 parameters, updated in place:
+            a NumPy array, or a CUDA device array (numba device array, CuPy
+            array, PyTorch CUDA tensor: anything with ``__cuda_array_interface__``).
+        grads : ndarray or device array of shape (n_params,)
+            Gradient of the objective at ``params``, same dtype and the same
+            kind of array (host or device); not modified.
         state : OptimizerState
-            State from :meth:`init` for this parameter vector.
+            State from :meth:`init` for this parameter vector (on the device for
+            device parameters).
         lr : float, optional
             Learning rate for this step; defaults to the optimizer's ``lr``
             (pass a scheduled value here).
@@ -179,9 +221,27 @@ class Optimizer:
             Rescale the gradient so that its global L2 norm is at most
             ``clip_norm`` (``torch.nn.utils.clip_grad_norm_``'s rule, applied
             before ``clip_value``).
+
+        Raises
+        ------
+        TypeError
+            Arrays of the wrong type or dtype, host and device arrays mixed, a
+            state that is not an :class:`OptimizerState`.
+        ValueError
+            Shapes that do not match, a state made for other parameters, invalid
+            step options.
         """
         from ._registry import fused_step  # the registry imports every optimizer
 
+        on_device = is_device_array(params)
+        if on_device != is_device_array(grads):
+            where = ("params is a device array and grads is not" if on_device
+                     else "grads is a device array and params is not")
+            raise TypeError(f"params and grads must both be NumPy arrays or both CUDA device arrays: {where}.")
+        if on_device:
+            self._device_step(params, grads, state, lr=lr, grad_scale=grad_scale, clip_value=clip_value,
+                              clip_norm=clip_norm)
+            return
         params = check_params(params)
         grads = check_params(grads, "grads")
         if grads.shape != params.shape or grads.dtype != params.dtype:
@@ -199,6 +259,36 @@ class Optimizer:
         fused_step(self.kernel_id, params, grads, state.slots, self.hyperparameters(), state.step,
                    lr, grad_scale, clip, params.size >= PARALLEL_MIN_SIZE)
 
+    def _device_step(self, params: Any, grads: Any, state: OptimizerState, *, lr: float | None,
+                     grad_scale: float, clip_value: float | None, clip_norm: float | None) -> None:
+        """:meth:`step` on CUDA device arrays (validated here, run by :mod:`fastgd.cuda.optim`)."""
+        from ..cuda import optim as cuda_optim
+
+        params = cuda_optim.as_device_vector(params)
+        grads = cuda_optim.as_device_vector(grads, "grads")
+        if grads.shape != params.shape or grads.dtype != params.dtype:
+            raise ValueError(f"grads must match params in shape and dtype: got {grads.shape} {grads.dtype}, "
+                             f"expected {params.shape} {params.dtype}.")
+        check_state(state, self.n_slots(), params)
+        lr = self.lr if lr is None else check_real("lr", lr)
+        grad_scale = check_real("grad_scale", grad_scale, low=-math.inf)
+        clip = math.inf if clip_value is None else check_real("clip_value", clip_value, low_open=True)
+        if clip_norm is not None:
+            clip_norm = check_real("clip_norm", clip_norm, low_open=True)
+        if not cuda_optim.has_cuda_kernel(self.kernel_id):
+            raise NotImplementedError(f"{type(self).__name__} has no CUDA kernel in fastgd.cuda.optim; "
+                                      "use NumPy arrays.")
+        slots = cuda_optim.as_numba_device_array(state.slots)
+        state.step += 1
+        if clip_norm is None:
+            cuda_optim.device_step(self.kernel_id, params, grads, slots, self.hyperparameters(), state.step,
+                                   lr, grad_scale, clip)
+            return
+        if state._device_scratch is None:
+            state._device_scratch = cuda_optim.new_step_scratch()
+        cuda_optim.clipped_device_step(self.kernel_id, params, grads, slots, self.hyperparameters(), state.step,
+                                       lr, grad_scale, clip, clip_norm, state._device_scratch)
+
     @property
     def kernel_id(self) -> int:
         """Index of this optimizer's kernel in the compiled dispatch."""
@@ -215,14 +305,25 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
-def check_state(state: Any, n_slots: int, params: np.ndarray) -> OptimizerState:
-    """Check that ``state`` is an :class:`OptimizerState` made by ``init`` for ``params`` (``n_slots`` rows)."""
+def check_state(state: Any, n_slots: int, params: Any) -> OptimizerState:
+    """Check that ``state`` is an :class:`OptimizerState` made by ``init`` for ``params`` (``n_slots`` rows).
+
+    For device ``params`` the state rows must be a device array too.
+    """
     if not isinstance(state, OptimizerState):
         raise TypeError(f"state must be an OptimizerState from optimizer.init(params), got {type(state).__name__}.")
     slots = state.slots
-    if (not isinstance(slots, np.ndarray) or slots.shape != (n_slots, params.size) or slots.dtype != params.dtype
-            or not slots.flags.c_contiguous or not slots.flags.writeable):
-        raise ValueError("state does not belong to these params: create it with optimizer.init(params).")
+    if isinstance(params, np.ndarray):
+        belongs = (isinstance(slots, np.ndarray) and slots.shape == (n_slots, params.size)
+                   and slots.dtype == params.dtype and slots.flags.c_contiguous and slots.flags.writeable)
+    else:
+        from ..cuda.optim import check_device_state
+
+        belongs = check_device_state(slots, n_slots, params)
+    if not belongs:
+        where = "" if is_device_array(params) == is_device_array(slots) else (
+            " (the state is on the host and the params on the device, or the reverse)")
+        raise ValueError(f"state does not belong to these params{where}: create it with optimizer.init(params).")
     step = state.step
     if isinstance(step, bool) or not isinstance(step, Integral):
         raise TypeError(f"state.step must be an integer, got {step!r} of type {type(step).__name__}.")
