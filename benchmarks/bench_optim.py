@@ -102,3 +102,98 @@ class OptimizerThroughput:
         return self.n_params / float(np.median(times))
 
     track_params_per_s.unit = "params/s"
+
+
+# --- CUDA ------------------------------------------------------------------------------------------------------
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why the CUDA benchmarks are skipped here (no fastgd.cuda, no GPU, or numba's simulator), or None."""
+    try:
+        import fastgd.cuda as fastgd_cuda
+        import fastgd.cuda.optim  # noqa: F401 - absent before the CUDA optimizers
+    except ImportError as exc:
+        return f"fastgd.cuda.optim is not available ({exc})"
+    if fastgd_cuda.simulated():
+        return "numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM): no GPU timing means anything"
+    return fastgd_cuda.unavailable_reason()
+
+
+def cuda_median_ms(run, repeats: int = 7, inner: int = 10) -> float:
+    """Median over ``repeats`` of the GPU time of ``inner`` back-to-back ``run()`` calls, per call, in ms.
+
+    Timed with CUDA events on the default stream: the launches are asynchronous, so
+    the host queues them faster than the GPU runs them and the GPU never waits.
+    """
+    from numba import cuda
+
+    times = []
+    for _ in range(repeats):
+        start, end = cuda.event(), cuda.event()
+        start.record()
+        for _ in range(inner):
+            run()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / inner)
+    return float(np.median(times))
+
+
+class CudaAdamBandwidth:
+    """Fused Adam on the GPU: memory bandwidth of one step as a share of a device-to-device copy's.
+
+    One step of ``fastgd.optim.Adam`` on device arrays reads parameters, gradients
+    and both moments and writes parameters and moments: 7 arrays of ``n_params``
+    elements. A copy reads one and writes one. Both bandwidths are measured in the
+    same run, on the same card; issue 7's goal is a share of at least 80 %.
+    Skipped without a GPU and under numba's simulator.
+    """
+
+    params = (DTYPES,)
+    param_names = ["dtype"]
+    timeout = 300
+    n_params = 1 << 25
+
+    def setup(self, dtype):
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            raise NotImplementedError(reason)
+        from numba import cuda
+
+        rng = np.random.default_rng(0)
+        self.opt = _optim.Adam(lr=1e-3)
+        self.d_params = cuda.to_device(rng.random(self.n_params, dtype=dtype) - 0.5)
+        self.d_grads = cuda.to_device(rng.random(self.n_params, dtype=dtype) - 0.5)
+        self.state = self.opt.init(self.d_params)
+        self.d_copy = cuda.device_array_like(self.d_params)
+        for _ in range(3):  # compiles the kernel; touches every page
+            self.opt.step(self.d_params, self.d_grads, self.state)
+            self.d_copy.copy_to_device(self.d_params)
+        cuda.synchronize()
+        self.itemsize = np.dtype(dtype).itemsize
+
+    def _adam_bytes_per_s(self) -> float:
+        ms = cuda_median_ms(lambda: self.opt.step(self.d_params, self.d_grads, self.state))
+        return 7 * self.n_params * self.itemsize / (ms * 1e-3)
+
+    def _copy_bytes_per_s(self) -> float:
+        ms = cuda_median_ms(lambda: self.d_copy.copy_to_device(self.d_params))
+        return 2 * self.n_params * self.itemsize / (ms * 1e-3)
+
+    def track_adam_share_of_copy_bandwidth(self, dtype):
+        """Adam's bytes/s over the copy's bytes/s, in percent (goal: >= 80)."""
+        return 100.0 * self._adam_bytes_per_s() / self._copy_bytes_per_s()
+
+    track_adam_share_of_copy_bandwidth.unit = "%"
+
+    def track_adam_bandwidth(self, dtype):
+        """Bytes moved per second by fused Adam steps."""
+        return self._adam_bytes_per_s()
+
+    track_adam_bandwidth.unit = "bytes/s"
+
+    def track_copy_bandwidth(self, dtype):
+        """Bytes moved per second by a device-to-device copy of the parameters."""
+        return self._copy_bytes_per_s()
+
+    track_copy_bandwidth.unit = "bytes/s"
