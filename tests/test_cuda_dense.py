@@ -228,7 +228,7 @@ def _mlp_case(out_code, loss_kind, n_out, dtype, n_rows=11):
     rng = np.random.default_rng(out_code * 10 + n_out)
     Z = rng.normal(scale=3.0, size=(n_rows, n_out))
     if out_code == SOFTMAX:
-        Z[0] += 1000.0  # needs the max shift
+        Z[0, 1:3] += (999.0, 1000.0)  # needs the max shift (not the first element: the shift is the row's max)
         Z[1, 0] = 60.0  # a probability of 1 up to round-off: the eps clipping of the loss
         Y = np.eye(n_out)[rng.integers(n_out, size=n_rows)]
         Y[1] = np.eye(n_out)[1]
@@ -284,7 +284,7 @@ def test_mlp_loss_sums_accumulate_over_launches():
 def test_output_activation_softmax_and_logistic(dtype):
     rng = np.random.default_rng(4)
     Z = rng.normal(scale=5.0, size=(9, 3)).astype(dtype)
-    Z[2] += 500.0
+    Z[2, 1] += 500.0
     for code, expected in ((SOFTMAX, _softmax(Z)), (LOGISTIC, _act(LOGISTIC, Z)), (IDENTITY, Z)):
         Z_d = _dev(Z)
         dense.output_activation(Z_d, code)
@@ -300,7 +300,7 @@ def _linear_case(loss_code, dtype, n_rows=11):
     rng = np.random.default_rng(loss_code)
     if loss_code == cpu_losses.MULTINOMIAL:
         Z = rng.normal(scale=3.0, size=(n_rows, 4))
-        Z[0] += 700.0
+        Z[0, 2] += 2000.0  # needs the max shift, even in float64
         Y = rng.integers(4, size=(n_rows, 1)).astype(np.float64)
     elif loss_code in MARGIN_CODES:
         Z = rng.uniform(-3.0, 3.0, size=(n_rows, 3))  # margins below -1, within [-1, 1] and above 1

@@ -48,7 +48,7 @@ import math
 from typing import Any
 
 import numpy as np
-from numba import cuda, float32, float64
+from numba import cuda, float64
 
 from ..kernels.activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, LOGISTIC, RELU, SOFTMAX, TANH
 from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR
@@ -241,64 +241,55 @@ def _feistel(x, half_bits, half_mask, k0, k1, k2, k3):
 # kernels
 
 
-def _make_matmul_kernel(dtype: np.dtype):
-    """The tiled matrix-product kernel for ``dtype`` (the shared tiles' dtype is a compile-time constant)."""
-    tile_dtype = float64 if dtype == np.float64 else float32
-
-    @cuda.jit
-    def matmul_kernel(A, B, C, trans_a, trans_b, epilogue, bias, code, E, alpha, D, one, slope):
-        tile_a = cuda.shared.array((TILE, _TILE_ROW), dtype=tile_dtype)
-        tile_b = cuda.shared.array((TILE, _TILE_ROW), dtype=tile_dtype)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        row0 = cuda.blockIdx.x * TILE
-        col0 = cuda.blockIdx.y * TILE
-        n_rows = C.shape[0]
-        n_cols = C.shape[1]
-        depth = A.shape[0] if trans_a else A.shape[1]
-        zero = one - one
-        acc = zero
-        for k0 in range(0, depth, TILE):
-            # tile_a[r, k] = op(A)[row0 + r, k0 + k]; tile_b[k, c] = op(B)[k0 + k, col0 + c]; each thread loads one
-            # element of each, neighbouring tx reading neighbouring addresses of A and B
-            if trans_a:
-                k = k0 + ty
-                r = row0 + tx
-                tile_a[tx, ty] = A[k, r] if k < depth and r < n_rows else zero
-            else:
-                k = k0 + tx
-                r = row0 + ty
-                tile_a[ty, tx] = A[r, k] if k < depth and r < n_rows else zero
-            if trans_b:
-                k = k0 + tx
-                c = col0 + ty
-                tile_b[tx, ty] = B[c, k] if k < depth and c < n_cols else zero
-            else:
-                k = k0 + ty
-                c = col0 + tx
-                tile_b[ty, tx] = B[k, c] if k < depth and c < n_cols else zero
-            cuda.syncthreads()
-            for kk in range(TILE):
-                acc += tile_a[ty, kk] * tile_b[kk, tx]
-            cuda.syncthreads()
-        row = row0 + ty
-        col = col0 + tx
-        if row < n_rows and col < n_cols:
-            if epilogue == EPILOGUE_BIAS_ACT:
-                acc = _activate(code, acc + bias[col], one, slope)
-            elif epilogue == EPILOGUE_DERIVATIVE:
-                acc *= _derivative(code, E[row, col], one, slope)
-            elif epilogue == EPILOGUE_ADD_SCALED:
-                acc += alpha * D[row, col]
-            C[row, col] = acc
-
-    return matmul_kernel
+@cuda.jit(cache=True)
+def _matmul_kernel(A, B, C, trans_a, trans_b, epilogue, bias, code, E, alpha, D, one, slope):
+    tile_a = cuda.shared.array((TILE, _TILE_ROW), dtype=C.dtype)
+    tile_b = cuda.shared.array((TILE, _TILE_ROW), dtype=C.dtype)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    row0 = cuda.blockIdx.x * TILE
+    col0 = cuda.blockIdx.y * TILE
+    n_rows = C.shape[0]
+    n_cols = C.shape[1]
+    depth = A.shape[0] if trans_a else A.shape[1]
+    zero = one - one
+    acc = zero
+    for k0 in range(0, depth, TILE):
+        # tile_a[r, k] = op(A)[row0 + r, k0 + k]; tile_b[k, c] = op(B)[k0 + k, col0 + c]; each thread loads one
+        # element of each, neighbouring tx reading neighbouring addresses of A and B
+        if trans_a:
+            k = k0 + ty
+            r = row0 + tx
+            tile_a[tx, ty] = A[k, r] if k < depth and r < n_rows else zero
+        else:
+            k = k0 + tx
+            r = row0 + ty
+            tile_a[ty, tx] = A[r, k] if k < depth and r < n_rows else zero
+        if trans_b:
+            k = k0 + tx
+            c = col0 + ty
+            tile_b[tx, ty] = B[c, k] if k < depth and c < n_cols else zero
+        else:
+            k = k0 + ty
+            c = col0 + tx
+            tile_b[ty, tx] = B[k, c] if k < depth and c < n_cols else zero
+        cuda.syncthreads()
+        for kk in range(TILE):
+            acc += tile_a[ty, kk] * tile_b[kk, tx]
+        cuda.syncthreads()
+    row = row0 + ty
+    col = col0 + tx
+    if row < n_rows and col < n_cols:
+        if epilogue == EPILOGUE_BIAS_ACT:
+            acc = _activate(code, acc + bias[col], one, slope)
+        elif epilogue == EPILOGUE_DERIVATIVE:
+            acc *= _derivative(code, E[row, col], one, slope)
+        elif epilogue == EPILOGUE_ADD_SCALED:
+            acc += alpha * D[row, col]
+        C[row, col] = acc
 
 
-_MATMUL_KERNELS = {dtype: _make_matmul_kernel(dtype) for dtype in _FLOAT_DTYPES}
-
-
-@cuda.jit
+@cuda.jit(cache=True)
 def _column_sums_kernel(M, out, zero):
     col = cuda.grid(1)
     if col < M.shape[1]:
@@ -332,14 +323,14 @@ def _row_output_activation(Z, i, out_code, one):
             Z[i, k] = _activate(out_code, Z[i, k], one, one - one)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _output_activation_kernel(Z, out_code, one):
     i = cuda.grid(1)
     if i < Z.shape[0]:
         _row_output_activation(Z, i, out_code, one)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _mlp_output_delta_kernel(Z, Y, sw, out_code, loss_kind, delta, loss_sums, batch_index, one, eps):
     partial = cuda.shared.array(BLOCK, dtype=float64)
     i = cuda.grid(1)
@@ -366,7 +357,7 @@ def _mlp_output_delta_kernel(Z, Y, sw, out_code, loss_kind, delta, loss_sums, ba
     _block_sum_add(partial, weighted_loss, loss_sums, batch_index)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _linear_output_delta_kernel(Z, Y, sw, loss_code, epsilon, dZ, loss_sums, batch_index):
     partial = cuda.shared.array(BLOCK, dtype=float64)
     i = cuda.grid(1)
@@ -404,7 +395,7 @@ def _linear_output_delta_kernel(Z, Y, sw, loss_code, epsilon, dZ, loss_sums, bat
     _block_sum_add(partial, weighted_loss, loss_sums, batch_index)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _gather_dense_kernel(X, Y, sw, order, start, x_out, y_out, sw_out, weight_sums, batch_index):
     r = cuda.blockIdx.x
     tid = cuda.threadIdx.x
@@ -419,7 +410,7 @@ def _gather_dense_kernel(X, Y, sw, order, start, x_out, y_out, sw_out, weight_su
         cuda.atomic.add(weight_sums, batch_index, 1.0 * w)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _gather_csr_kernel(data, indices, indptr, Y, sw, order, start, x_out, y_out, sw_out, weight_sums, batch_index):
     r = cuda.blockIdx.x
     tid = cuda.threadIdx.x
@@ -437,7 +428,7 @@ def _gather_csr_kernel(data, indices, indptr, Y, sw, order, start, x_out, y_out,
         cuda.atomic.add(weight_sums, batch_index, 1.0 * w)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _shuffle_kernel(order, n, n_unsigned, half_bits, half_mask, k0, k1, k2, k3):
     i = cuda.grid(1)
     if i < n:
@@ -447,7 +438,7 @@ def _shuffle_kernel(order, n, n_unsigned, half_bits, half_mask, k0, k1, k2, k3):
         order[i] = x
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _identity_kernel(order, n):
     i = cuda.grid(1)
     if i < n:
@@ -564,7 +555,7 @@ def matmul(A: Any, B: Any, C: Any, *, trans_a: bool = False, trans_b: bool = Fal
         D = C
     scalar = dtype.type
     grid = (_blocks(m, TILE), _blocks(n, TILE))
-    _MATMUL_KERNELS[dtype][grid, (TILE, TILE), stream](
+    _matmul_kernel[grid, (TILE, TILE), stream](
         A, B, C, bool(trans_a), bool(trans_b), int(epilogue), bias, int(code), E, scalar(alpha), D, scalar(1.0),
         scalar(LEAKY_SLOPE))
 
