@@ -188,6 +188,33 @@ def test_layer_wrappers_on_views_of_flat_parameters(dtype):
     np.testing.assert_array_equal(untouched[-2:], flat[-2:])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_rows", (1, 7))
+def test_weight_gradients_with_fused_bias_gradients(n_rows, dtype):
+    """``gb`` comes from the same launch: an extra row (column) of ones, also where it needs a block of its own."""
+    rng = np.random.default_rng(n_rows)
+    n_in, n_out = 2 * dense.TILE, 2 * dense.TILE + 1  # n_in a multiple of TILE: the ones row gets a new tile
+    A_in = rng.normal(size=(n_rows, n_in)).astype(dtype)
+    delta = rng.normal(size=(n_rows, n_out)).astype(dtype)
+    W = rng.normal(size=(n_in, n_out)).astype(dtype)
+    A_in_d, delta_d = _dev(A_in), _dev(delta)
+    tol = _tol(dtype)
+    bias_ref = delta.astype(np.float64).sum(axis=0)
+
+    gW = cuda.device_array((n_in, n_out), dtype=dtype)
+    gb = cuda.to_device(np.full(n_out, np.nan, dtype=dtype))
+    dense.weight_gradient(A_in_d, delta_d, _dev(W), 0.5, gW, gb=gb)
+    np.testing.assert_allclose(gW.copy_to_host(), A_in.T.astype(np.float64) @ delta + 0.5 * W, **tol)
+    np.testing.assert_allclose(gb.copy_to_host(), bias_ref, **tol)
+
+    W_t = rng.normal(size=(n_out, n_in)).astype(dtype)
+    gW_t = cuda.device_array((n_out, n_in), dtype=dtype)
+    gb = cuda.to_device(np.full(n_out, np.nan, dtype=dtype))
+    dense.weight_gradient_transposed(A_in_d, delta_d, _dev(W_t), 0.25, gW_t, gb=gb)
+    np.testing.assert_allclose(gW_t.copy_to_host(), delta.T.astype(np.float64) @ A_in + 0.25 * W_t, **tol)
+    np.testing.assert_allclose(gb.copy_to_host(), bias_ref, **tol)
+
+
 def test_column_sums_of_one_row_and_of_many():
     for rows in (1, 11):
         M = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)
@@ -210,6 +237,10 @@ def test_wrong_inputs_are_refused_before_any_launch():
         dense.dense_forward(A, B, cuda.device_array(2), SOFTMAX, C)
     with pytest.raises(ValueError, match="bias"):
         dense.matmul(A, B, C, epilogue=dense.EPILOGUE_BIAS_ACT)
+    with pytest.raises(ValueError, match="not both"):
+        dense.matmul(A, B, C, b_column_sums=cuda.device_array(2), a_row_sums=cuda.device_array(3))
+    with pytest.raises(ValueError, match="b_column_sums must have shape"):
+        dense.matmul(A, B, C, b_column_sums=cuda.device_array(3))
 
 
 # ---------------------------------------------------------------------------------------------------------------

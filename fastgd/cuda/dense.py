@@ -90,6 +90,10 @@ EPILOGUE_DERIVATIVE = 2
 EPILOGUE_ADD_SCALED = 3
 _EPILOGUES = (EPILOGUE_NONE, EPILOGUE_BIAS_ACT, EPILOGUE_DERIVATIVE, EPILOGUE_ADD_SCALED)
 
+_NO_SUMS = 0
+_SUMS_OF_B_COLUMNS = 1
+_SUMS_OF_A_ROWS = 2
+
 _ELEMENTWISE_CODES = (IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU)
 _MLP_LOSSES = (SQUARED_ERROR, LOG_LOSS, BINARY_LOG_LOSS)
 _LINEAR_LOSSES = (MARGIN_LOG_LOSS, HINGE, SQUARED_HINGE, MODIFIED_HUBER, PERCEPTRON, RESIDUAL_SQUARED_ERROR, HUBER,
@@ -242,7 +246,7 @@ def _feistel(x, half_bits, half_mask, k0, k1, k2, k3):
 
 
 @cuda.jit(cache=True)
-def _matmul_kernel(A, B, C, trans_a, trans_b, epilogue, bias, code, E, alpha, D, one, slope):
+def _matmul_kernel(A, B, C, trans_a, trans_b, epilogue, bias, code, E, alpha, D, one, slope, sums_mode, sums):
     tile_a = cuda.shared.array((TILE, _TILE_ROW), dtype=C.dtype)
     tile_b = cuda.shared.array((TILE, _TILE_ROW), dtype=C.dtype)
     tx = cuda.threadIdx.x
@@ -252,6 +256,10 @@ def _matmul_kernel(A, B, C, trans_a, trans_b, epilogue, bias, code, E, alpha, D,
     n_rows = C.shape[0]
     n_cols = C.shape[1]
     depth = A.shape[0] if trans_a else A.shape[1]
+    # sums_mode 1: op(A) has an extra last row of ones (its product row, the column sums of op(B), goes to sums);
+    # sums_mode 2: op(B) has an extra last column of ones (the row sums of op(A))
+    ones_row = n_rows if sums_mode == _SUMS_OF_B_COLUMNS else -1
+    ones_col = n_cols if sums_mode == _SUMS_OF_A_ROWS else -1
     zero = one - one
     acc = zero
     for k0 in range(0, depth, TILE):
@@ -260,19 +268,19 @@ def _matmul_kernel(A, B, C, trans_a, trans_b, epilogue, bias, code, E, alpha, D,
         if trans_a:
             k = k0 + ty
             r = row0 + tx
-            tile_a[tx, ty] = A[k, r] if k < depth and r < n_rows else zero
+            tile_a[tx, ty] = A[k, r] if k < depth and r < n_rows else one if k < depth and r == ones_row else zero
         else:
             k = k0 + tx
             r = row0 + ty
-            tile_a[ty, tx] = A[r, k] if k < depth and r < n_rows else zero
+            tile_a[ty, tx] = A[r, k] if k < depth and r < n_rows else one if k < depth and r == ones_row else zero
         if trans_b:
             k = k0 + tx
             c = col0 + ty
-            tile_b[tx, ty] = B[c, k] if k < depth and c < n_cols else zero
+            tile_b[tx, ty] = B[c, k] if k < depth and c < n_cols else one if k < depth and c == ones_col else zero
         else:
             k = k0 + ty
             c = col0 + tx
-            tile_b[ty, tx] = B[k, c] if k < depth and c < n_cols else zero
+            tile_b[ty, tx] = B[k, c] if k < depth and c < n_cols else one if k < depth and c == ones_col else zero
         cuda.syncthreads()
         for kk in range(TILE):
             acc += tile_a[ty, kk] * tile_b[kk, tx]
@@ -287,6 +295,10 @@ def _matmul_kernel(A, B, C, trans_a, trans_b, epilogue, bias, code, E, alpha, D,
         elif epilogue == EPILOGUE_ADD_SCALED:
             acc += alpha * D[row, col]
         C[row, col] = acc
+    elif row == ones_row and col < n_cols:
+        sums[col] = acc
+    elif col == ones_col and row < n_rows:
+        sums[row] = acc
 
 
 @cuda.jit(cache=True)
@@ -483,7 +495,7 @@ def _blocks(n: int, per_block: int) -> int:
 
 def matmul(A: Any, B: Any, C: Any, *, trans_a: bool = False, trans_b: bool = False, epilogue: int = EPILOGUE_NONE,
            bias: Any = None, code: int = IDENTITY, E: Any = None, alpha: float = 0.0, D: Any = None,
-           stream: Any = 0) -> None:
+           b_column_sums: Any = None, a_row_sums: Any = None, stream: Any = 0) -> None:
     """``C = op(A) @ op(B)`` with a fused epilogue, by the tiled shared-memory kernel.
 
     Parameters
@@ -508,6 +520,12 @@ def matmul(A: Any, B: Any, C: Any, *, trans_a: bool = False, trans_b: bool = Fal
         Factor of ``D`` (``EPILOGUE_ADD_SCALED``); cast to ``C``'s dtype.
     D : DeviceNDArray of shape (M, N), optional
         Added to the product times ``alpha`` (``EPILOGUE_ADD_SCALED``).
+    b_column_sums : DeviceNDArray of shape (N,), optional
+        Also receives the column sums of ``op(B)`` (no epilogue), computed in the same launch as the product of
+        an extra row of ones of ``op(A)``: the bias gradient beside a weight gradient.
+    a_row_sums : DeviceNDArray of shape (M,), optional
+        Also receives the row sums of ``op(A)`` (an extra column of ones of ``op(B)``); not with
+        ``b_column_sums``.
     stream : numba.cuda stream or 0, default=0
         Stream of the launch.
 
@@ -553,11 +571,25 @@ def matmul(A: Any, B: Any, C: Any, *, trans_a: bool = False, trans_b: bool = Fal
         _float_dtype(C, D)
     else:
         D = C
+    sums_mode, sums = _NO_SUMS, dummy_row
+    if b_column_sums is not None and a_row_sums is not None:
+        raise ValueError("matmul fuses b_column_sums or a_row_sums, not both.")
+    if b_column_sums is not None:
+        sums_mode, sums = _SUMS_OF_B_COLUMNS, b_column_sums
+        if sums.shape != (n,):
+            raise ValueError(f"b_column_sums must have shape {(n,)}, got {sums.shape}.")
+    elif a_row_sums is not None:
+        sums_mode, sums = _SUMS_OF_A_ROWS, a_row_sums
+        if sums.shape != (m,):
+            raise ValueError(f"a_row_sums must have shape {(m,)}, got {sums.shape}.")
+    if sums_mode != _NO_SUMS:
+        _check_device(sums)
+        _float_dtype(C, sums)
     scalar = dtype.type
-    grid = (_blocks(m, TILE), _blocks(n, TILE))
+    grid = (_blocks(m + (sums_mode == _SUMS_OF_B_COLUMNS), TILE), _blocks(n + (sums_mode == _SUMS_OF_A_ROWS), TILE))
     _matmul_kernel[grid, (TILE, TILE), stream](
         A, B, C, bool(trans_a), bool(trans_b), int(epilogue), bias, int(code), E, scalar(alpha), D, scalar(1.0),
-        scalar(LEAKY_SLOPE))
+        scalar(LEAKY_SLOPE), sums_mode, sums)
 
 
 def dense_forward(A_in: Any, W: Any, bias: Any, code: int, out: Any, stream: Any = 0) -> None:
@@ -603,8 +635,11 @@ def dense_forward_transposed(A_in: Any, W: Any, bias: Any, code: int, out: Any, 
     matmul(A_in, W, out, trans_b=True, epilogue=EPILOGUE_BIAS_ACT, bias=bias, code=code, stream=stream)
 
 
-def weight_gradient(A_in: Any, delta: Any, W: Any, alpha: float, gW: Any, stream: Any = 0) -> None:
+def weight_gradient(A_in: Any, delta: Any, W: Any, alpha: float, gW: Any, stream: Any = 0, *, gb: Any = None) -> None:
     """``gW = A_in.T @ delta + alpha * W`` (MLP layout; no division by the batch's weight sum).
+
+    With ``gb``, also the bias gradient ``gb = delta.sum(axis=0)`` in the same launch (instead of
+    :func:`column_sums`).
 
     Parameters
     ----------
@@ -620,12 +655,19 @@ def weight_gradient(A_in: Any, delta: Any, W: Any, alpha: float, gW: Any, stream
         Gradient, overwritten.
     stream : numba.cuda stream or 0, default=0
         Stream of the launch.
+    gb : DeviceNDArray of shape (n_out,), optional
+        Receives the column sums of ``delta``.
     """
-    matmul(A_in, delta, gW, trans_a=True, epilogue=EPILOGUE_ADD_SCALED, alpha=alpha, D=W, stream=stream)
+    matmul(A_in, delta, gW, trans_a=True, epilogue=EPILOGUE_ADD_SCALED, alpha=alpha, D=W, b_column_sums=gb,
+           stream=stream)
 
 
-def weight_gradient_transposed(A_in: Any, delta: Any, W: Any, alpha: float, gW: Any, stream: Any = 0) -> None:
+def weight_gradient_transposed(A_in: Any, delta: Any, W: Any, alpha: float, gW: Any, stream: Any = 0, *,
+                               gb: Any = None) -> None:
     """``gW = delta.T @ A_in + alpha * W``, shapes ``(n_out, n_in)`` (the linear models' coefficient layout).
+
+    With ``gb``, also the intercept gradient ``gb = delta.sum(axis=0)`` in the same launch (instead of
+    :func:`column_sums`).
 
     Parameters
     ----------
@@ -641,8 +683,11 @@ def weight_gradient_transposed(A_in: Any, delta: Any, W: Any, alpha: float, gW: 
         Gradient, overwritten.
     stream : numba.cuda stream or 0, default=0
         Stream of the launch.
+    gb : DeviceNDArray of shape (n_out,), optional
+        Receives the column sums of ``delta``.
     """
-    matmul(delta, A_in, gW, trans_a=True, epilogue=EPILOGUE_ADD_SCALED, alpha=alpha, D=W, stream=stream)
+    matmul(delta, A_in, gW, trans_a=True, epilogue=EPILOGUE_ADD_SCALED, alpha=alpha, D=W, a_row_sums=gb,
+           stream=stream)
 
 
 def backprop_delta(delta: Any, W: Any, A_in: Any, code: int, delta_in: Any, stream: Any = 0) -> None:
