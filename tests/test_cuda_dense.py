@@ -466,3 +466,65 @@ def test_identity_order():
     order = cuda.to_device(np.full(12, -1, dtype=np.int64))
     dense.identity_order(order, 10)
     np.testing.assert_array_equal(order.copy_to_host(), [*range(10), -1, -1])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the kernels composed into one MLP batch, against finite differences
+
+
+def test_one_mlp_batch_composed_from_the_kernels_has_the_finite_difference_gradient():
+    """Gather, forward, fused softmax/cross-entropy, backward: the gradient of scikit-learn's batch loss."""
+    rng = np.random.default_rng(6)
+    n_samples, n_in, n_hidden, n_out, alpha = 10, 3, 5, 4, 0.1
+    X = rng.normal(size=(n_samples, n_in))
+    Y = np.eye(n_out)[rng.integers(n_out, size=n_samples)]
+    sw = rng.uniform(0.5, 2.0, size=n_samples)
+    order = rng.permutation(n_samples).astype(np.int64)
+    start, stop = 2, 8
+    shapes = [(n_in, n_hidden), (n_hidden,), (n_hidden, n_out), (n_out,)]
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    flat = rng.normal(scale=0.7, size=sum(sizes))
+
+    def unpack(vector):
+        parts, lo = [], 0
+        for shape, size in zip(shapes, sizes, strict=True):
+            parts.append(vector[lo:lo + size].reshape(shape))
+            lo += size
+        return parts
+
+    def batch_loss(vector):
+        W1, b1, W2, b2 = unpack(vector)
+        rows = order[start:stop]
+        hidden = np.maximum(X[rows] @ W1 + b1, 0.0)
+        P = _softmax(hidden @ W2 + b2)
+        data = -np.sum(sw[rows] * np.sum(Y[rows] * np.log(P), axis=1))
+        return (data + 0.5 * alpha * (np.sum(W1 ** 2) + np.sum(W2 ** 2))) / sw[rows].sum()
+
+    h = 1e-6
+    numeric = np.array([(batch_loss(flat + h * e) - batch_loss(flat - h * e)) / (2 * h) for e in np.eye(flat.size)])
+
+    params = _dev(flat)
+    grads = cuda.device_array(flat.size)
+    W1, b1, W2, b2 = (params[lo:lo + size].reshape(shape) for lo, size, shape in
+                      zip(np.cumsum([0, *sizes[:-1]]), sizes, shapes, strict=True))
+    gW1, gb1, gW2, gb2 = (grads[lo:lo + size].reshape(shape) for lo, size, shape in
+                          zip(np.cumsum([0, *sizes[:-1]]), sizes, shapes, strict=True))
+    b = stop - start
+    x, y, s = cuda.device_array((8, n_in)), cuda.device_array((8, n_out)), cuda.device_array(8)
+    weight_sums, loss_sums = _dev(np.zeros(1)), _dev(np.zeros(1))
+    dense.gather_batch(_dev(X), _dev(Y), _dev(sw), _dev(order), start, stop, x, y, s, weight_sums, 0)
+    A1, Z = cuda.device_array((b, n_hidden)), cuda.device_array((b, n_out))
+    delta1, delta2 = cuda.device_array((b, n_hidden)), cuda.device_array((b, n_out))
+    dense.dense_forward(x[:b], W1, b1, RELU, A1)
+    dense.dense_forward(A1, W2, b2, IDENTITY, Z)
+    dense.mlp_output_delta(Z, y[:b], s[:b], SOFTMAX, cpu_dense.LOG_LOSS, delta2, loss_sums, 0)
+    dense.weight_gradient(A1, delta2, W2, alpha, gW2, gb=gb2)
+    dense.backprop_delta(delta2, W2, A1, RELU, delta1)
+    dense.weight_gradient(x[:b], delta1, W1, alpha, gW1)
+    dense.column_sums(delta1, gb1)
+
+    weight_sum = weight_sums.copy_to_host()[0]
+    W1_h, _, W2_h, _ = unpack(flat)
+    loss = (loss_sums.copy_to_host()[0] + 0.5 * alpha * (np.sum(W1_h ** 2) + np.sum(W2_h ** 2))) / weight_sum
+    np.testing.assert_allclose(loss, batch_loss(flat), rtol=1e-12)
+    np.testing.assert_allclose(grads.copy_to_host() / weight_sum, numeric, rtol=1e-6, atol=1e-8)

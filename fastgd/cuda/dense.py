@@ -21,7 +21,12 @@ threads outside ``C`` load zeros and write nothing. The epilogue runs on the acc
 ========================  ======================================================================
 
 The activation codes and formulas are those of :mod:`fastgd.kernels.activations` (derivatives are taken from the
-activation's output, as there).
+activation's output, as there). The same launch can also produce the column sums of ``op(B)`` (or the row sums of
+``op(A)``) as the product of one more row (column) of ones: :func:`weight_gradient` and
+:func:`weight_gradient_transposed` so compute the bias gradient beside the weight gradient (their ``gb``).
+
+Matrix products accumulate in the arrays' dtype. The output steps compute each element's loss in float64 (as the
+CPU kernels do) and store derivatives and deltas in the arrays' dtype.
 
 Launch configurations:
 
@@ -39,7 +44,8 @@ CUDA thread is a Python thread, they are 4 and 8 so that the tests stay fast; th
 two constants differ.
 
 Loss sums and batch weight sums are accumulated in float64 with atomic adds, whose order is not fixed: they may
-differ between runs in the last bits. Everything else is deterministic.
+differ between runs in the last bits. Everything else is deterministic. Kernels compile on their first launch for
+each combination of argument types (dtype, dimensions, layout) and are kept in Numba's on-disk cache.
 """
 
 from __future__ import annotations
