@@ -77,3 +77,53 @@ class MLPEpoch:
         return self.X.shape[0] / float(np.median(times))
 
     track_samples_per_second.unit = "samples/s"
+
+
+def _cuda_reason() -> str | None:
+    """Why the CUDA benchmarks cannot run here (None when they can)."""
+    try:
+        from fastgd.cuda import simulated, unavailable_reason
+    except ImportError:
+        return "this commit has no CUDA backend"
+    if simulated():
+        return "numba's CUDA simulator is on (NUMBA_ENABLE_CUDASIM=1): not a speed measurement"
+    return unavailable_reason()
+
+
+class MLPEpochCUDA:
+    """One epoch of MLP training with ``device="cuda"`` (Adam, float32); skipped without a usable GPU."""
+
+    params = ([32, 128, 1024],)
+    param_names = ["batch_size"]
+    timeout = 300
+
+    def setup(self, batch_size: int) -> None:
+        reason = _cuda_reason()
+        if reason is not None or _MLPClassifier is None:
+            raise NotImplementedError(reason or "fastgd.MLPClassifier is not available in this commit")
+        from numba import cuda
+
+        self.synchronize = cuda.synchronize
+        self.X, self.y = data("float32")
+        self.model = _MLPClassifier(hidden_layer_sizes=HIDDEN, batch_size=batch_size, max_iter=1, warm_start=True,
+                                    random_state=0, tol=0.0, n_iter_no_change=10**9, device="cuda")
+        self.epoch()
+
+    def epoch(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model.fit(self.X, self.y)
+        self.synchronize()
+
+    def time_epoch(self, batch_size: int) -> None:
+        self.epoch()
+
+    def track_samples_per_second(self, batch_size: int) -> float:
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            self.epoch()
+            times.append(time.perf_counter() - t0)
+        return self.X.shape[0] / float(np.median(times))
+
+    track_samples_per_second.unit = "samples/s"

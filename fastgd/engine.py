@@ -89,6 +89,9 @@ class Trainer(Protocol):
     def restore(self, snapshot: Any) -> None:
         """Put back a copy made by :meth:`snapshot`."""
 
+    # A trainer may also define ``make_orders(random_state)`` returning an object with the methods
+    # ``next()`` and ``prepare_next()`` of :class:`EpochOrders`: the CUDA trainers shuffle on the device.
+
 
 @dataclass
 class LoopConfig:
@@ -234,7 +237,9 @@ def _copy_and_shuffle(source: np.ndarray, out: np.ndarray, random_state: np.rand
 
 
 def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
-    orders = EpochOrders(trainer.n_samples, config.random_state if config.shuffle else None)
+    random_state = config.random_state if config.shuffle else None
+    make_orders = getattr(trainer, "make_orders", None)
+    orders = EpochOrders(trainer.n_samples, random_state) if make_orders is None else make_orders(random_state)
     no_improvement = 0
     best_snapshot = None
     last_good = trainer.snapshot()

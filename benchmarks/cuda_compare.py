@@ -1,0 +1,152 @@
+"""The CUDA section of the comparison script (``python benchmarks/compare.py --cuda``).
+
+Two measurements, both on the machine's first GPU, each against a peer
+measured in the same run:
+
+* fused Adam on 10 million float32 parameters: the bandwidth its one pass
+  moves (parameters, gradients and both moments read, three of them written:
+  28 bytes per parameter) as a share of the bandwidth of a device-to-device
+  copy of the same length (issue goal: at least 80 %);
+* training throughput of the 100-256-128-10 ReLU network with Adam on float32
+  data, in samples/s over whole epochs after a warm-up, for fastgd's
+  ``device="cuda"`` and PyTorch on the same GPU (``nn.Sequential``, fused
+  Adam; skipped when PyTorch has no CUDA).
+
+Without a usable GPU (or under numba's simulator) the section says so and
+measures nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+
+def _median_seconds(run, repeats: int, synchronize) -> float:
+    """Median wall time of ``run()`` over ``repeats`` calls, the device synchronised around each."""
+    times = []
+    for _ in range(repeats):
+        synchronize()
+        start = time.perf_counter()
+        run()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def adam_bandwidth(n: int = 10_000_000, repeats: int = 50) -> dict[str, float]:
+    """Fused Adam's effective bandwidth on the device and that of a device-to-device copy, in GB/s."""
+    from numba import cuda
+
+    from fastgd.optim import Adam
+
+    rng = np.random.default_rng(0)
+    params = cuda.to_device(rng.standard_normal(n, dtype=np.float32))
+    grads = cuda.to_device(rng.standard_normal(n, dtype=np.float32))
+    optimizer = Adam(lr=1e-3)
+    state = optimizer.init(params)
+    copy_target = cuda.device_array_like(params)
+
+    def step() -> None:
+        optimizer.step(params, grads, state)
+
+    def copy() -> None:
+        copy_target.copy_to_device(grads)
+
+    for _ in range(3):
+        step()
+        copy()
+    adam_s = _median_seconds(step, repeats, cuda.synchronize)
+    copy_s = _median_seconds(copy, repeats, cuda.synchronize)
+    adam_gbs = 28 * n / adam_s / 1e9
+    copy_gbs = 8 * n / copy_s / 1e9
+    return {"adam_ms": adam_s * 1e3, "adam_gbs": adam_gbs, "copy_gbs": copy_gbs, "share": adam_gbs / copy_gbs}
+
+
+def _torch_cuda_epoch(X: np.ndarray, y: np.ndarray, batch_size: int):
+    import torch
+
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    sizes = [X.shape[1], 256, 128, int(y.max()) + 1]
+    layers: list = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt = torch.from_numpy(X).to(device)
+    yt = torch.from_numpy(y.astype(np.int64)).to(device)
+
+    def epoch() -> None:
+        order = torch.randperm(Xt.shape[0], device=device)
+        for start in range(0, Xt.shape[0], batch_size):
+            rows = order[start:start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(Xt[rows]), yt[rows]).backward()
+            optimizer.step()
+
+    return epoch, torch.cuda.synchronize
+
+
+def mlp_throughput(batch_sizes=(32, 128, 1024), n_samples: int = 50_000, repeats: int = 3) -> list[list[str]]:
+    """Rows ``[batch size, fastgd samples/s, torch samples/s, ratio]`` on the GPU."""
+    from numba import cuda
+    from sklearn.datasets import make_classification
+
+    from fastgd import MLPClassifier
+
+    X, y = make_classification(n_samples=n_samples, n_features=100, n_informative=50, n_classes=10, random_state=0)
+    X = X.astype(np.float32)
+    try:
+        import torch
+
+        has_torch = torch.cuda.is_available()
+    except ImportError:
+        has_torch = False
+    rows = []
+    for batch_size in batch_sizes:
+        model = MLPClassifier((256, 128), batch_size=batch_size, max_iter=1, warm_start=True, random_state=0,
+                              device="cuda", tol=0.0)
+
+        def fastgd_epoch(model=model) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model.fit(X, y)
+
+        fastgd_epoch()  # compiles the kernels
+        ours = n_samples / _median_seconds(fastgd_epoch, repeats, cuda.synchronize)
+        theirs = float("nan")
+        if has_torch:
+            torch_epoch, torch_sync = _torch_cuda_epoch(X, y, batch_size)
+            torch_epoch()
+            theirs = n_samples / _median_seconds(torch_epoch, repeats, torch_sync)
+        rows.append([str(batch_size), f"{ours:,.0f}", f"{theirs:,.0f}" if has_torch else "no torch CUDA",
+                     f"{ours / theirs:.2f}x" if has_torch else "-"])
+    return rows
+
+
+def section_cuda(quick: bool, markdown_table) -> None:
+    """Print the CUDA section: Adam bandwidth and MLP throughput against PyTorch on the same GPU."""
+    from fastgd.cuda import simulated, unavailable_reason
+
+    print("\n## CUDA\n")
+    reason = unavailable_reason()
+    if reason is not None or simulated():
+        print(f"- skipped: {reason or 'numba simulator active (NUMBA_ENABLE_CUDASIM=1)'}; GPU speed not measured.")
+        return
+    from numba import cuda
+
+    name = cuda.get_current_device().name
+    print(f"- device: {name.decode() if isinstance(name, bytes) else name}")
+    bw = adam_bandwidth(n=2_000_000 if quick else 10_000_000)
+    print(markdown_table(["fused Adam step", "Adam GB/s (28 B/param)", "device copy GB/s", "share of copy"],
+                         [[f"{bw['adam_ms']:.3f} ms", f"{bw['adam_gbs']:.0f}", f"{bw['copy_gbs']:.0f}",
+                           f"{100 * bw['share']:.0f} %"]]))
+    print()
+    rows = mlp_throughput(n_samples=10_000 if quick else 50_000)
+    print(markdown_table(["batch", "fastgd cuda samples/s", "torch cuda samples/s", "fastgd / torch"], rows))
