@@ -12,11 +12,18 @@ each CUDA thread as a Python thread (with the small launches of
 
 Tolerances
 ----------
-Device against CPU: float64 ``rtol = 1e-10``, float32 ``rtol = 1e-5``, each
-array with ``atol = rtol * max(1, max|cpu|)`` (as in ``tests/test_optim.py``).
-The simulator agrees to about 1e-15 (float64) and 5e-7 (float32); the margin is
-for the GPU, where NVVM contracts multiply-adds into fused multiply-adds and the
-CPU kernels evaluate some float32 expressions in float64.
+Device against CPU, each array with ``atol = rtol * max(1, max|cpu|)`` (as in
+``tests/test_optim.py``):
+
+* on a GPU, float64 ``rtol = 1e-10`` and float32 ``rtol = 1e-5``: NVVM contracts
+  multiply-adds into fused multiply-adds, and the CPU kernels evaluate a few
+  float32 expressions in float64 (Numba's type unification), so the last bits
+  differ and the differences are carried through 20 steps;
+* in the simulator, which computes like the CPU, float64 ``rtol = 1e-13`` and
+  float32 ``rtol = 1e-6``. It agrees bit for bit without ``clip_norm``; with it
+  the gradient norm is summed in another order (and in float64 for float32
+  gradients), and the largest difference seen is 1.5e-16 (float64) and 1.1e-7
+  (float32).
 """
 
 from __future__ import annotations
@@ -44,7 +51,10 @@ pytestmark = [
 cuda = pytest.importorskip("numba.cuda")
 cuda_optim = pytest.importorskip("fastgd.cuda.optim")
 
-RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
+if fastgd.cuda.simulated():
+    RTOL = {np.dtype(np.float64): 1e-13, np.dtype(np.float32): 1e-6}
+else:
+    RTOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 DTYPES = [np.float64, np.float32]
 N_PARAMS = 200
 N_STEPS = 20
@@ -190,7 +200,7 @@ def test_device_steps_match_the_numpy_reference(name):
         g = ref.scale_and_clip_grads(grads, step["grad_scale"], step["clip_value"], step["clip_norm"])
         ref_params = reference(ref_params, g, ref_state, **{**kwargs, "lr": step["lr"]})
     assert ref_state["step"] == d_state.step == N_STEPS
-    assert_close(d_params.copy_to_host(), ref_params, 1e-10, f"{name} params against the reference")
+    assert_close(d_params.copy_to_host(), ref_params, RTOL[np.dtype(np.float64)], f"{name} params vs the reference")
 
 
 # --- dtypes, initial state, scale_ref, slices ------------------------------------------------------------------

@@ -29,6 +29,7 @@ are compiled on first use, once per dtype.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,34 @@ def max_blocks() -> int:
 def launch_blocks(n: int) -> int:
     """Blocks of :data:`THREADS_PER_BLOCK` threads for ``n`` elements: one element per thread, capped."""
     return max(1, min((n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, max_blocks()))
+
+
+_launchers: dict[tuple, Any] = {}
+
+
+def launcher(kernel: Any, blocks: int, threads: int, stream: Any = 0) -> Any:
+    """``kernel[blocks, threads, stream]``, configured once and kept.
+
+    numba warns about every launch of fewer than 128 blocks (a parameter vector
+    below 32,768 elements, the one-thread clipping kernels): small vectors are
+    normal here, so the warning is silenced where the launch is configured, once
+    per kernel, grid and stream rather than on every step.
+    """
+    key = (kernel, blocks, threads, stream)
+    try:
+        configured = _launchers.get(key)
+    except TypeError:  # a stream object that cannot be a dictionary key: configure every time
+        key, configured = None, None
+    if configured is None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Grid size .* low occupancy")
+            configured = kernel[blocks, threads, stream]
+        if key is None:
+            return configured
+        if len(_launchers) >= 1024:  # many streams or sizes: start over rather than grow
+            _launchers.clear()
+        _launchers[key] = configured
+    return configured
 
 
 # --- kernels -------------------------------------------------------------------------------------------------
@@ -429,8 +458,8 @@ def device_step(kernel_id: int, params: Any, grads: Any, slots: Any, hyper: np.n
     scalars = SCALARS[cpu_kernel](hyper, int(step), float(lr), dtype)
     kernel = update_kernels(dtype)[cpu_kernel]
     ref = _one_on_device() if scale_ref is None else scale_ref
-    kernel[launch_blocks(n), THREADS_PER_BLOCK, stream](params, grads, slots, ref, np.float64(grad_scale),
-                                                         dtype.type(clip_value), *scalars)
+    launcher(kernel, launch_blocks(n), THREADS_PER_BLOCK, stream)(params, grads, slots, ref, np.float64(grad_scale),
+                                                                  dtype.type(clip_value), *scalars)
 
 
 def squared_norm(x: Any, out: Any, index: int, stream: Any = 0) -> None:
@@ -454,7 +483,7 @@ def squared_norm(x: Any, out: Any, index: int, stream: Any = 0) -> None:
     n = x.shape[0]
     if n == 0:
         return
-    squared_norm_cuda[launch_blocks(n), THREADS_PER_BLOCK, stream](x, out, np.int64(index))
+    launcher(squared_norm_cuda, launch_blocks(n), THREADS_PER_BLOCK, stream)(x, out, np.int64(index))
 
 
 def clip_norm_scale(sq_norm: Any, index: int, weight_sum: Any, clip_norm: float, out: Any, stream: Any = 0) -> None:
@@ -484,7 +513,7 @@ def clip_norm_scale(sq_norm: Any, index: int, weight_sum: Any, clip_norm: float,
     stream : numba CUDA stream or 0, default=0
         Stream of the launch.
     """
-    clip_norm_scale_cuda[1, 1, stream](sq_norm, np.int64(index), weight_sum, np.float64(clip_norm), out)
+    launcher(clip_norm_scale_cuda, 1, 1, stream)(sq_norm, np.int64(index), weight_sum, np.float64(clip_norm), out)
 
 
 def fill(x: Any, value: float, stream: Any = 0) -> None:
@@ -502,7 +531,7 @@ def fill(x: Any, value: float, stream: Any = 0) -> None:
     if x.size == 0:
         return
     flat = x.reshape(x.size)
-    fill_cuda[launch_blocks(x.size), THREADS_PER_BLOCK, stream](flat, np.dtype(x.dtype).type(value))
+    launcher(fill_cuda, launch_blocks(x.size), THREADS_PER_BLOCK, stream)(flat, np.dtype(x.dtype).type(value))
 
 
 # --- what fastgd.optim.Optimizer uses for device arrays ------------------------------------------------------
@@ -546,6 +575,9 @@ def as_device_vector(x: Any, name: str = "params") -> Any:
     """
     d = as_numba_device_array(x)
     if d is None:
+        if simulated():
+            raise TypeError(f"{name} must be a numba device array (numba.cuda.to_device) under numba's CUDA "
+                            f"simulator, got {type(x).__name__}.")
         raise TypeError(f"{name} must be a device array with __cuda_array_interface__, got {type(x).__name__}.")
     interface = getattr(x, "__cuda_array_interface__", None)
     data = interface.get("data") if isinstance(interface, dict) else None
@@ -591,6 +623,6 @@ def clipped_device_step(kernel_id: int, params: Any, grads: Any, slots: Any, hyp
     ``scratch`` comes from :func:`new_step_scratch` and must not be shared by steps running concurrently.
     """
     squared_norm(grads, scratch, 0, stream)
-    step_clip_coefficient_cuda[1, 1, stream](scratch, np.float64(abs(grad_scale)), np.float64(clip_norm))
+    launcher(step_clip_coefficient_cuda, 1, 1, stream)(scratch, np.float64(abs(grad_scale)), np.float64(clip_norm))
     device_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value,
                 scale_ref=scratch[1:], stream=stream)
