@@ -8,6 +8,7 @@ threads), so every boundary branch runs. ``pytest -m cuda`` runs them on a GPU.
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -241,6 +242,19 @@ def test_wrong_inputs_are_refused_before_any_launch():
         dense.matmul(A, B, C, b_column_sums=cuda.device_array(2), a_row_sums=cuda.device_array(3))
     with pytest.raises(ValueError, match="b_column_sums must have shape"):
         dense.matmul(A, B, C, b_column_sums=cuda.device_array(3))
+
+
+def test_small_grid_warnings_of_numba_cuda_are_ignored_and_others_are_not():
+    class PerformanceWarning(Warning):
+        pass
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dense.ignore_small_grid_warnings()
+        warnings.warn(PerformanceWarning("Grid size 3 will likely result in GPU under-utilization due to low "
+                                         "occupancy."), stacklevel=1)
+        warnings.warn(PerformanceWarning("Host array used in CUDA kernel will incur copy overhead"), stacklevel=1)
+    assert [str(w.message) for w in caught] == ["Host array used in CUDA kernel will incur copy overhead"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ each combination of argument types (dtype, dimensions, layout) and are kept in N
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -72,10 +73,10 @@ from ..kernels.losses import SQUARED_ERROR as RESIDUAL_SQUARED_ERROR
 from . import simulated
 
 __all__ = [
-    "BLOCK", "EPILOGUE_ADD_SCALED", "EPILOGUE_BIAS_ACT", "EPILOGUE_DERIVATIVE", "EPILOGUE_NONE", "TILE",
-    "backprop_delta", "column_sums", "dense_forward", "dense_forward_transposed", "gather_batch", "gather_batch_csr",
-    "identity_order", "linear_output_delta", "matmul", "mlp_output_delta", "output_activation", "shuffle_order",
-    "weight_gradient", "weight_gradient_transposed",
+    "BLOCK", "EPILOGUE_ADD_SCALED", "EPILOGUE_BIAS_ACT", "EPILOGUE_DERIVATIVE", "EPILOGUE_NONE", "SMALL_GRID_WARNING",
+    "TILE", "backprop_delta", "column_sums", "dense_forward", "dense_forward_transposed", "gather_batch",
+    "gather_batch_csr", "identity_order", "ignore_small_grid_warnings", "linear_output_delta", "matmul",
+    "mlp_output_delta", "output_activation", "shuffle_order", "weight_gradient", "weight_gradient_transposed",
 ]
 
 #: Side of the square tiles of the matrix product (threads per block: ``TILE * TILE``). 16 on a GPU; 4 under the
@@ -99,6 +100,23 @@ _EPILOGUES = (EPILOGUE_NONE, EPILOGUE_BIAS_ACT, EPILOGUE_DERIVATIVE, EPILOGUE_AD
 _NO_SUMS = 0
 _SUMS_OF_B_COLUMNS = 1
 _SUMS_OF_A_ROWS = 2
+
+#: The message of numba-cuda's warning for grids of fewer than 128 blocks (``NumbaPerformanceWarning``, a class of
+#: numba-cuda's own, hence matched by message).
+SMALL_GRID_WARNING = r"Grid size \d+ will likely result in GPU under-utilization"
+
+
+def ignore_small_grid_warnings() -> None:
+    """Silence numba-cuda's warning about grids of fewer than 128 blocks (done once, at import).
+
+    A batch of 32 rows makes small grids by design; numba-cuda would warn at the first launch of every grid
+    size. Only that message is ignored (for every kernel of the process: a warning filter cannot tell which
+    kernel launched).
+    """
+    warnings.filterwarnings("ignore", message=SMALL_GRID_WARNING, category=Warning)
+
+
+ignore_small_grid_warnings()
 
 _ELEMENTWISE_CODES = (IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU)
 _MLP_LOSSES = (SQUARED_ERROR, LOG_LOSS, BINARY_LOG_LOSS)
