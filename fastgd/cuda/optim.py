@@ -57,6 +57,11 @@ BLOCKS_PER_SM = 32
 #: Most blocks of one launch in the simulator.
 SIMULATOR_MAX_BLOCKS = 2
 
+#: Square root of the kernels. On the device, ``math.sqrt`` of a float32 is the float32 square root (numba-cuda
+#: has no ``np.sqrt`` in kernels); in the simulator ``math.sqrt`` would return a Python float, so ``np.sqrt``
+#: keeps the NumPy scalar type there, as the device keeps the dtype.
+sqrt = np.sqrt if simulated() else math.sqrt
+
 _max_blocks_cache: dict[int, int] = {}
 
 
@@ -170,9 +175,9 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
                 else:
                     ga = ga_old + one_minus_alpha * (g - ga_old)
                 slots[grad_avg_row, i] = ga
-                avg = np.sqrt(max(sq - ga * ga, zero)) + eps  # rounding can push the variance below 0
+                avg = sqrt(max(sq - ga * ga, zero)) + eps  # rounding can push the variance below 0
             else:
-                avg = np.sqrt(sq) + eps
+                avg = sqrt(sq) + eps
             if use_momentum:
                 b = momentum * slots[buf_row, i] + g / avg
                 slots[buf_row, i] = b
@@ -201,7 +206,7 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
             if amsgrad:
                 v = max(slots[2, i], v)
                 slots[2, i] = v
-            denom = np.sqrt(v) / bc2_sqrt + eps
+            denom = sqrt(v) / bc2_sqrt + eps
             params[i] = p - step_size * (m / denom)
 
     @cuda.jit
@@ -214,7 +219,7 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
             g = g + weight_decay * params[i]
             s = slots[0, i] + g * g
             slots[0, i] = s
-            params[i] = params[i] - clr * (g / (np.sqrt(s) + eps))
+            params[i] = params[i] - clr * (g / (sqrt(s) + eps))
 
     @cuda.jit
     def velocity_sgd_update_cuda(params, grads, slots, scale_ref, grad_scale, clip, lr, momentum, nesterov):
@@ -242,7 +247,7 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
             v = beta2 * slots[1, i] + one_minus_beta2 * (g * g)
             slots[0, i] = m
             slots[1, i] = v
-            params[i] = params[i] + neg_step_size * m / (np.sqrt(v) + eps)
+            params[i] = params[i] + neg_step_size * m / (sqrt(v) + eps)
 
     return {
         sgd_update: sgd_update_cuda,
