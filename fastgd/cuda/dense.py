@@ -122,7 +122,6 @@ _ELEMENTWISE_CODES = (IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU)
 _MLP_LOSSES = (SQUARED_ERROR, LOG_LOSS, BINARY_LOG_LOSS)
 _LINEAR_LOSSES = (MARGIN_LOG_LOSS, HINGE, SQUARED_HINGE, MODIFIED_HUBER, PERCEPTRON, RESIDUAL_SQUARED_ERROR, HUBER,
                   EPSILON_INSENSITIVE, MULTINOMIAL)
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # Constants of the Feistel round function (uint64 so that compiled arithmetic stays unsigned: uint64 mixed with
 # int64 would be float64 in Numba). Every product is of two numbers below 2**32: it never wraps around.
@@ -485,13 +484,25 @@ def _identity_kernel(order, n):
 # host-side wrappers
 
 
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+if simulated():
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray as _DEVICE_ARRAY_TYPE
+else:
+    _DEVICE_ARRAY_TYPE = None
+
+# The checks below run before every launch: they compare dtype objects and attributes only (a few microseconds per
+# wrapper call, next to the launch's own tens of microseconds).
+
+
 def _float_dtype(*arrays: Any) -> np.dtype:
     """The common float dtype of ``arrays``; raises unless they are all float32 or all float64."""
-    dtype = np.dtype(arrays[0].dtype)
-    if dtype not in _FLOAT_DTYPES:
+    dtype = arrays[0].dtype
+    if dtype != _FLOAT32 and dtype != _FLOAT64:
         raise TypeError(f"CUDA dense kernels take float32 or float64 arrays, got {dtype}.")
     for array in arrays[1:]:
-        if np.dtype(array.dtype) != dtype:
+        if array.dtype != dtype:
             raise TypeError(f"all arrays must have the same dtype, got {dtype} and {array.dtype}.")
     return dtype
 
@@ -499,11 +510,9 @@ def _float_dtype(*arrays: Any) -> np.dtype:
 def _is_device_array(array: Any) -> bool:
     """Whether ``array`` lives on the device (numba's simulator has its own device-array type, and no
     ``__cuda_array_interface__``)."""
-    if simulated():
-        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
-
-        return isinstance(array, FakeCUDAArray)
-    return cuda.is_cuda_array(array)
+    if _DEVICE_ARRAY_TYPE is not None:
+        return isinstance(array, _DEVICE_ARRAY_TYPE)
+    return hasattr(array, "__cuda_array_interface__")
 
 
 def _check_device(*arrays: Any) -> None:
@@ -513,8 +522,24 @@ def _check_device(*arrays: Any) -> None:
                             "device at every launch (use numba.cuda.to_device once).")
 
 
+_DUMMY_VECTORS: dict[np.dtype, Any] = {}
+
+
+def _dummy_vector(dtype: np.dtype) -> Any:
+    """A one-element device vector of ``dtype`` standing for the unused array arguments of a kernel.
+
+    Allocated once per dtype (a slice of ``C`` would also do, but slicing a device array costs more on the host
+    than the launch); kernels never read it.
+    """
+    vector = _DUMMY_VECTORS.get(dtype)
+    if vector is None:
+        vector = _DUMMY_VECTORS[dtype] = cuda.device_array(1, dtype=dtype)
+    return vector
+
+
 def _blocks(n: int, per_block: int) -> int:
-    return max(1, (n + per_block - 1) // per_block)
+    """Blocks of ``per_block`` threads covering ``n >= 1`` items."""
+    return (n + per_block - 1) // per_block
 
 
 def matmul(A: Any, B: Any, C: Any, *, trans_a: bool = False, trans_b: bool = False, epilogue: int = EPILOGUE_NONE,
@@ -573,7 +598,7 @@ def matmul(A: Any, B: Any, C: Any, *, trans_a: bool = False, trans_b: bool = Fal
                          "see mlp_output_delta and output_activation).")
     if m == 0 or n == 0:
         return
-    dummy_row = C[0]
+    dummy_row = _dummy_vector(dtype)
     if epilogue == EPILOGUE_BIAS_ACT:
         if bias is None or bias.shape != (n,):
             raise ValueError(f"EPILOGUE_BIAS_ACT needs a bias of shape {(n,)}.")
@@ -752,7 +777,8 @@ def column_sums(M: Any, out: Any, stream: Any = 0) -> None:
     if out.shape != (M.shape[1],) or M.shape[0] == 0:
         raise ValueError(f"column_sums needs at least one row and out of shape {(M.shape[1],)}; got M {M.shape}, "
                          f"out {out.shape}.")
-    _column_sums_kernel[_blocks(M.shape[1], BLOCK), BLOCK, stream](M, out, np.dtype(M.dtype).type(0.0))
+    if M.shape[1]:
+        _column_sums_kernel[_blocks(M.shape[1], BLOCK), BLOCK, stream](M, out, M.dtype.type(0.0))
 
 
 def output_activation(Z: Any, out_code: int, stream: Any = 0) -> None:
