@@ -29,8 +29,10 @@ Device against CPU, each array with ``atol = rtol * max(1, max|cpu|)`` (as in
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
+import textwrap
 from typing import Any
 
 import _reference as ref
@@ -425,3 +427,56 @@ def test_import_fastgd_does_not_import_numba_cuda():
             "loaded = [m for m in sys.modules if m.startswith(('numba.cuda', 'numba_cuda'))]\n"
             "assert not loaded, loaded\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+#: Compiles every update kernel to PTX for a compute capability 8.0 GPU (NVVM only, no GPU needed) and checks
+#: that the float32 kernels compute in float32: their only float64 instructions are the four of the
+#: gradient-scaling factor, computed once per thread as on the CPU (``grad_scale * scale_ref[0]`` cast to float32).
+PTX_CHECK = textwrap.dedent("""
+    import re, types
+    import numba
+    import numpy as np
+    from numba import cuda
+    if not cuda.is_available():  # no driver: device functions ask the current device for its compute capability
+        import numba.cuda.dispatcher as dispatcher
+        dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(8, 0))
+    from fastgd.cuda import optim as cuda_optim
+    from fastgd.optim import OPTIMIZERS
+    for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
+        for cls in OPTIMIZERS.values():
+            opt = cls()
+            scalars = cuda_optim.SCALARS[cls.update_kernel](opt.hyperparameters(), 3, 0.01, dtype)
+            vector = np.zeros(4, dtype=dtype)
+            args = (vector, vector, np.zeros((2, 4), dtype=dtype), np.ones(1), np.float64(1.0), dtype.type(1.0),
+                    *scalars)
+            kernel = cuda_optim.update_kernels(dtype)[cls.update_kernel]
+            ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(numba.typeof(a) for a in args), cc=(8, 0))
+            f64 = sorted(line.split()[0] for line in ptx.splitlines() if re.search(r"[.]f64[\\s;]", line)
+                         and not line.strip().startswith(("//", ".")))
+            if dtype == np.float32:
+                assert f64 == ["cvt.rn.f32.f64", "ld.global.f64", "ld.param.f64", "mul.f64"], (cls.__name__, f64)
+            else:
+                assert f64, cls.__name__
+    print("ptx ok")
+""")
+
+
+def _nvvm_and_nvrtc_found() -> bool:
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+    except ImportError:
+        return False
+    try:
+        load_nvidia_dynamic_lib("nvvm")
+        load_nvidia_dynamic_lib("nvrtc")
+    except Exception:  # the finder raises its own error types
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _nvvm_and_nvrtc_found(), reason="NVVM/NVRTC libraries not found: cannot compile to PTX")
+def test_kernels_compile_for_the_gpu_and_float32_stays_float32():
+    """The simulator does not type-check CUDA code: compile every kernel for a real GPU target."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    result = subprocess.run([sys.executable, "-c", PTX_CHECK], env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and "ptx ok" in result.stdout, result.stderr[-3000:]
