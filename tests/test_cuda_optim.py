@@ -429,7 +429,7 @@ def test_import_fastgd_does_not_import_numba_cuda():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-#: Compiles every update kernel to PTX for a compute capability 8.0 GPU (NVVM only, no GPU needed) and checks
+#: Compiles every kernel to PTX for a compute capability 8.0 GPU (NVVM only, no GPU needed) and checks
 #: that the float32 kernels compute in float32: their only float64 instructions are the four of the
 #: gradient-scaling factor, computed once per thread as on the CPU (``grad_scale * scale_ref[0]`` cast to float32).
 PTX_CHECK = textwrap.dedent("""
@@ -457,6 +457,12 @@ PTX_CHECK = textwrap.dedent("""
                 assert f64 == ["cvt.rn.f32.f64", "ld.global.f64", "ld.param.f64", "mul.f64"], (cls.__name__, f64)
             else:
                 assert f64, cls.__name__
+    f8, f4 = numba.float64, numba.float32
+    for kernel, signature in [(cuda_optim.squared_norm_cuda, (f4[::1], f8[::1], numba.int64)),
+                              (cuda_optim.clip_norm_scale_cuda, (f8[::1], numba.int64, f8[::1], f8, f8[::1])),
+                              (cuda_optim.step_clip_coefficient_cuda, (f8[::1], f8, f8)),
+                              (cuda_optim.fill_cuda, (f4[::1], f4))]:
+        cuda.compile_ptx(kernel.py_func, signature, cc=(8, 0))
     print("ptx ok")
 """)
 

@@ -45,6 +45,8 @@ from ..optim.sgd import sgd_update
 from ..optim.velocity_sgd import velocity_sgd_update
 from . import simulated
 
+__all__ = ["THREADS_PER_BLOCK", "clip_norm_scale", "device_step", "fill", "launch_blocks", "squared_norm"]
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: Threads per block of every kernel here. The simulator runs each thread as a Python thread, so it gets
@@ -60,7 +62,7 @@ SIMULATOR_MAX_BLOCKS = 2
 #: Square root of the kernels. On the device, ``math.sqrt`` of a float32 is the float32 square root (numba-cuda
 #: has no ``np.sqrt`` in kernels); in the simulator ``math.sqrt`` would return a Python float, so ``np.sqrt``
 #: keeps the NumPy scalar type there, as the device keeps the dtype.
-sqrt = np.sqrt if simulated() else math.sqrt
+device_sqrt = np.sqrt if simulated() else math.sqrt
 
 _max_blocks_cache: dict[int, int] = {}
 
@@ -77,7 +79,18 @@ def max_blocks() -> int:
 
 
 def launch_blocks(n: int) -> int:
-    """Blocks of :data:`THREADS_PER_BLOCK` threads for ``n`` elements: one element per thread, capped."""
+    """Blocks of :data:`THREADS_PER_BLOCK` threads for ``n`` elements: one element per thread, capped.
+
+    Parameters
+    ----------
+    n : int
+        Number of elements a grid-stride kernel covers.
+
+    Returns
+    -------
+    int
+        ``ceil(n / THREADS_PER_BLOCK)``, at least 1 and at most :func:`max_blocks`.
+    """
     return max(1, min((n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, max_blocks()))
 
 
@@ -175,9 +188,9 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
                 else:
                     ga = ga_old + one_minus_alpha * (g - ga_old)
                 slots[grad_avg_row, i] = ga
-                avg = sqrt(max(sq - ga * ga, zero)) + eps  # rounding can push the variance below 0
+                avg = device_sqrt(max(sq - ga * ga, zero)) + eps  # rounding can push the variance below 0
             else:
-                avg = sqrt(sq) + eps
+                avg = device_sqrt(sq) + eps
             if use_momentum:
                 b = momentum * slots[buf_row, i] + g / avg
                 slots[buf_row, i] = b
@@ -206,7 +219,7 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
             if amsgrad:
                 v = max(slots[2, i], v)
                 slots[2, i] = v
-            denom = sqrt(v) / bc2_sqrt + eps
+            denom = device_sqrt(v) / bc2_sqrt + eps
             params[i] = p - step_size * (m / denom)
 
     @cuda.jit
@@ -219,7 +232,7 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
             g = g + weight_decay * params[i]
             s = slots[0, i] + g * g
             slots[0, i] = s
-            params[i] = params[i] - clr * (g / (sqrt(s) + eps))
+            params[i] = params[i] - clr * (g / (device_sqrt(s) + eps))
 
     @cuda.jit
     def velocity_sgd_update_cuda(params, grads, slots, scale_ref, grad_scale, clip, lr, momentum, nesterov):
@@ -247,7 +260,7 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
             v = beta2 * slots[1, i] + one_minus_beta2 * (g * g)
             slots[0, i] = m
             slots[1, i] = v
-            params[i] = params[i] + neg_step_size * m / (sqrt(v) + eps)
+            params[i] = params[i] + neg_step_size * m / (device_sqrt(v) + eps)
 
     return {
         sgd_update: sgd_update_cuda,
@@ -409,7 +422,18 @@ SCALARS: dict[Any, Callable[[np.ndarray, int, float, np.dtype], tuple]] = {
 
 
 def has_cuda_kernel(kernel_id: int) -> bool:
-    """Whether CPU kernel number ``kernel_id`` of the registry has a CUDA counterpart here."""
+    """Whether CPU kernel number ``kernel_id`` of the registry has a CUDA counterpart here.
+
+    Parameters
+    ----------
+    kernel_id : int
+        Index in :data:`fastgd.optim._registry.KERNELS` (:attr:`fastgd.optim.Optimizer.kernel_id`).
+
+    Returns
+    -------
+    bool
+        True when :func:`device_step` can run it.
+    """
     return 0 <= kernel_id < len(KERNELS) and KERNELS[kernel_id] in SCALARS
 
 
@@ -625,7 +649,21 @@ def clipped_device_step(kernel_id: int, params: Any, grads: Any, slots: Any, hyp
                         stream: Any = 0) -> None:
     """:func:`device_step` with clip-by-norm: the norm and its coefficient stay on the device (no host sync).
 
-    ``scratch`` comes from :func:`new_step_scratch` and must not be shared by steps running concurrently.
+    Three launches on ``stream``: :func:`squared_norm` of ``grads`` into
+    ``scratch[0]``, the coefficient ``clip_coefficient(|grad_scale| *
+    sqrt(scratch[0]), clip_norm)`` into ``scratch[1]`` (which also zeroes
+    ``scratch[0]`` again), then :func:`device_step` with ``scale_ref=scratch[1:]``.
+
+    Parameters
+    ----------
+    kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value
+        As for :func:`device_step`.
+    clip_norm : float
+        Largest admitted norm of ``grad_scale * grads``, > 0.
+    scratch : device array of 2 float64
+        From :func:`new_step_scratch`; not to be shared by steps running concurrently.
+    stream : numba CUDA stream or 0, default=0
+        Stream of the launches.
     """
     squared_norm(grads, scratch, 0, stream)
     launcher(step_clip_coefficient_cuda, 1, 1, stream)(scratch, np.float64(abs(grad_scale)), np.float64(clip_norm))
