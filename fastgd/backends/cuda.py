@@ -124,11 +124,14 @@ class DeviceParameters:
         self.state.step = step
         self.to_host()
 
-    def _update(self, rule: UpdateRule, step: int, lr: float, sq_norms, index: int, weight_sums, grads=None) -> None:
-        """Scale the summed gradient by ``1 / weight_sums[index]`` (and clip it by norm), then update."""
-        clip_norm_scale(sq_norms, index, weight_sums[index:index + 1], rule.clip_norm, self.scale)
-        device_step(rule.kernel_id, self.d_params, self.d_grads if grads is None else grads, self.d_slots,
-                    rule.hyper, step, lr, 1.0, rule.clip_value, scale_ref=self.scale)
+    def _update(self, rule: UpdateRule, step: int, lr: float, sq_norms, index: int, weight_sum) -> None:
+        """Scale the summed gradient by ``1 / weight_sum[0]`` (and clip it by norm), then update.
+
+        ``sq_norms[index]`` is the squared norm of the summed gradient when clipping by norm.
+        """
+        clip_norm_scale(sq_norms, index, weight_sum, rule.clip_norm, self.scale)
+        device_step(rule.kernel_id, self.d_params, self.d_grads, self.d_slots, rule.hyper, step, lr, 1.0,
+                    rule.clip_value, scale_ref=self.scale)
 
 
 def _n_batches(n_samples: int, batch_size: int) -> int:
@@ -168,7 +171,8 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
         n_batches = _n_batches(self.n_samples, self.batch_size)
         lengths = np.minimum(self.batch_size, self.n_samples - self.batch_size * np.arange(n_batches))
         self.batch_lengths = lengths
-        self.d_batch_lengths = cuda.to_device(lengths.astype(np.float64))
+        d_lengths = cuda.to_device(lengths.astype(np.float64))
+        self.length_views = [d_lengths[k:k + 1] for k in range(n_batches)]
         self.loss_sums = cuda.device_array(n_batches, dtype=np.float64)
         self.weight_sums = cuda.device_array(n_batches, dtype=np.float64)
         self.sq_norms = cuda.device_array(n_batches, dtype=np.float64)
@@ -186,9 +190,12 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
         for accumulator in (self.loss_sums, self.weight_sums, self.sq_norms):
             accumulator.copy_to_device(np.zeros(accumulator.size))
         step = self.state.step
+        views = {}  # slicing a device array costs as much as a launch: once per batch length
         for k, b in enumerate(self.batch_lengths):
             start = k * self.batch_size
-            x, y, sw, z, dz = self.x_batch[:b], self.y_batch[:b], self.sw_batch[:b], self.z[:b], self.dz[:b]
+            if b not in views:
+                views[b] = self.x_batch[:b], self.y_batch[:b], self.sw_batch[:b], self.z[:b], self.dz[:b]
+            x, y, sw, z, dz = views[b]
             if isinstance(self.d_X, tuple):
                 dense.gather_batch_csr(*self.d_X, self.d_Y, self.d_sw, order, start, start + b, x, y, sw,
                                        self.weight_sums, k)
@@ -197,14 +204,12 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
                                    self.weight_sums, k)
             dense.dense_forward_transposed(x, W, bias, IDENTITY, z)
             dense.linear_output_delta(z, y, sw, self.loss_code, self.loss_epsilon, dz, self.loss_sums, k)
-            dense.weight_gradient_transposed(x, dz, W, self.l2 * b, gW)
-            if self.fit_intercept:
-                dense.column_sums(dz, gb)
+            dense.weight_gradient_transposed(x, dz, W, self.l2 * b, gW, gb=gb if self.fit_intercept else None)
             squared_norm(self.d_grads, self.sq_norms, k)
             step += 1
             lr_k = update_lr(rule, step)
             # the mean over the batch: 1 / batch length, from the device copy of the lengths
-            self._update(rule, step, lr_k, self.sq_norms, k, self.d_batch_lengths)
+            self._update(rule, step, lr_k, self.sq_norms, k, self.length_views[k])
             if self.l1 > 0.0:
                 l1_shrink(self.d_params, n_coefs, lr_k * self.l1)
         self.state.step = step
@@ -247,6 +252,7 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         self.weight_sq = cuda.device_array(n_batches, dtype=np.float64)
         self.layer_sq = cuda.device_array(n_batches * n_layers, dtype=np.float64)
         self.total_sq = cuda.device_array(n_batches, dtype=np.float64)
+        self.weight_sum_views = [self.weight_sums[k:k + 1] for k in range(n_batches)]
 
     def _allocate(self, rows: int, dtype) -> None:
         """The host workspaces of the CPU trainer are not needed: see :meth:`_allocate_device`."""
@@ -255,6 +261,7 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
     def _allocate_device(self, rows: int) -> None:
         dtype = self.params.dtype
         self.rows = rows
+        self._views: dict = {}
         self.d_x_batch = cuda.device_array((rows, self.units[0]), dtype=dtype)
         self.d_y_batch = cuda.device_array((rows, self.units[-1]), dtype=dtype)
         self.d_sw_batch = cuda.device_array(rows, dtype=dtype)
@@ -268,49 +275,58 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         lo = int(self.offsets[layer])
         return array[lo:lo + n_in * n_out].reshape(n_in, n_out), array[lo + n_in * n_out:lo + (n_in + 1) * n_out]
 
-    def _batch_gradient(self, order, start: int, stop: int, k: int, params, grads) -> None:
-        """Gradient sums of samples ``order[start:stop]`` at ``params`` into ``grads``; batch results at ``k``."""
-        b = stop - start
+    def _batch_views(self, b: int, params, grads) -> tuple:
+        """The device views one batch of ``b`` rows works on, made once per batch length and parameter vector.
+
+        Slicing a device array costs microseconds on the host, as much as a launch: an epoch reuses these.
+        """
+        key = (b, id(params), id(grads))
+        views = self._views.get(key)
+        if views is not None:
+            return views
         rows = self.rows
         n_layers = self.units.size - 1
-        x = self.d_x_batch[:b]
-        if isinstance(self.d_X, tuple):
-            dense.gather_batch_csr(*self.d_X, self.d_Y, self.d_sw, order, start, stop, x, self.d_y_batch[:b],
-                                   self.d_sw_batch[:b], self.weight_sums, k)
-        else:
-            dense.gather_batch(self.d_X, self.d_Y, self.d_sw, order, start, stop, x, self.d_y_batch[:b],
-                               self.d_sw_batch[:b], self.weight_sums, k)
-        layer_inputs = [x]
-        offset = 0
+        inputs = [self.d_x_batch[:b]]
+        layers = []
+        a_offset = 0
         for layer in range(n_layers):
-            n_out = int(self.units[layer + 1])
-            W, bias = self._layer(params, layer)
-            A = self.d_activations[offset:offset + b * n_out].reshape(b, n_out)
-            # the output activation is applied by the fused output step
-            dense.dense_forward(layer_inputs[-1], W, bias, self.hidden_code if layer < n_layers - 1 else IDENTITY, A)
-            layer_inputs.append(A)
-            offset += rows * n_out
-        n_last = int(self.units[-1])
-        delta_offset = offset - rows * n_last
-        delta = self.d_deltas[delta_offset:delta_offset + b * n_last].reshape(b, n_last)
-        dense.mlp_output_delta(layer_inputs[-1], self.d_y_batch[:b], self.d_sw_batch[:b], self.out_code,
-                               self.loss_kind, delta, self.loss_sums, k)
-        for layer in range(n_layers - 1, -1, -1):
-            W, _ = self._layer(params, layer)
-            gW, gb = self._layer(grads, layer)
-            A_in = layer_inputs[layer]
-            squared_norm(W.reshape(W.size), self.weight_sq, k)  # the L2 term of the loss, before the update
-            dense.weight_gradient(A_in, delta, W, self.alpha, gW)
-            dense.column_sums(delta, gb)
-            if layer > 0:
-                n_in = int(self.units[layer])
-                delta_offset -= rows * n_in
-                delta_in = self.d_deltas[delta_offset:delta_offset + b * n_in].reshape(b, n_in)
-                dense.backprop_delta(delta, W, A_in, self.hidden_code, delta_in)
-                delta = delta_in
+            n_in, n_out = int(self.units[layer]), int(self.units[layer + 1])
             lo = int(self.offsets[layer])
-            hi = lo + (int(self.units[layer]) + 1) * int(self.units[layer + 1])
-            squared_norm(grads[lo:hi], self.layer_sq, k * n_layers + layer)
+            W, bias = self._layer(params, layer)
+            gW, gb = self._layer(grads, layer)
+            A = self.d_activations[a_offset:a_offset + b * n_out].reshape(b, n_out)
+            delta = self.d_deltas[a_offset:a_offset + b * n_out].reshape(b, n_out)
+            layers.append((W, bias, gW, gb, W.reshape(W.size), grads[lo:lo + (n_in + 1) * n_out], A, delta))
+            inputs.append(A)
+            a_offset += rows * n_out
+        views = (inputs, layers, self.d_y_batch[:b], self.d_sw_batch[:b])
+        self._views[key] = views
+        return views
+
+    def _batch_gradient(self, order, start: int, stop: int, k: int, params, grads) -> None:
+        """Gradient sums of samples ``order[start:stop]`` at ``params`` into ``grads``; batch results at ``k``."""
+        inputs, layers, y, sw = self._batch_views(stop - start, params, grads)
+        n_layers = len(layers)
+        if isinstance(self.d_X, tuple):
+            dense.gather_batch_csr(*self.d_X, self.d_Y, self.d_sw, order, start, stop, inputs[0], y, sw,
+                                   self.weight_sums, k)
+        else:
+            dense.gather_batch(self.d_X, self.d_Y, self.d_sw, order, start, stop, inputs[0], y, sw,
+                               self.weight_sums, k)
+        for layer, (W, bias, *_, A, _) in enumerate(layers):
+            # the output activation is applied by the fused output step
+            dense.dense_forward(inputs[layer], W, bias, self.hidden_code if layer < n_layers - 1 else IDENTITY, A)
+        delta = layers[-1][-1]
+        dense.mlp_output_delta(inputs[-1], y, sw, self.out_code, self.loss_kind, delta, self.loss_sums, k)
+        for layer in range(n_layers - 1, -1, -1):
+            W, _, gW, gb, W_flat, layer_grads, _, _ = layers[layer]
+            squared_norm(W_flat, self.weight_sq, k)  # the L2 term of the loss, before the update
+            dense.weight_gradient(inputs[layer], delta, W, self.alpha, gW, gb=gb)
+            if layer > 0:
+                delta_in = layers[layer - 1][-1]
+                dense.backprop_delta(delta, W, inputs[layer], self.hidden_code, delta_in)
+                delta = delta_in
+            squared_norm(layer_grads, self.layer_sq, k * n_layers + layer)
 
     def _reset_accumulators(self) -> None:
         for accumulator in (self.loss_sums, self.weight_sums, self.weight_sq, self.layer_sq, self.total_sq):
@@ -337,7 +353,7 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
             if clip_by_norm:
                 squared_norm(self.d_grads, self.total_sq, k)
             step += 1
-            self._update(rule, step, update_lr(rule, step), self.total_sq, k, self.weight_sums)
+            self._update(rule, step, update_lr(rule, step), self.total_sq, k, self.weight_sum_views[k])
         self.state.step = step
         self.to_host()
         n_batches = len(self.batch_lengths)
@@ -354,7 +370,10 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         if self.rows < self.n_samples:
             self._allocate_device(self.n_samples)
         self._reset_accumulators()
-        d_params = cuda.to_device(np.ascontiguousarray(params, dtype=self.params.dtype))
+        if getattr(self, "_probe", None) is None:  # one device vector for every point L-BFGS asks about
+            self._probe = cuda.device_array_like(self.params)
+        d_params = self._probe
+        d_params.copy_to_device(np.ascontiguousarray(params, dtype=self.params.dtype))
         order = self.make_orders(None).next()
         self._batch_gradient(order, 0, self.n_samples, 0, d_params, self.d_grads)
         loss = float(self._batch_losses(1)[0])

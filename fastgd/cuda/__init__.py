@@ -31,7 +31,7 @@ def unavailable_reason() -> str | None:
     try:
         if cuda.is_available():
             return None
-    except Exception as exc:  # noqa: BLE001 - a broken driver raises many kinds of errors
+    except Exception as exc:  # a broken driver raises many kinds of errors
         return f"the CUDA driver reports an error ({exc})"
     return ("no usable CUDA GPU was found (numba.cuda.is_available() is False): check that the machine has an "
             "NVIDIA GPU, that its driver is installed (nvidia-smi), and that numba-cuda is installed "
