@@ -35,12 +35,36 @@ Sections (all by default; pick some with their flags):
     ``np.dot``, one BLAS thread) and the training accuracy of each after the
     same number of epochs.
 
+``--stream``
+    ``LinearClassifier(loss="log_loss")`` trained for 2 epochs by
+    ``fastgd.stream.fit_chunks`` (chunks of ``--chunk-size`` rows, 200,000 by
+    default) over a float32 memmap of ``--rows`` x 100 (10,000,000 rows, 4 GB,
+    by default) written to a temporary folder or ``--path``; the row count
+    shrinks to what the disk holds, and the data are deleted afterwards unless
+    ``--path`` was given. Reports the file's size, the peak resident memory of
+    the training alone (Linux ``VmHWM``, reset before it) against the 1 GB
+    target, samples/s and accuracy on 100,000 rows. ``--cold`` drops the file
+    from the page cache first, so the first epoch reads the disk.
+``--threads``
+    Mini-batch training of ``LinearClassifier`` on ``make_classification(200000,
+    100)`` float32 at batch sizes 256 to the full set, with ``n_threads=1``
+    and ``n_threads=2``, and with the serial one-pass gradient (the blocked
+    path switched off): samples/s and the speed-up from 1 to 2 threads,
+    measured round-robin; with the load average, which decides what a second
+    thread can give on a shared machine.
+``--partial-fit``
+    The per-call time of ``partial_fit`` on a batch of 10 x 100 after
+    warm-up (median of 2,000 calls) for ``LinearClassifier`` (per-sample SGD,
+    Adam on mini-batches) and ``MLPClassifier((64,))``, and a profile of where
+    it goes.
+
 ``--quick`` shrinks the problems (20,000 samples, 1e6 parameters; for
 ``--mlp`` 1,000 and 5,000 samples) for a smoke test. Times are medians of
 several repetitions after warm-ups (Numba compiles before any timing),
 measured with ``time.perf_counter``.
 
-Run: ``python benchmarks/compare.py [--sgd] [--optim] [--mlp] [--quick]``.
+Run: ``python benchmarks/compare.py [--sgd] [--optim] [--mlp] [--stream [--rows N] [--path DIR] [--cold]]
+[--threads] [--partial-fit] [--quick]``; with no section flag, ``--sgd --optim --mlp`` run.
 """
 
 from __future__ import annotations
@@ -125,7 +149,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine_lines() -> list[str]:
+def machine_lines(with_torch: bool = True) -> list[str]:
     import numba
     import scipy
     import sklearn
@@ -140,7 +164,7 @@ def machine_lines() -> list[str]:
         usable = os.cpu_count()
     versions = [f"fastgd {fastgd.__version__}", f"numpy {np.__version__}", f"numba {numba.__version__}",
                 f"scikit-learn {sklearn.__version__}", f"scipy {scipy.__version__}"]
-    torch = _torch()
+    torch = _torch() if with_torch else None
     versions.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
                     else "torch not installed")
     lines = [
@@ -512,25 +536,198 @@ def section_mlp(quick: bool) -> None:
     print("\n".join(notes))
 
 
+# -- section 4: streaming from a memmap -------------------------------------------------------
+def section_stream(rows: int, path: str | None, chunk_size: int, cold: bool) -> None:
+    import tempfile
+
+    try:
+        import bench_stream
+    except ImportError:  # imported as benchmarks.compare
+        from benchmarks import bench_stream
+    epochs = bench_stream.STREAM_EPOCHS
+
+    folder = tempfile.TemporaryDirectory(prefix="fastgd-stream-") if path is None else None
+    directory = path if path is not None else folder.name
+    try:
+        fitting = bench_stream.rows_that_fit(directory, rows)
+        print(f"\n## Streaming: {epochs} epochs of LinearClassifier(loss='log_loss') over a float32 memmap "
+              f"of {fitting:,} x 100, chunks of {chunk_size:,} rows\n")
+        if fitting < rows:
+            print(f"- the disk of {directory} holds only {fitting:,} of the {rows:,} rows asked for (2 GB kept free)")
+        started = time.perf_counter()
+        X_path, y_path = bench_stream.write_dataset(directory, fitting)
+        size = os.path.getsize(X_path)
+        print(f"- wrote {size / 1e9:.2f} GB ({X_path}) in {time.perf_counter() - started:.0f} s")
+        if cold:
+            print(f"- page cache dropped for the file: {bench_stream.evict_from_page_cache(X_path)}")
+        X, y = bench_stream.open_dataset(X_path, y_path)
+        load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        rss_before = bench_stream.current_rss()
+        model, seconds, peak = bench_stream.train(X, y, chunk_size=chunk_size)
+        load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        sample = slice(0, min(100_000, fitting))
+        accuracy = model.score(np.asarray(X[sample]), np.asarray(y[sample]))
+        rate = fitting * epochs / seconds
+        met = peak.bytes < 1e9
+        print(markdown_table(
+            ["rows", "file GB", "epochs", "seconds", "samples/s", "peak RSS (training)", "RSS before", "accuracy",
+             "1-min load"],
+            [[f"{fitting:,}", f"{size / 1e9:.2f}", str(epochs), f"{seconds:.1f}", f"{rate / 1e6:.2f} M",
+              f"{peak.bytes / 1e6:.0f} MB" + ("" if peak.exact else " (process lifetime)"),
+              f"{rss_before / 1e6:.0f} MB", f"{100 * accuracy:.2f} %", f"{load_before:.2f} -> {load_after:.2f}"]]))
+        print(f"\n- target (peak resident memory under 1 GB): {'MET' if met else 'NOT MET'}")
+        del X, y
+    finally:
+        if folder is not None:
+            folder.cleanup()
+        else:
+            for name in ("X.f32", "y.npy"):
+                try:
+                    os.remove(os.path.join(directory, name))
+                except OSError:
+                    pass
+
+
+# -- section 5: threads ------------------------------------------------------------------------
+def section_threads(quick: bool) -> None:
+    from sklearn.datasets import make_classification
+
+    import fastgd.backends.cpu as cpu
+    from fastgd import LinearClassifier
+
+    n_samples = 20_000 if quick else 200_000
+    repeats = 3 if quick else 5
+    X, y = make_classification(n_samples, 100, n_informative=20, random_state=0)
+    X = X.astype(np.float32)
+    default_min_work = cpu.THREADED_MIN_WORK
+    print(f"\n## Threads: mini-batch LinearClassifier(loss='log_loss') on make_classification({n_samples}, 100), "
+          "float32, 3 shuffled epochs\n")
+    print("serial: one-pass gradient (blocked path off); 1 / 2 threads: the blocked gradient with n_threads=1 / 2 "
+          f"(the default rule blocks batches of at least {default_min_work:,} rows x parameters). Minimum of "
+          f"{repeats} fits each, run round-robin.\n")
+
+    def fit(batch_size, n_threads, blocked):
+        cpu.THREADED_MIN_WORK = 0 if blocked else 1 << 62
+        est = LinearClassifier(loss="log_loss", learning_rate="constant", learning_rate_init=1e-2,
+                               batch_size=batch_size, max_iter=3, tol=None, random_state=0, n_threads=n_threads)
+        t0 = time.perf_counter()
+        est.fit(X, y)
+        return time.perf_counter() - t0
+
+    variants = {"serial": (1, False), "1 thread": (1, True), "2 threads": (2, True)}
+    rows = []
+    try:
+        for batch_size in (256, 1024, 4096, 16384, None):
+            for args in variants.values():
+                fit(batch_size, *args)
+            times: dict[str, list[float]] = {name: [] for name in variants}
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            for _ in range(repeats):
+                for name, args in variants.items():
+                    times[name].append(fit(batch_size, *args))
+            rate = {name: 3 * n_samples / min(t) for name, t in times.items()}
+            blocks = cpu.block_partition(batch_size or n_samples, 101.0, 101)[1]
+            rows.append([str(batch_size or "full"), str(blocks)] + [f"{rate[n] / 1e6:.2f} M" for n in variants]
+                        + [f"{rate['2 threads'] / rate['1 thread']:.2f}x",
+                           f"{rate['2 threads'] / rate['serial']:.2f}x", f"{load:.2f}"])
+    finally:
+        cpu.THREADED_MIN_WORK = default_min_work
+    print(markdown_table(["batch", "blocks", "serial", "1 thread", "2 threads", "2 vs 1 thread", "2 threads vs serial",
+                          "1-min load"], rows))
+
+
+# -- section 6: partial_fit overhead -----------------------------------------------------------
+def section_partial_fit() -> None:
+    import cProfile
+    import pstats
+
+    from fastgd import LinearClassifier, MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10, 100))
+    y = np.arange(10) % 2
+    calls = 2000
+    print(f"\n## partial_fit per call: a batch of 10 x 100 (float64), median of {calls} calls after warm-up\n")
+    # (part of the file path, function name) of what each column sums
+    groups = {
+        "parameters": [("sklearn/base.py", "_validate_params")],
+        "validate_data": [("sklearn/utils/validation.py", "validate_data")],
+        "labels": [("fastgd/estimators", "_encode"), ("fastgd/estimators", "_encode_targets")],
+        "sample weights": [("sklearn/utils/validation.py", "_check_sample_weight")],
+        "random state": [("sklearn/utils/validation.py", "check_random_state")],
+        "optimizer, schedule": [("fastgd/estimators", "make_optimizer"), ("fastgd/estimators", "_make_optimizer"),
+                                ("fastgd/estimators", "make_schedule"), ("fastgd/backends", "make_update_rule")],
+        "trainer": [("fastgd/backends", "__init__")],
+        "thread limits": [("fastgd/backends", "blas_limits"), ("fastgd/backends", "numba_threads")],
+        "compiled epoch": [("fastgd/backends", "run_epoch")],
+        "engine": [("fastgd/engine.py", "run_epochs")],
+    }
+    rows = []
+    for name, est in (("LinearClassifier, per-sample SGD", LinearClassifier(loss="log_loss", random_state=0)),
+                      ("LinearClassifier, Adam, batch 32", LinearClassifier(loss="log_loss", solver="adam",
+                                                                            batch_size=32, random_state=0)),
+                      ("MLPClassifier((64,)), Adam", MLPClassifier((64,), random_state=0))):
+        est.partial_fit(X, y, classes=[0, 1])
+        for _ in range(100):
+            est.partial_fit(X, y)
+        times = []
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            est.partial_fit(X, y)
+            times.append(time.perf_counter() - t0)
+        median = statistics.median(times)
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(300):
+            est.partial_fit(X, y)
+        profile.disable()
+        stats = pstats.Stats(profile).stats
+        total = max(v[3] for (file, line, func), v in stats.items() if func == "partial_fit")
+        shares = []
+        for parts in groups.values():
+            cum = sum(v[3] for (file, line, func), v in stats.items()
+                      if any(part in file.replace(os.sep, "/") and func == wanted for part, wanted in parts))
+            shares.append(f"{100 * cum / total:.0f} %")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        rows.append([name, f"{1e3 * median:.3f}", f"{1e3 * min(times):.3f}", *shares, f"{load:.2f}"])
+    print(markdown_table(["estimator", "median ms", "best ms", *groups, "1-min load"], rows))
+    print("\nShares are of the profiled time (cProfile inflates small calls), overlapping where one group calls "
+          "another (the engine runs the compiled epoch).")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sgd", action="store_true", help="per-sample SGD vs sklearn SGDClassifier")
     parser.add_argument("--optim", action="store_true", help="optimizer steps vs sklearn (and torch)")
     parser.add_argument("--mlp", action="store_true", help="MLP training vs sklearn MLPClassifier (and torch)")
+    parser.add_argument("--stream", action="store_true", help="2 epochs over a float32 memmap: peak RSS, samples/s")
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the --stream file (100 features)")
+    parser.add_argument("--path", default=None, help="folder for the --stream file (default: a temporary one)")
+    parser.add_argument("--chunk-size", type=int, default=200_000, help="rows per chunk of --stream")
+    parser.add_argument("--cold", action="store_true", help="--stream: drop the file from the page cache first")
+    parser.add_argument("--threads", action="store_true", help="mini-batch training on 1 and 2 threads")
+    parser.add_argument("--partial-fit", action="store_true", help="per-call time of partial_fit on 10 rows")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     args = parser.parse_args(argv)
-    run_all = not (args.sgd or args.optim or args.mlp)
+    run_all = not (args.sgd or args.optim or args.mlp or args.stream or args.threads or args.partial_fit)
     start = time.perf_counter()
     print("# fastgd vs peers" + (" (--quick sizes)" if args.quick else ""))
     print()
-    print("\n".join(machine_lines()))
+    # the --stream, --threads and --partial-fit sections leave PyTorch unimported: it would weigh on the peak RSS
+    print("\n".join(machine_lines(with_torch=run_all or args.sgd or args.optim or args.mlp)))
     if run_all or args.sgd:
         section_sgd(args.quick)
     if run_all or args.optim:
         section_optim(args.quick)
     if run_all or args.mlp:
         section_mlp(args.quick)
+    if args.stream:
+        section_stream(args.rows, args.path, args.chunk_size, args.cold)
+    if args.threads:
+        section_threads(args.quick)
+    if args.partial_fit:
+        section_partial_fit()
     tail = f"\nTotal time {time.perf_counter() - start:.0f} s"
     if hasattr(os, "getloadavg"):
         tail += "; load average at end (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -8,10 +8,20 @@ shuffled from ``random_state``, and only one chunk is in memory at a time.
 :func:`fit_full_batch` is full-batch gradient descent without the memory:
 each epoch sums the gradient over the chunks and makes one update, the update
 in-memory full-batch GD makes.
+
+Memory stays bounded for memory-mapped files: pages of a file mapping that a
+process has read count in its resident memory until the kernel evicts them,
+so slicing a :class:`numpy.memmap` chunk after chunk would grow the resident
+set toward the size of the file. A C-contiguous memmap is therefore read with
+``os.preadv`` into one reused buffer (:class:`ChunkReader`): the file's pages
+stay in the page cache, which the kernel can reclaim, and never enter the
+process's resident set. Other array-likes are sliced.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 from typing import Any
 
 import numpy as np
@@ -26,6 +36,65 @@ def chunk_bounds(n_samples: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(start, min(n_samples, start + chunk_size)) for start in range(0, n_samples, chunk_size)]
 
 
+class ChunkReader:
+    """Reads row ranges of an array-like, through one reused buffer when it is a memory-mapped file.
+
+    Parameters
+    ----------
+    array : array-like
+        A :class:`numpy.memmap` (read with ``os.preadv``, see the module
+        docstring), or anything with ``shape`` and row slicing.
+    max_rows : int
+        Most rows one :meth:`read` returns (the buffer's size).
+
+    Notes
+    -----
+    The array :meth:`read` returns is a view of the buffer, overwritten by the
+    next call: copy it to keep it.
+    """
+
+    def __init__(self, array: Any, max_rows: int) -> None:
+        self.array = array
+        self.position = _file_position(array) if hasattr(os, "preadv") else None
+        self.buffer = None
+        if self.position is not None:
+            self.buffer = np.empty((max_rows, *array.shape[1:]), dtype=array.dtype)
+            self.row_bytes = self.buffer[:1].nbytes
+
+    @property
+    def direct(self) -> bool:
+        """Whether rows are read from the file into the buffer (not through the mapping)."""
+        return self.buffer is not None
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as an ndarray."""
+        if self.buffer is None:
+            return np.asarray(self.array[start:stop])
+        out = self.buffer[:stop - start]
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        offset, done = self.position + start * self.row_bytes, 0
+        with open(self.array.filename, "rb", buffering=0) as f:
+            while done < len(view):
+                n = os.preadv(f.fileno(), [view[done:]], offset + done)
+                if n <= 0:
+                    raise OSError(f"{self.array.filename}: file ended before row {stop}.")
+                done += n
+        return out
+
+
+def _file_position(array: Any) -> int | None:
+    """Byte offset in its file of a C-contiguous memmap's first element; None if not such a memmap."""
+    mapping = getattr(array, "_mmap", None)
+    if (not isinstance(array, np.memmap) or mapping is None or not getattr(array, "filename", None)
+            or not array.flags.c_contiguous or array.size == 0):
+        return None
+    # numpy maps the file from ``offset`` rounded down to the allocation granularity; a slice keeps the
+    # mapping (and the ``offset`` attribute) of the memmap it came from.
+    map_start = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
+    map_address = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
+    return map_start + array.ctypes.data - map_address
+
+
 def fit_chunks(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epochs: int = 1,
                shuffle: bool = True, random_state: Any = None, classes: Any = None,
                sample_weight: Any = None) -> Any:
@@ -37,10 +106,13 @@ def fit_chunks(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epo
         A fastgd (or any scikit-learn incremental) estimator; it is updated in place.
     X : array-like of shape (n_samples, n_features)
         Any object with ``shape`` and row slicing ``X[start:stop]`` (memmap, HDF5, Zarr).
+        A C-contiguous :class:`numpy.memmap` is read from its file without
+        mapping its pages into memory (see the module docstring).
     y : array-like of shape (n_samples,) or (n_samples, n_targets)
         Targets, sliceable the same way.
     chunk_size : int, default=100_000
-        Rows read at a time; memory use is about ``chunk_size * n_features`` values.
+        Rows read at a time; memory use is about ``2 * chunk_size * n_features``
+        values (the chunk as read and shuffled) plus the estimator's.
     epochs : int, default=1
         Passes over the data.
     shuffle : bool, default=True
@@ -64,25 +136,29 @@ def fit_chunks(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epo
         raise ValueError(f"X has {n_samples} rows but y has {len(y)}.")
     bounds = chunk_bounds(n_samples, chunk_size)
     rng = check_random_state(random_state)
+    readers = [ChunkReader(a, chunk_size) if a is not None else None for a in (X, y, sample_weight)]
     kwargs: dict[str, Any] = {}
     if is_classifier(estimator):
-        kwargs["classes"] = _all_classes(y, bounds) if classes is None else classes
+        kwargs["classes"] = _all_classes(readers[1], bounds) if classes is None else classes
+    shuffled = None  # one buffer for the shuffled rows of X, reused from chunk to chunk
     for _ in range(epochs):
         chunk_order = rng.permutation(len(bounds)) if shuffle else np.arange(len(bounds))
         for index in chunk_order:
             start, stop = bounds[index]
-            X_chunk, y_chunk = np.asarray(X[start:stop]), np.asarray(y[start:stop])
-            w_chunk = None if sample_weight is None else np.asarray(sample_weight[start:stop])
+            X_chunk, y_chunk, w_chunk = (None if r is None else r.read(start, stop) for r in readers)
             if shuffle:
                 rows = rng.permutation(stop - start)
-                X_chunk, y_chunk = X_chunk[rows], y_chunk[rows]
+                if shuffled is None or shuffled.dtype != X_chunk.dtype or shuffled.shape[1:] != X_chunk.shape[1:]:
+                    shuffled = np.empty((chunk_size, *X_chunk.shape[1:]), dtype=X_chunk.dtype)
+                X_chunk = np.take(X_chunk, rows, axis=0, out=shuffled[:stop - start], mode="clip")  # unbuffered
+                y_chunk = y_chunk[rows]
                 w_chunk = None if w_chunk is None else w_chunk[rows]
             estimator.partial_fit(X_chunk, y_chunk, sample_weight=w_chunk, **kwargs)
     return estimator
 
 
-def _all_classes(y: Any, bounds: list[tuple[int, int]]) -> np.ndarray:
-    return np.unique(np.concatenate([np.unique(np.asarray(y[a:b])) for a, b in bounds]))
+def _all_classes(y: ChunkReader, bounds: list[tuple[int, int]]) -> np.ndarray:
+    return np.unique(np.concatenate([np.unique(y.read(a, b)) for a, b in bounds]))
 
 
 def fit_full_batch(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epochs: int | None = None,
@@ -123,12 +199,12 @@ def fit_full_batch(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000,
     if len(y) != n_samples:
         raise ValueError(f"X has {n_samples} rows but y has {len(y)}.")
     bounds = chunk_bounds(n_samples, chunk_size)
+    readers = [ChunkReader(a, chunk_size) if a is not None else None for a in (X, y, sample_weight)]
     if is_classifier(estimator) and classes is None:
-        classes = _all_classes(y, bounds)
+        classes = _all_classes(readers[1], bounds)
 
     def read_chunks():
         for start, stop in bounds:
-            weights = None if sample_weight is None else np.asarray(sample_weight[start:stop])
-            yield np.asarray(X[start:stop]), np.asarray(y[start:stop]), weights
+            yield tuple(None if r is None else r.read(start, stop) for r in readers)
 
     return estimator._fit_full_batch(read_chunks, estimator.max_iter if epochs is None else int(epochs), classes)

@@ -20,7 +20,9 @@ from fastgd import LinearClassifier, MLPClassifier
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 # Fits whose parameters are hashed in a fresh interpreter. The wide regressor has more parameters than
-# fastgd._config.PARALLEL_MIN_SIZE, so its optimizer updates run on Numba's threads.
+# fastgd._config.PARALLEL_MIN_SIZE, so its optimizer updates run on Numba's threads; the classifiers on
+# 4,000 x 100 samples have batches large enough (fastgd.backends.cpu.block_partition) for their gradients to
+# be computed in blocks of rows on Numba's threads, with the default n_threads and with n_threads=1.
 _FIT_AND_HASH = textwrap.dedent("""
     import hashlib, warnings
     import numpy as np
@@ -39,6 +41,14 @@ _FIT_AND_HASH = textwrap.dedent("""
         LinearRegressor(solver="adam", learning_rate="constant", batch_size=8, max_iter=2, random_state=0,
                         tol=None).fit(Xw, Xw @ W),
     ]
+    Xb = rng.normal(size=(4000, 100)).astype(np.float32)
+    yb = (Xb[:, :10].sum(axis=1) > 0).astype(int)
+    for n_threads in (None, 1):
+        models.append(LinearClassifier(loss="log_loss", solver="adam", batch_size=1500, learning_rate="constant",
+                                       max_iter=3, tol=None, random_state=0, n_threads=n_threads).fit(Xb, yb))
+        models.append(LinearClassifier(loss="hinge", batch_size=None, learning_rate="constant", max_iter=3,
+                                       tol=None, random_state=0, n_threads=n_threads).fit(Xb.astype(float), yb))
+    assert np.array_equal(models[3].coef_, models[5].coef_) and np.array_equal(models[4].coef_, models[6].coef_)
     digest = hashlib.sha256()
     for m in models:
         for a in getattr(m, "coefs_", []) + getattr(m, "intercepts_", []) + [getattr(m, "coef_", np.zeros(0))]:

@@ -1,5 +1,7 @@
 """Streaming over chunks of data that stay on disk."""
 
+import os
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
@@ -82,3 +84,121 @@ def test_full_batch_rejects_per_update_schedules(on_disk):
         fit_full_batch(LinearClassifier(learning_rate="optimal"), X, y)
     with pytest.raises(TypeError, match="linear estimators"):
         fit_full_batch(MLPClassifier(), X, y)
+
+
+def _peak_rss_reset() -> bool:
+    """Reset this process's peak resident set size (Linux: /proc/self/clear_refs); False where impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmRSS in /proc/self/status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux's /proc peak-RSS reset")
+def test_fit_chunks_keeps_resident_memory_bounded_on_a_memmap(tmp_path):
+    from fastgd.stream import ChunkReader
+
+    n_rows, n_features = 500_000, 100                     # a 200 MB file
+    path = tmp_path / "X.f32"
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=n_features).astype(np.float32)
+    y = np.empty(n_rows, dtype=np.int8)
+    with open(path, "wb") as f:                          # written by blocks: nothing of it is mapped here
+        for start in range(0, n_rows, 50_000):
+            block = rng.normal(size=(50_000, n_features)).astype(np.float32)
+            y[start:start + 50_000] = block @ w > 0
+            block.tofile(f)
+    X = np.memmap(path, dtype=np.float32, mode="r", shape=(n_rows, n_features))
+    assert ChunkReader(X, 10).direct and ChunkReader(X[1000:], 10).direct
+    np.testing.assert_array_equal(ChunkReader(X[1000:], 10).read(5, 9), X[1005:1009])   # offsets of a slice
+    file_bytes = n_rows * n_features * 4
+
+    model = LinearClassifier(loss="log_loss", random_state=0)
+    fit_chunks(model, X[:20_000], y[:20_000], chunk_size=10_000, random_state=0)  # compile outside the measure
+    if not _peak_rss_reset():
+        pytest.skip("the peak resident set size cannot be reset here")
+    baseline = _rss_bytes()
+    fit_chunks(model, X, y, chunk_size=20_000, epochs=1, random_state=0)
+    grown = _peak_rss_bytes() - baseline
+    assert grown < file_bytes / 8, f"resident memory grew by {grown / 1e6:.0f} MB for a {file_bytes / 1e6:.0f} MB file"
+    assert model.score(np.asarray(X[:20_000]), y[:20_000]) > 0.9
+
+    # the measure can see growth: slicing the mapping brings the file's pages into the resident set
+    _peak_rss_reset()
+    baseline = _rss_bytes()
+    total = 0.0
+    for start in range(0, n_rows, 20_000):
+        total += float(np.asarray(X[start:start + 20_000]).sum())
+    assert _peak_rss_bytes() - baseline > file_bytes / 2
+
+
+def _dispatchers():
+    """Every compiled kernel of fastgd, by name."""
+    import importlib
+    import pkgutil
+
+    from numba.core.dispatcher import Dispatcher
+
+    import fastgd.kernels
+    import fastgd.optim
+
+    found = {}
+    for package in (fastgd.kernels, fastgd.optim):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            for name, value in vars(module).items():
+                if isinstance(value, Dispatcher):
+                    found[f"{module.__name__}.{name}"] = value
+    return found
+
+
+@pytest.mark.parametrize("make", [lambda: LinearClassifier(loss="log_loss", solver="adam", random_state=0),
+                                  lambda: LinearClassifier(batch_size=4, random_state=0),
+                                  lambda: MLPClassifier((8,), batch_size=4, random_state=0)])
+def test_partial_fit_trains_in_place_and_compiles_nothing_new(make):
+    import pickle
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    model = make()
+    model.partial_fit(X[:10], y[:10], classes=[0, 1])
+    model.partial_fit(X[10:20], y[10:20])
+    copied = pickle.loads(pickle.dumps(model))  # the same model, without the trained buffers' identity
+    kernels = _dispatchers()
+    signatures = {name: len(d.signatures) for name, d in kernels.items()}
+    linear = hasattr(model, "coef_")
+    params, slots = model._params, model._optimizer_state.slots
+    arrays = [model.coef_, model.intercept_] if linear else [*model.coefs_, *model.intercepts_]
+    before = [a.copy() for a in arrays]
+
+    model.partial_fit(X[20:33], y[20:33])                # another batch size, same dtype
+    copied.partial_fit(X[20:33], y[20:33])
+
+    assert {name: len(d.signatures) for name, d in kernels.items()} == signatures, "a kernel was compiled again"
+    assert model._params is params and model._optimizer_state.slots is slots
+    after = [model.coef_, model.intercept_] if linear else [*model.coefs_, *model.intercepts_]
+    for old, new, value in zip(arrays, after, before, strict=True):
+        assert np.shares_memory(new, params) and np.shares_memory(old, new)  # the arrays were trained in place
+        assert not np.array_equal(new, value)
+    reference = [copied.coef_, copied.intercept_] if linear else [*copied.coefs_, *copied.intercepts_]
+    for new, ref in zip(after, reference, strict=True):
+        np.testing.assert_array_equal(new, ref)  # in place gives the bits of training a copy

@@ -2,14 +2,97 @@
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 from .._config import PARALLEL_MIN_SIZE
 from ..engine import EpochResult
-from ..kernels.linear import linear_epoch, linear_epoch_threaded
+from ..kernels.linear import linear_epoch, linear_epoch_blocked, linear_epoch_threaded
 from ..optim import Optimizer, OptimizerState
 from ..optim.schedules import Schedule, UpdateRule
+
+#: Mini-batches of at least this much work (rows x parameters touched per row, about two multiply-adds
+#: each) compute their gradient in blocks of rows on Numba's threads; smaller ones in one serial pass.
+#: Chosen by measurement (``benchmarks/compare.py --threads``): below it, waking the threads and
+#: reducing the blocks costs more than a second thread saves.
+THREADED_MIN_WORK = int(os.environ.get("FASTGD_THREADED_MIN_WORK", 1 << 17))
+
+#: Least work of one block of rows: a thread handed less than this waits more than it computes.
+MIN_BLOCK_WORK = 1 << 15
+
+#: Most blocks a batch is split into (so at most this many threads share one batch).
+MAX_BLOCKS = 64
+
+#: Elements (of 4 bytes or more) in a 64-byte cache line: padding between per-block workspaces.
+CACHE_LINE_ELEMENTS = 16
+
+#: Most elements of the per-block gradient buffers (blocks x parameters); a model too large for two
+#: blocks within it computes its gradient serially.
+MAX_BLOCK_ELEMENTS = 1 << 22
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_n_threads(n_threads: int | None) -> int:
+    """Threads an estimator's ``n_threads`` stands for.
+
+    ``None`` is every CPU this process may run on; any number is capped at
+    ``numba.config.NUMBA_NUM_THREADS``, the threads Numba launched.
+    """
+    cap = int(numba.config.NUMBA_NUM_THREADS)
+    wanted = available_cpus() if n_threads is None else int(n_threads)
+    return max(1, min(wanted, cap))
+
+
+@contextmanager
+def numba_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` of Numba's threads (None: as they are), then restore the previous count.
+
+    Numba keeps the count per calling thread (a thread-local mask), so fits
+    in several Python threads do not change each other's.
+    """
+    before = numba.get_num_threads() if n is not None else None
+    if n is None or n == before:
+        yield
+        return
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+def block_partition(batch_size: int, row_work: float, n_params: int) -> tuple[int, int]:
+    """Rows per block and blocks per full batch of a mini-batch gradient; ``(0, 1)``: serial.
+
+    Depends on the batch and the model only, never on the thread count, so
+    the summation order -- hence every bit of the result -- is the same on 1
+    thread and on 64. A batch is split when it holds at least
+    :data:`THREADED_MIN_WORK` and two blocks of :data:`MIN_BLOCK_WORK`; into
+    at most :data:`MAX_BLOCKS` blocks, and fewer for large models
+    (:data:`MAX_BLOCK_ELEMENTS`).
+    """
+    work = batch_size * row_work
+    max_blocks = min(MAX_BLOCKS, MAX_BLOCK_ELEMENTS // max(n_params, 1))
+    if batch_size < 2 or work < THREADED_MIN_WORK or work < 2 * MIN_BLOCK_WORK or max_blocks < 2:
+        return 0, 1
+    block_rows = max(math.ceil(MIN_BLOCK_WORK / row_work), math.ceil(batch_size / max_blocks), 1)
+    n_blocks = math.ceil(batch_size / block_rows)
+    if n_blocks < 2:
+        return 0, 1
+    return block_rows, n_blocks
 
 
 def make_update_rule(optimizer: Optimizer, schedule: Schedule, n_params: int,
@@ -78,11 +161,15 @@ class LinearTrainer(FlatParameterSnapshots):
         Penalty strengths.
     batch_size : int
         Samples per update.
+    n_threads : int or None, default=None
+        Numba threads for the training (see :func:`resolve_n_threads`); a
+        mini-batch large enough (:func:`block_partition`) computes its gradient
+        in blocks of rows on them, and a large model's update runs on them.
     """
 
     def __init__(self, X, Y, sample_weight, params, optimizer, state: OptimizerState, rule: UpdateRule, *,
                  loss_code: int, loss_epsilon: float, n_outputs: int, fit_intercept: bool, l2: float, l1: float,
-                 batch_size: int) -> None:
+                 batch_size: int, n_threads: int | None = None) -> None:
         dtype = params.dtype
         if sp.issparse(X):
             self.X = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
@@ -107,15 +194,37 @@ class LinearTrainer(FlatParameterSnapshots):
         self.l2 = float(l2)
         self.l1 = float(l1)
         self.batch_size = int(batch_size)
+        if isinstance(self.X, tuple):
+            row_work = n_outputs * (self.X[0].size / max(self.n_samples, 1) + 1)
+        else:
+            row_work = float(params.size)
+        self.block_rows, n_blocks = block_partition(self.batch_size, row_work, params.size)
+        rows = n_blocks if self.block_rows else 1
+        pad = CACHE_LINE_ELEMENTS  # per-block rows a cache line apart: threads never share a line they write
+        self.block_grads = np.zeros((rows, params.size + pad), dtype=dtype)
+        self.block_loss = np.zeros((rows, pad))[:, 0]
+        self.block_z = np.empty((rows, n_outputs + pad), dtype=dtype)
+        self.block_dz = np.empty((rows, n_outputs + pad), dtype=dtype)
+        # None: nothing runs on Numba's threads, their count is left alone
+        self.n_threads: int | None = None
+        if self.block_rows:
+            self.n_threads = min(resolve_n_threads(n_threads), n_blocks)
+        elif rule.threaded:
+            self.n_threads = resolve_n_threads(n_threads)
 
     def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
         """Train one epoch (see :func:`fastgd.kernels.linear.linear_epoch`)."""
         step_before = self.state.step
-        epoch = linear_epoch_threaded if self.rule.threaded else linear_epoch
-        loss_sum, step, norm_sum = epoch(
-            self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots,
-            self.z, self.dz, self.norms, self.rule._replace(lr=float(lr)), step_before, self.loss_code,
-            self.loss_epsilon, self.n_outputs, self.fit_intercept, self.l2, self.l1, self.batch_size)
+        if self.block_rows:
+            epoch = linear_epoch_blocked
+        else:
+            epoch = linear_epoch_threaded if self.rule.threaded else linear_epoch
+        with numba_threads(self.n_threads):
+            loss_sum, step, norm_sum = epoch(
+                self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots,
+                self.z, self.dz, self.norms, self.rule._replace(lr=float(lr)), step_before, self.loss_code,
+                self.loss_epsilon, self.n_outputs, self.fit_intercept, self.l2, self.l1, self.batch_size,
+                self.block_grads, self.block_loss, self.block_z, self.block_dz, max(self.block_rows, 1))
         self.state.step = step
         n_updates = step - step_before
         loss = loss_sum / self.n_samples + self.penalty()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..engine import EpochResult
 from ..kernels.dense import batch_loss_and_gradient, mlp_epoch, mlp_forward
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
-from .cpu import FlatParameterSnapshots
+from .cpu import FlatParameterSnapshots, numba_threads, resolve_n_threads
 
 #: Batches of at least this many rows multiply on every BLAS thread; smaller ones on one. Below it, waking
 #: the threads costs more than they save, and the spinning threads of NumPy's and SciPy's OpenBLAS (the
@@ -21,9 +23,37 @@ from .cpu import FlatParameterSnapshots
 THREADED_BLAS_MIN_BATCH = int(os.environ.get("FASTGD_THREADED_BLAS_MIN_BATCH", 8192))
 
 
-def blas_limits(batch_size: int) -> threadpool_limits:
-    """BLAS thread limits for training with ``batch_size``: one thread below :data:`THREADED_BLAS_MIN_BATCH`."""
-    return threadpool_limits(limits=None if batch_size >= THREADED_BLAS_MIN_BATCH else 1, user_api="blas")
+_controller: tuple[int, ThreadpoolController] | None = None
+
+
+def blas_controller() -> ThreadpoolController:
+    """A :class:`threadpoolctl.ThreadpoolController` of the loaded BLAS libraries, built once.
+
+    Building one reads the process's memory map to find the libraries (about a
+    millisecond, more under load), which a ``partial_fit`` on a small batch
+    cannot afford at every call. It is rebuilt when modules were imported
+    since, which may have loaded another BLAS.
+    """
+    global _controller
+    if _controller is None or _controller[0] != len(sys.modules):
+        _controller = (len(sys.modules), ThreadpoolController())
+    return _controller[1]
+
+
+def blas_limits(batch_size: int, n_threads: int | None = None) -> AbstractContextManager:
+    """BLAS thread limits for training with ``batch_size``.
+
+    One thread below :data:`THREADED_BLAS_MIN_BATCH`; from it on, ``n_threads``
+    (None: BLAS's own count, left as it is).
+    """
+    limit = n_threads if batch_size >= THREADED_BLAS_MIN_BATCH else 1
+    if limit is None:
+        return nullcontext()
+    controller = blas_controller()
+    blas = [lib for lib in controller.lib_controllers if lib.user_api == "blas"]
+    if all(lib.num_threads == limit for lib in blas):  # nothing to change
+        return nullcontext()
+    return controller.limit(limits=limit, user_api="blas")
 
 
 def layer_offsets(units: np.ndarray) -> np.ndarray:
@@ -62,10 +92,14 @@ class MLPTrainer(FlatParameterSnapshots):
         L2 strength.
     batch_size : int
         Samples per update.
+    n_threads : int or None, default=None
+        Threads for Numba (large models' optimizer updates) and for BLAS
+        (batches of :data:`THREADED_BLAS_MIN_BATCH` rows or more); None: every
+        CPU of the process for Numba, BLAS's own count.
     """
 
     def __init__(self, X, Y, sample_weight, params, state: OptimizerState, rule: UpdateRule, *, units, hidden_code,
-                 out_code, loss_kind, alpha, batch_size) -> None:
+                 out_code, loss_kind, alpha, batch_size, n_threads: int | None = None) -> None:
         dtype = params.dtype
         self.X = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)) if sp.issparse(X) else X
         self.Y = Y
@@ -82,6 +116,8 @@ class MLPTrainer(FlatParameterSnapshots):
         self.loss_kind = int(loss_kind)
         self.alpha = float(alpha)
         self.batch_size = int(batch_size)
+        self.n_threads = n_threads
+        self.numba_threads = resolve_n_threads(n_threads) if rule.threaded else None
         self._allocate(self.batch_size, dtype)
         self.layer_sq = np.zeros(self.units.size - 1)
         self.norm_sums = np.zeros(self.units.size - 1)
@@ -97,7 +133,7 @@ class MLPTrainer(FlatParameterSnapshots):
     def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
         """Train one epoch (see :func:`fastgd.kernels.dense.mlp_epoch`)."""
         step_before = self.state.step
-        with blas_limits(self.batch_size):
+        with blas_limits(self.batch_size, self.n_threads), numba_threads(self.numba_threads):
             loss_sum, step = mlp_epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
@@ -116,7 +152,7 @@ class MLPTrainer(FlatParameterSnapshots):
             self._allocate(self.n_samples, self.params.dtype)
         order = np.arange(self.n_samples, dtype=np.int64)
         params = np.ascontiguousarray(params, dtype=self.params.dtype)
-        with blas_limits(self.n_samples):
+        with blas_limits(self.n_samples, self.n_threads):
             loss = batch_loss_and_gradient(
                 self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,

@@ -42,7 +42,24 @@ GD_PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "progress": ["boolean"],
     "on_nonfinite": [StrOptions({"warn", "raise"})],
     "callbacks": [list, tuple, None],
+    "n_threads": [Interval(Integral, 1, None, closed="left"), None],
 }
+
+#: Docstring of ``n_threads``, shared by every estimator.
+N_THREADS_DOC = """    n_threads : int or None, default=None
+        Threads that training may use: Numba's threads for mini-batch
+        gradients and large models' optimizer updates (and BLAS threads for the
+        MLPs' matrix products of large batches). ``None`` is every CPU this
+        process may run on; any number is capped at Numba's thread pool
+        (``NUMBA_NUM_THREADS``). Threads are used only where they pay: a
+        linear model's mini-batch is split into blocks of rows when it holds at
+        least ``fastgd.backends.cpu.THREADED_MIN_WORK`` (rows x parameters,
+        2**17) and each block at least ``MIN_BLOCK_WORK`` (2**15), so a
+        batch never wakes more threads than it has blocks (at most 64). The
+        split depends on the batch and the model only, never on the thread
+        count: results are bitwise identical with 1 and with 64 threads. The
+        count is set for the fit only, for the calling thread only (Numba's
+        count is thread-local), and restored after."""
 
 
 def keeps_attributes_on_error(fit: Callable) -> Callable:

@@ -24,6 +24,7 @@ from ..kernels.losses import LOSS_CODES, MULTINOMIAL
 from ..optim.schedules import PER_EPOCH
 from ._base import (
     GD_PARAMETER_CONSTRAINTS,
+    N_THREADS_DOC,
     keeps_attributes_on_error,
     make_loop_config,
     make_optimizer,
@@ -107,7 +108,8 @@ _LINEAR_DOC_PARAMETERS = """
         error names the epoch and the cures.
     callbacks : list of callable or None, default=None
         Called with an :class:`fastgd.engine.EpochRecord` after each epoch;
-        returning ``True`` stops training."""
+        returning ``True`` stops training.
+""" + N_THREADS_DOC
 
 _LINEAR_DOC_ATTRIBUTES = """
     coef_ : ndarray
@@ -148,7 +150,7 @@ class _LinearGD(BaseEstimator):
                  tol=1e-3, n_iter_no_change=5, early_stopping=False, validation_fraction=0.1, momentum=0.0,
                  nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=None,
                  solver_options=None, clip_value=None, clip_norm=None, shuffle=True, random_state=None,
-                 warm_start=False, verbose=0, progress=False, on_nonfinite="warn", callbacks=None):
+                 warm_start=False, verbose=0, progress=False, on_nonfinite="warn", callbacks=None, n_threads=None):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -180,6 +182,7 @@ class _LinearGD(BaseEstimator):
         self.progress = progress
         self.on_nonfinite = on_nonfinite
         self.callbacks = callbacks
+        self.n_threads = n_threads
 
     # -- pieces the subclasses provide ------------------------------------------------------
     def _encode(self, y, first_call: bool, classes, incremental: bool) -> tuple[np.ndarray, int, int]:
@@ -221,16 +224,19 @@ class _LinearGD(BaseEstimator):
         n_features = X.shape[1]
 
         n_params = n_outputs * (n_features + 1)
-        if continuing:
+        # partial_fit trains the model's own arrays and optimizer state in place (no copy of the model);
+        # fit with warm_start trains copies, so that a failed fit leaves the fitted model as it was.
+        params = self._own_params(dtype, n_params) if incremental and continuing else None
+        if params is None and continuing:
             params = np.concatenate([np.asarray(self.coef_, dtype=dtype).reshape(-1),
                                      np.asarray(self.intercept_, dtype=dtype).reshape(-1)])
-        else:
+        elif params is None:
             params = np.zeros(n_params, dtype=dtype)
         optimizer = make_optimizer(self)
         state = getattr(self, "_optimizer_state", None) if continuing else None
         if state is None or state.slots.shape != (optimizer.n_slots(), n_params) or state.slots.dtype != dtype:
             state = optimizer.init(params)
-        else:
+        elif not incremental:
             state = type(state)(slots=state.slots.copy(), step=state.step)
 
         rng = check_random_state(self.random_state)
@@ -259,14 +265,16 @@ class _LinearGD(BaseEstimator):
         rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm)
         trainer = LinearTrainer(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
                                 loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
-                                fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size)
+                                fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size,
+                                n_threads=self.n_threads)
         config = make_loop_config(self, schedule, rng, incremental=incremental, validation_score=validation_score,
                                   epoch_offset=epoch_offset)
         history = run_epochs(trainer, config, None if history is None else _copy_history(history))
 
         coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
         self.coef_ = coef.reshape(-1) if self._coef_1d(y) else coef
-        self.intercept_ = params[n_outputs * n_features:].copy()
+        self.intercept_ = params[n_outputs * n_features:]
+        self._params = params  # coef_ and intercept_ are views of it
         self._optimizer_state = state
         self._history = history
         self._adaptive_eta = schedule.eta
@@ -353,6 +361,7 @@ class _LinearGD(BaseEstimator):
         coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
         self.coef_ = coef.reshape(-1) if self._coef_1d(y) else coef.copy()
         self.intercept_ = params[n_outputs * n_features:].copy()
+        self._params = None
         self._optimizer_state = state
         self._history = history
         self.n_iter_ = history.n_epochs
@@ -365,6 +374,20 @@ class _LinearGD(BaseEstimator):
 
     def _coef_1d(self, y) -> bool:
         return False
+
+    def _own_params(self, dtype, n_params: int) -> np.ndarray | None:
+        """The flat parameter vector that ``coef_`` and ``intercept_`` view, if they still do."""
+        params = getattr(self, "_params", None)
+        if (params is None or params.dtype != dtype or params.size != n_params
+                or getattr(self.coef_, "base", None) is not params
+                or getattr(self.intercept_, "base", None) is not params):
+            return None
+        return params
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
+        state.pop("_params", None)  # coef_ and intercept_ carry the values; a copy of the views is rebuilt
+        return state
 
     def _raw_decision(self, X) -> np.ndarray:
         """Decision values of the fitted model, shape (n_samples, n_outputs)."""
@@ -441,8 +464,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
                  momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  weight_decay=None, solver_options=None, clip_value=None, clip_norm=None, shuffle=True,
                  random_state=None, warm_start=False, verbose=0, progress=False, on_nonfinite="warn",
-                 callbacks=None,
-                 class_weight=None):
+                 callbacks=None, n_threads=None, class_weight=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
@@ -451,7 +473,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
             shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
-            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks)
+            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks, n_threads=n_threads)
         self.class_weight = class_weight
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -498,7 +520,10 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _encode(self, y, first_call, classes, incremental):
-        check_classification_targets(y)
+        if first_call or y.dtype.kind not in "iub":
+            # later calls: validate_data made y 1-D, and integer labels all in classes_ (checked below) are
+            # classification targets, so the costlier type_of_target check is left out
+            check_classification_targets(y)
         present, inverse = np.unique(y, return_inverse=True)  # one pass over y serves every check below
         if first_call:
             if classes is None and incremental:
@@ -671,7 +696,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
                  validation_fraction=0.1, momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, weight_decay=None, solver_options=None, clip_value=None, clip_norm=None,
                  shuffle=True, random_state=None, warm_start=False, verbose=0, progress=False,
-                 on_nonfinite="warn", callbacks=None):
+                 on_nonfinite="warn", callbacks=None, n_threads=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
@@ -680,7 +705,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
             shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
-            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks)
+            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks, n_threads=n_threads)
         self.loss_epsilon = loss_epsilon
 
     @_fit_context(prefer_skip_nested_validation=True)

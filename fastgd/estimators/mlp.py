@@ -28,7 +28,7 @@ from ..kernels.activations import ACTIVATION_CODES
 from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR, mlp_forward
 from ..optim import OPTIMIZERS, Optimizer
 from ..optim.schedules import Schedule
-from ._base import keeps_attributes_on_error
+from ._base import N_THREADS_DOC, keeps_attributes_on_error
 
 #: Hidden activations: scikit-learn's four and fastgd's ``leaky_relu``.
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu")
@@ -98,7 +98,8 @@ _MLP_DOC_PARAMETERS = """
         epoch; then warn, or raise :class:`fastgd.NonFiniteTrainingError`.
     callbacks : list of callable or None, default=None
         Called with an :class:`fastgd.EpochRecord` after each epoch; returning
-        ``True`` stops training."""
+        ``True`` stops training.
+""" + N_THREADS_DOC
 
 _MLP_DOC_ATTRIBUTES = """
     loss_ : float
@@ -172,6 +173,7 @@ class _BaseMLP(BaseEstimator):
         "progress": ["boolean"],
         "on_nonfinite": [StrOptions({"warn", "raise"})],
         "callbacks": [list, tuple, None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
@@ -179,7 +181,7 @@ class _BaseMLP(BaseEstimator):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, clip_value=None, clip_norm=None,
-                 progress=False, on_nonfinite="warn", callbacks=None):
+                 progress=False, on_nonfinite="warn", callbacks=None, n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -208,6 +210,7 @@ class _BaseMLP(BaseEstimator):
         self.progress = progress
         self.on_nonfinite = on_nonfinite
         self.callbacks = callbacks
+        self.n_threads = n_threads
 
     # -- subclass hooks ----------------------------------------------------------------------
     def _encode_targets(self, y, first_call: bool, classes=None) -> np.ndarray:
@@ -229,19 +232,36 @@ class _BaseMLP(BaseEstimator):
         return [int(s) for s in sizes]
 
     def _pack(self, dtype) -> np.ndarray:
+        """A new flat parameter vector (weights, then biases, per layer) in ``dtype``."""
         parts = []
         for W, b in zip(self.coefs_, self.intercepts_, strict=True):
             parts += [np.asarray(W, dtype=dtype).reshape(-1), np.asarray(b, dtype=dtype).reshape(-1)]
         return np.concatenate(parts)
 
+    def _own_params(self, dtype) -> np.ndarray | None:
+        """The flat parameter vector that ``coefs_`` and ``intercepts_`` view, if they still all do."""
+        params = getattr(self, "_params", None)
+        if params is None or params.dtype != dtype:
+            return None
+        if any(getattr(a, "base", None) is not params for a in (*self.coefs_, *self.intercepts_)):
+            return None
+        return params
+
     def _unpack(self, params: np.ndarray) -> None:
+        """Make ``coefs_`` and ``intercepts_`` views of ``params``."""
         units = self._units()
         offsets = layer_offsets(units)
         self.coefs_, self.intercepts_ = [], []
         for layer in range(units.size - 1):
             n_in, n_out, lo = units[layer], units[layer + 1], offsets[layer]
-            self.coefs_.append(params[lo:lo + n_in * n_out].reshape(n_in, n_out).copy())
-            self.intercepts_.append(params[lo + n_in * n_out:lo + (n_in + 1) * n_out].copy())
+            self.coefs_.append(params[lo:lo + n_in * n_out].reshape(n_in, n_out))
+            self.intercepts_.append(params[lo + n_in * n_out:lo + (n_in + 1) * n_out])
+        self._params = params
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself, not a copy
+        state.pop("_params", None)  # coefs_ and intercepts_ carry the values
+        return state
 
     def _initialize(self, y: np.ndarray, dtype, rng: np.random.RandomState) -> None:
         self.n_iter_ = 0
@@ -307,7 +327,11 @@ class _BaseMLP(BaseEstimator):
         if self.coefs_[-1].shape[1] != Y.shape[1]:
             raise ValueError(f"y has {Y.shape[1]} outputs, but the model was fitted with {self.coefs_[-1].shape[1]}.")
         self._rng = rng
-        params = self._pack(X.dtype)
+        # partial_fit trains the model's own arrays in place (no copy of the model); fit with warm_start trains
+        # a copy, so that a failed fit leaves the fitted model as it was
+        params = self._own_params(X.dtype) if incremental and not first_call else None
+        if params is None:
+            params = self._pack(X.dtype)
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, Y, sample_weight, params)
         else:
@@ -318,7 +342,8 @@ class _BaseMLP(BaseEstimator):
     def _trainer(self, X, Y, sample_weight, params, state, rule, batch_size) -> MLPTrainer:
         hidden_code, out_code, loss_kind = self._codes()
         return MLPTrainer(X, Y, sample_weight, params, state, rule, units=self._units(), hidden_code=hidden_code,
-                          out_code=out_code, loss_kind=loss_kind, alpha=self.alpha, batch_size=batch_size)
+                          out_code=out_code, loss_kind=loss_kind, alpha=self.alpha, batch_size=batch_size,
+                          n_threads=self.n_threads)
 
     def _fit_lbfgs(self, X, Y, sample_weight, params) -> None:
         optimizer = OPTIMIZERS["sgd"]()  # unused by L-BFGS; the trainer needs a rule
@@ -416,7 +441,9 @@ class _BaseMLP(BaseEstimator):
         units = self._units()
         out = np.empty((X.shape[0], self.n_outputs_), dtype=dtype)
         hidden_code, out_code, _ = self._codes()
-        mlp_forward(X_kernel, self._pack(dtype), units, layer_offsets(units), hidden_code, out_code, out, 1024)
+        params = self._own_params(dtype)
+        params = self._pack(dtype) if params is None else params
+        mlp_forward(X_kernel, params, units, layer_offsets(units), hidden_code, out_code, out, 1024)
         return out
 
     def _sklearn_params(self) -> dict[str, Any]:
@@ -548,11 +575,26 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.out_activation_ = "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
         elif classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}.")
+        if not first_call and y.ndim == 1 and self._label_binarizer.y_type_ in ("binary", "multiclass"):
+            return self._indicator(y)
         if self._label_binarizer.y_type_ != "multilabel-indicator":
             unseen = np.setdiff1d(unique_labels(y), self.classes_)
             if unseen.size:
                 raise ValueError(f"y contains labels not in classes_: {unseen!r}.")
         return self._label_binarizer.transform(y).astype(np.float64)
+
+    def _indicator(self, y: np.ndarray) -> np.ndarray:
+        """``self._label_binarizer.transform(y).astype(float)`` for 1-D labels, in one ``np.unique`` (partial_fit)."""
+        present, inverse = np.unique(y, return_inverse=True)
+        unseen = np.setdiff1d(present, self.classes_)
+        if unseen.size:
+            raise ValueError(f"y contains labels not in classes_: {unseen!r}.")
+        index = np.searchsorted(self.classes_, present)[inverse.reshape(-1)]
+        if self.classes_.size == 2:
+            return (index == 1).astype(np.float64).reshape(-1, 1)
+        Y = np.zeros((y.shape[0], self.classes_.size))
+        Y[np.arange(y.shape[0]), index] = 1.0
+        return Y
 
     def _fit(self, X, y, sample_weight=None, *, incremental, classes=None):
         if incremental and classes is None and not hasattr(self, "classes_"):
@@ -691,7 +733,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, clip_value=None, clip_norm=None,
-                 progress=False, on_nonfinite="warn", callbacks=None, loss="squared_error"):
+                 progress=False, on_nonfinite="warn", callbacks=None, n_threads=None, loss="squared_error"):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
             batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -699,7 +741,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             verbose=verbose, warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, clip_value=clip_value,
-            clip_norm=clip_norm, progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks)
+            clip_norm=clip_norm, progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks,
+            n_threads=n_threads)
         self.loss = loss
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -22,16 +22,21 @@ fast-math flags (the optimizers' strict arithmetic stays strict). A call left
 anywhere in the loop, even on a branch never taken, was measured to cost about
 25 ns per sample, so the threaded optimizer update
 (:func:`fastgd.optim._registry.fused_step`, for very large models) has its own
-entry point, :func:`linear_epoch_threaded`. Both entry points inline the same
-loop, :func:`epoch_loop`, at Numba's level (``inline="always"``: compiled once
-per entry point, and only for the entry point used), with ``threaded`` a
-constant.
+entry point, :func:`linear_epoch_threaded`. Large mini-batches have a third,
+:func:`linear_epoch_blocked`: each batch's gradient is computed in fixed blocks
+of rows on Numba's threads (:func:`block_gradients`), one buffer per block,
+then the blocks are added in block order. The partition depends on the batch
+and the model only, so the result is bitwise the same on any number of
+threads. All entry points inline the same loop, :func:`epoch_loop`, at
+Numba's level (``inline="always"``: compiled once per entry point, and only
+for the entry point used), with ``threaded`` and ``blocked`` constants.
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from .._config import jit
@@ -99,15 +104,58 @@ def sample_norm2(xx, norms, dz, l2, fit_intercept):
     return sq
 
 
+@jit(parallel=True, reduction=True)
+def block_gradients(X, Y, sample_weight, order, start, stop, params, block_grads, block_loss, block_z, block_dz,
+                    loss_code, epsilon, n_outputs, fit_intercept, block_rows):
+    """Loss and gradient sums of the samples ``order[start:stop]``, per block of ``block_rows``, on Numba's threads.
+
+    Block ``b`` holds the samples ``order[start + b * block_rows:][:block_rows]``;
+    its summed weighted loss goes to ``block_loss[b]`` and its summed loss
+    gradient (no penalty, no mean) to ``block_grads[b]``, with the workspaces
+    ``block_z[b]`` and ``block_dz[b]`` (rows may be longer than needed: padded
+    so that two threads never write to the same cache line). Blocks are
+    independent, so the thread that computes one does not change its bits.
+
+    Returns
+    -------
+    int
+        The number of blocks.
+    """
+    n_features = params.size // n_outputs - 1
+    n_blocks = (stop - start + block_rows - 1) // block_rows
+    for b in numba.prange(n_blocks):
+        lo = start + b * block_rows
+        hi = min(stop, lo + block_rows)
+        g = block_grads[b, :params.size]
+        z = block_z[b, :n_outputs]
+        dz = block_dz[b, :n_outputs]
+        block_sum = 0.0
+        for i in range(lo, hi):
+            prefetch_row(X, order, i)
+            decision(X, order, i, params, n_features, n_outputs, fit_intercept, z, None)
+            loss = output_loss(loss_code, z, Y[order[i]], dz, epsilon)
+            weight = sample_weight[order[i]]
+            block_sum += weight * loss
+            for k in range(n_outputs):
+                dz[k] *= weight
+            accumulate(X, order, i, dz, g, n_features, n_outputs, fit_intercept, i == lo)
+        block_loss[b] = block_sum
+    return n_blocks
+
+
 @jit(reduction=True, refcount=False, inline="always")
-def epoch_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
-               loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size):
-    """The epoch of :func:`linear_epoch`; ``threaded`` is a constant of each entry point.
+def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+               loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss, block_z,
+               block_dz, block_rows):
+    """The epoch of :func:`linear_epoch`; ``threaded`` and ``blocked`` are constants of each entry point.
 
     ``threaded`` runs the optimizer update on Numba's threads
     (:func:`~fastgd.optim._registry.fused_step`), otherwise it is inlined
-    (:func:`~fastgd.optim._registry.update_range`). The other parameters
-    and the returns are those of :func:`linear_epoch`.
+    (:func:`~fastgd.optim._registry.update_range`). ``blocked`` computes
+    the gradient of every batch of two samples or more with
+    :func:`block_gradients` and adds the blocks in order; its update runs on
+    the threads when ``rule.threaded``. The other parameters and the returns
+    are those of :func:`linear_epoch`.
     """
     n_samples = order.shape[0]
     n_features = params.size // n_outputs - 1
@@ -127,6 +175,20 @@ def epoch_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz
                 dz[k] *= weight
             sample_gradient(X, order, start, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
             sq = sample_norm2(xx, norms, dz, l2, fit_intercept)
+        elif blocked:
+            n_blocks = block_gradients(X, Y, sample_weight, order, start, stop, params, block_grads, block_loss,
+                                       block_z, block_dz, loss_code, epsilon, n_outputs, fit_intercept, block_rows)
+            for b in range(n_blocks):
+                loss_sum += block_loss[b]
+            for j in range(params.size):
+                grads[j] = block_grads[0, j]
+            for b in range(1, n_blocks):
+                for j in range(params.size):
+                    grads[j] += block_grads[b, j]
+            sq = finish_gradient(params, grads, n_coefs, 1.0 / (stop - start), l2)
+            if not fit_intercept:
+                for k in range(n_outputs):
+                    grads[n_coefs + k] = 0
         else:
             for i in range(start, stop):
                 prefetch_row(X, order, i)
@@ -150,7 +212,10 @@ def epoch_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz
             scale = rule.clip_norm / (norm + 1e-6)
         step += 1
         lr = update_lr(rule, step)
-        if threaded:
+        if blocked:
+            fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value,
+                       rule.threaded)
+        elif threaded:
             fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, True)
         else:
             update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value,
@@ -162,7 +227,8 @@ def epoch_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz
 
 @jit(reduction=True, refcount=False)
 def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
-                 loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size):
+                 loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
+                 block_z, block_dz, block_rows):
     """Train a linear model for one epoch, with serial optimizer updates.
 
     Parameters
@@ -198,6 +264,10 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms,
         Penalty strengths (``alpha * (1 - l1_ratio)`` and ``alpha * l1_ratio``).
     batch_size : int
         Samples per update.
+    block_grads, block_loss, block_z, block_dz, block_rows : ndarray, ndarray, ndarray, ndarray, int
+        Per-block workspaces and rows per block of :func:`linear_epoch_blocked`
+        (unused here; shapes ``(n_blocks, n_params)``, ``(n_blocks,)``,
+        ``(n_blocks, n_outputs)`` twice).
 
     Returns
     -------
@@ -210,16 +280,36 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms,
     norm_sum : float
         Sum over this epoch's updates of the gradient's global norm before clipping.
     """
-    return epoch_loop(False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
-                      loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size)
+    return epoch_loop(False, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+                      loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
+                      block_z, block_dz, block_rows)
 
 
 @jit(reduction=True, refcount=False)
 def linear_epoch_threaded(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
-                          loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size):
+                          loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
+                          block_z, block_dz, block_rows):
     """:func:`linear_epoch` with the optimizer update on Numba's threads (``rule.threaded``, large models)."""
-    return epoch_loop(True, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
-                      loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size)
+    return epoch_loop(True, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+                      loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
+                      block_z, block_dz, block_rows)
+
+
+@jit(reduction=True, refcount=False)
+def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+                         loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
+                         block_z, block_dz, block_rows):
+    """:func:`linear_epoch` with each mini-batch's gradient computed in blocks of rows on Numba's threads.
+
+    Batches are split into blocks of ``block_rows`` samples
+    (:func:`block_gradients`; ``block_grads`` has a row per block of a full
+    batch), summed per block, then the blocks are added in block order: the
+    same bits on any number of threads. The optimizer update runs on the
+    threads too when ``rule.threaded``.
+    """
+    return epoch_loop(False, True, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+                      loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
+                      block_z, block_dz, block_rows)
 
 
 @jit(reduction=True)

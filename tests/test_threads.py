@@ -1,0 +1,158 @@
+"""``n_threads``: validation, the blocked mini-batch gradient, thread counts set for the fit only."""
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from threadpoolctl import threadpool_info
+
+import fastgd.backends.cpu as cpu
+import fastgd.backends.cpu_mlp as cpu_mlp
+from fastgd import LinearClassifier, LinearRegressor, MLPClassifier, MLPRegressor
+from fastgd.backends.cpu import block_partition, resolve_n_threads
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+ESTIMATORS = [LinearClassifier, LinearRegressor, MLPClassifier, MLPRegressor]
+
+
+@pytest.fixture(scope="module")
+def wide():
+    """4,000 x 100 samples: a full batch is 404,000 units of work, split into blocks."""
+    X, y = make_classification(n_samples=4000, n_features=100, n_informative=20, random_state=0)
+    return X, y
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_n_threads_is_a_parameter(cls):
+    est = cls(n_threads=2)
+    assert est.get_params()["n_threads"] == 2
+    assert clone(est).n_threads == 2
+    assert cls().n_threads is None
+    X, y = np.random.default_rng(0).normal(size=(20, 3)), np.arange(20) % 2
+    with pytest.raises(ValueError, match="n_threads"):
+        cls(n_threads=0, max_iter=1).fit(X, y)
+
+
+def test_resolve_n_threads_caps_at_numba_pool():
+    cap = numba.config.NUMBA_NUM_THREADS
+    assert resolve_n_threads(1) == 1
+    assert resolve_n_threads(10_000) == cap
+    assert 1 <= resolve_n_threads(None) <= cap
+
+
+def test_block_partition_depends_on_the_batch_only():
+    rows, blocks = block_partition(4000, 101.0, 101)
+    assert rows * blocks >= 4000 > rows * (blocks - 1)
+    assert rows * 101 >= cpu.MIN_BLOCK_WORK and blocks <= cpu.MAX_BLOCKS
+    assert block_partition(32, 101.0, 101) == (0, 1)                     # small batches stay serial
+    assert block_partition(4000, 101.0, cpu.MAX_BLOCK_ELEMENTS) == (0, 1)  # too large a model to copy per block
+    rows, blocks = block_partition(10**7, 101.0, 101)
+    assert blocks == cpu.MAX_BLOCKS
+
+
+def _full_batch_gd_reference(X, y, lr, alpha, epochs):
+    """Full-batch GD on the mean logistic loss + alpha / 2 ||w||^2, in NumPy (labels in {-1, +1})."""
+    s = np.where(y == 1, 1.0, -1.0)
+    w, b = np.zeros(X.shape[1]), 0.0
+    for _ in range(epochs):
+        margin = s * (X @ w + b)
+        d = -s / (1.0 + np.exp(margin))
+        w, b = w - lr * (X.T @ d / len(y) + alpha * w), b - lr * d.mean()
+    return w, b
+
+
+def test_blocked_full_batch_matches_numpy_and_is_bitwise_equal_across_thread_counts(wide):
+    X, y = wide
+    params = {"loss": "log_loss", "batch_size": None, "learning_rate": "constant", "learning_rate_init": 0.5,
+              "max_iter": 20, "tol": None, "alpha": 1e-3, "shuffle": False}
+    assert block_partition(len(y), X.shape[1] + 1.0, X.shape[1] + 1)[0] > 0  # the blocked path is taken
+    fits = [LinearClassifier(**params, n_threads=n).fit(X, y) for n in (1, 2, 1)]
+    w, b = _full_batch_gd_reference(X, y, 0.5, 1e-3, 20)
+    np.testing.assert_allclose(fits[0].coef_[0], w, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(fits[0].intercept_[0], b, rtol=1e-9)
+    for other in fits[1:]:
+        np.testing.assert_array_equal(other.coef_, fits[0].coef_)
+        np.testing.assert_array_equal(other.intercept_, fits[0].intercept_)
+        assert other.loss_curve_ == fits[0].loss_curve_
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_mini_batches_are_bitwise_equal_across_thread_counts(wide, dtype, monkeypatch):
+    X, y = wide
+    X = X.astype(dtype)
+    params = {"loss": "hinge", "solver": "adam", "batch_size": 1500, "learning_rate": "constant",
+              "learning_rate_init": 1e-2, "max_iter": 4, "tol": None, "random_state": 0}
+    a = LinearClassifier(**params, n_threads=1).fit(X, y)
+    b = LinearClassifier(**params, n_threads=2).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    assert a.coef_.dtype == dtype
+    with monkeypatch.context() as patch:  # the serial one-pass gradient (tested against NumPy in test_linear.py)
+        patch.setattr(cpu, "THREADED_MIN_WORK", 1 << 62)
+        serial = LinearClassifier(**params).fit(X, y)
+    tol = 1e-10 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(a.coef_, serial.coef_, rtol=tol, atol=tol)
+    Y = np.column_stack([X[:, :5] @ np.arange(5.0), X[:, 5]])
+    reg = {"batch_size": 2000, "learning_rate": "constant", "learning_rate_init": 1e-2, "max_iter": 3,
+           "tol": None, "random_state": 0, "fit_intercept": False}
+    ra = LinearRegressor(**reg, n_threads=1).fit(X, Y)
+    rb = LinearRegressor(**reg, n_threads=2).fit(X, Y)
+    np.testing.assert_array_equal(ra.coef_, rb.coef_)
+    np.testing.assert_array_equal(ra.intercept_, np.zeros(2))
+
+
+def test_numba_threads_set_for_the_fit_and_restored(wide, monkeypatch):
+    X, y = wide
+    seen = []
+    original = cpu.linear_epoch_blocked
+
+    def recording(*args):
+        seen.append(numba.get_num_threads())
+        return original(*args)
+
+    monkeypatch.setattr(cpu, "linear_epoch_blocked", recording)
+    before = numba.get_num_threads()
+    LinearClassifier(batch_size=None, learning_rate="constant", max_iter=2, tol=None, n_threads=1).fit(X, y)
+    assert seen == [1, 1]
+    assert numba.get_num_threads() == before
+    seen.clear()
+    LinearClassifier(batch_size=None, learning_rate="constant", max_iter=1, tol=None).fit(X, y)
+    assert seen == [min(resolve_n_threads(None), block_partition(len(y), 101.0, 101)[1])]
+
+
+def test_a_fit_in_another_thread_leaves_this_threads_count_alone(wide):
+    X, y = wide
+    before = numba.get_num_threads()
+    results = {}
+
+    def fit(n):
+        results[n] = LinearClassifier(batch_size=None, learning_rate="constant", max_iter=3, tol=None, random_state=0,
+                                      n_threads=n).fit(X, y).coef_
+
+    workers = [threading.Thread(target=fit, args=(n,)) for n in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert numba.get_num_threads() == before
+    np.testing.assert_array_equal(results[1], results[2])
+
+
+def test_mlp_blas_threads_follow_n_threads(monkeypatch):
+    X, y = make_classification(n_samples=300, n_features=8, random_state=0)
+    seen = []
+    original = cpu_mlp.mlp_epoch
+
+    def recording(*args):
+        seen.append([info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
+        return original(*args)
+
+    monkeypatch.setattr(cpu_mlp, "mlp_epoch", recording)
+    monkeypatch.setattr(cpu_mlp, "THREADED_BLAS_MIN_BATCH", 256)
+    MLPClassifier((8,), batch_size=300, max_iter=1, n_threads=1, random_state=0).fit(X, y)
+    MLPClassifier((8,), batch_size=32, max_iter=1, n_threads=2, random_state=0).fit(X, y)
+    assert seen[0] and all(n == 1 for n in seen[0])   # a large batch, capped by n_threads=1
+    assert seen[1] and all(n == 1 for n in seen[1])   # a small batch: one BLAS thread whatever n_threads
