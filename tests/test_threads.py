@@ -37,11 +37,20 @@ def test_n_threads_is_a_parameter(cls):
         cls(n_threads=0, max_iter=1).fit(X, y)
 
 
-def test_resolve_n_threads_caps_at_numba_pool():
+def test_resolve_n_threads_caps_at_numba_pool_and_leaves_busy_cpus_alone(monkeypatch):
     cap = numba.config.NUMBA_NUM_THREADS
     assert resolve_n_threads(1) == 1
     assert resolve_n_threads(10_000) == cap
     assert 1 <= resolve_n_threads(None) <= cap
+    monkeypatch.setattr(cpu, "available_cpus", lambda: 64)
+    monkeypatch.setattr(cpu.numba.config, "NUMBA_NUM_THREADS", 64)
+    for load, threads in [(0.0, 64), (0.9, 64), (1.0, 64), (10.5, 54), (63.2, 1), (200.0, 1)]:
+        monkeypatch.setattr(cpu, "load_average", lambda load=load: load)
+        assert resolve_n_threads(None) == threads, load
+    monkeypatch.setattr(cpu, "available_cpus", lambda: 2)
+    for load, threads in [(0.3, 2), (1.0, 2), (1.5, 1), (4.0, 1)]:
+        monkeypatch.setattr(cpu, "load_average", lambda load=load: load)
+        assert resolve_n_threads(None) == threads, load
 
 
 def test_block_partition_depends_on_the_batch_only():
@@ -119,8 +128,9 @@ def test_numba_threads_set_for_the_fit_and_restored(wide, monkeypatch):
     assert seen == [1, 1]
     assert numba.get_num_threads() == before
     seen.clear()
+    monkeypatch.setattr(cpu, "load_average", lambda: 0.0)  # an idle machine: the default takes every CPU
     LinearClassifier(batch_size=None, learning_rate="constant", max_iter=1, tol=None).fit(X, y)
-    assert seen == [min(resolve_n_threads(None), block_partition(len(y), 101.0, 101)[1])]
+    assert seen == [min(cpu.available_cpus(), numba.config.NUMBA_NUM_THREADS, block_partition(len(y), 101.0, 101)[1])]
 
 
 def test_a_fit_in_another_thread_leaves_this_threads_count_alone(wide):

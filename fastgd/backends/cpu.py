@@ -19,8 +19,9 @@ from ..optim.schedules import Schedule, UpdateRule
 
 #: Mini-batches of at least this much work (rows x parameters touched per row, about two multiply-adds
 #: each) compute their gradient in blocks of rows on Numba's threads; smaller ones in one serial pass.
-#: Chosen by measurement (``benchmarks/compare.py --threads``): below it, waking the threads and
-#: reducing the blocks costs more than a second thread saves.
+#: Measured with ``benchmarks/compare.py --threads`` (2 vCPUs, 100 features, load average 2.3): two threads
+#: beat one by 1.26-1.41x from batches of 1024 rows (103k) up; 2**17 keeps a margin for the cost of
+#: waking the threads and adding the blocks.
 THREADED_MIN_WORK = int(os.environ.get("FASTGD_THREADED_MIN_WORK", 1 << 17))
 
 #: Least work of one block of rows: a thread handed less than this waits more than it computes.
@@ -45,14 +46,32 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def load_average() -> float:
+    """The 1-minute load average (0 where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def resolve_n_threads(n_threads: int | None) -> int:
     """Threads an estimator's ``n_threads`` stands for.
 
-    ``None`` is every CPU this process may run on; any number is capped at
-    ``numba.config.NUMBA_NUM_THREADS``, the threads Numba launched.
+    ``None`` is the CPUs this process may run on that the 1-minute load
+    average leaves idle, plus one: ``clip(floor(cpus - load) + 1, 1, cpus)``
+    -- all of them on an idle machine, one on a busy one. On an
+    oversubscribed machine a second thread does not just fail to pay: Numba's
+    OpenMP threads spin at each batch's barrier while the thread they wait for
+    is descheduled, and training was measured 3 to 100 times slower on two
+    threads than on one (2 vCPUs, load average 3.4 to 5). Any number is capped
+    at ``numba.config.NUMBA_NUM_THREADS``, the threads Numba launched.
     """
     cap = int(numba.config.NUMBA_NUM_THREADS)
-    wanted = available_cpus() if n_threads is None else int(n_threads)
+    if n_threads is None:
+        cpus = available_cpus()
+        wanted = min(cpus, max(1, math.floor(cpus - load_average()) + 1))
+    else:
+        wanted = int(n_threads)
     return max(1, min(wanted, cap))
 
 

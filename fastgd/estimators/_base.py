@@ -43,23 +43,52 @@ GD_PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "on_nonfinite": [StrOptions({"warn", "raise"})],
     "callbacks": [list, tuple, None],
     "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+    "device": [StrOptions({"cpu", "cuda", "auto"})],
 }
+
+#: Docstring of ``device``, shared by every estimator.
+DEVICE_DOC = """
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where ``fit`` and ``partial_fit`` train. ``"cuda"`` trains on the
+        first CUDA GPU (needs the ``cuda`` extra, numba-cuda, and an NVIDIA
+        driver; a clear ``RuntimeError`` says what is missing otherwise):
+        the data are copied to the device once per fit and every batch runs
+        there. ``"auto"`` is ``"cuda"`` when a GPU is usable, otherwise the
+        CPU (said when ``verbose``). Results agree with the CPU's within
+        float32 round-off; predictions always run on the CPU from the fitted
+        NumPy arrays. The backend used is in ``device_``."""
+
+#: Docstring of the fitted attribute ``device_``.
+DEVICE_ATTRIBUTE_DOC = """
+    device_ : {"cpu", "cuda"}
+        The backend the last fit ran on."""
+
+
+def fit_device(est: Any) -> str:
+    """The backend ``est`` trains on now: its ``device`` resolved (see :func:`fastgd.cuda.resolve_device`)."""
+    from ..cuda import resolve_device
+
+    return resolve_device(est.device, verbose=est.verbose)
+
 
 #: Docstring of ``n_threads``, shared by every estimator.
 N_THREADS_DOC = """    n_threads : int or None, default=None
         Threads that training may use: Numba's threads for mini-batch
         gradients and large models' optimizer updates (and BLAS threads for the
-        MLPs' matrix products of large batches). ``None`` is every CPU this
-        process may run on; any number is capped at Numba's thread pool
-        (``NUMBA_NUM_THREADS``). Threads are used only where they pay: a
-        linear model's mini-batch is split into blocks of rows when it holds at
-        least ``fastgd.backends.cpu.THREADED_MIN_WORK`` (rows x parameters,
-        2**17) and each block at least ``MIN_BLOCK_WORK`` (2**15), so a
-        batch never wakes more threads than it has blocks (at most 64). The
-        split depends on the batch and the model only, never on the thread
-        count: results are bitwise identical with 1 and with 64 threads. The
-        count is set for the fit only, for the calling thread only (Numba's
-        count is thread-local), and restored after."""
+        MLPs' matrix products of batches of 8192 rows or more). ``None``: the
+        CPUs this process may run on that the 1-minute load average leaves
+        idle, plus one (``clip(floor(cpus - load) + 1, 1, cpus)``): every CPU
+        of an idle machine, one thread on a busy one, where a second thread
+        waiting at each batch's barrier makes training slower, not faster.
+        Any number is capped at Numba's pool (``NUMBA_NUM_THREADS``). Threads
+        are used only where they pay: a linear model's mini-batch is split
+        into blocks of rows when it holds at least 2**17 rows x parameters
+        (``fastgd.backends.cpu.THREADED_MIN_WORK``), each block at least 2**15,
+        at most 64 blocks, and no more threads run than blocks. The split
+        depends on the batch and the model only, never on the thread count:
+        results are bitwise identical with 1 and with 64 threads. The count is
+        set for the fit and for the calling thread only (Numba's count is
+        thread-local), then restored."""
 
 
 def keeps_attributes_on_error(fit: Callable) -> Callable:
