@@ -10,6 +10,10 @@ itself (``tests/test_fuzz.py``; ``tests/test_optim.py`` sets its own):
 
       python -m pytest tests/test_fuzz.py -n 2 --hypothesis-profile=long
 
+* ``nojit``: loaded automatically under ``NUMBA_DISABLE_JIT=1``, the coverage
+  run of ``.ci/run``, where every kernel runs as plain Python (100 to 1000
+  times slower): 5 examples per test (``FASTGD_NOJIT_EXAMPLES``), derandomized.
+
 Registering ``default`` and ``ci`` replaces Hypothesis' built-in profiles of
 those names, and the active one takes effect at once.
 """
@@ -38,3 +42,52 @@ settings.register_profile("default", max_examples=60, deadline=None, suppress_he
                           print_blob=True)
 settings.register_profile("ci", settings.get_profile("default"), derandomize=True, database=None)
 settings.register_profile("long", settings.get_profile("default"), max_examples=300)
+
+#: True in the coverage run (``NUMBA_DISABLE_JIT=1``): kernels run as plain Python.
+NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0")
+NO_JIT_EXAMPLES = int(os.environ.get("FASTGD_NOJIT_EXAMPLES", "5"))
+settings.register_profile("nojit", settings.get_profile("ci"), max_examples=NO_JIT_EXAMPLES)
+if NO_JIT:
+    settings.load_profile("nojit")
+
+#: Tests left out of the coverage run: each took more than about 3 s with plain-Python kernels (a whole training
+#: run on real data, a fresh process, or many estimator checks), 20 to 60 s for most. They run, compiled, in the
+#: other CI runs; the coverage report lists the lines that the remaining tests leave unexercised.
+TOO_SLOW_WITHOUT_JIT = (
+    "tests/test_sklearn_checks.py::",  # scikit-learn's checks fit every estimator dozens of times
+    "tests/test_linear.py::test_full_batch_gd_reaches_ridge_closed_form",
+    "tests/test_linear.py::test_log_loss_l2_matches_logistic_regression",
+    "tests/test_linear.py::test_every_solver_and_variant_learns_digits",
+    "tests/test_linear.py::test_multi_output_regression_matches_separate_fits",
+    "tests/test_linear.py::test_l1_gives_sparse_coefficients",
+    "tests/test_linear.py::test_predict_proba_is_a_distribution",
+    "tests/test_linear.py::test_same_random_state_gives_identical_parameters",
+    "tests/test_linear.py::test_partial_fit_streams_and_checks_labels",
+    "tests/test_linear.py::test_early_stopping_keeps_best_validation_score",
+    "tests/test_mlp.py::test_added_solvers_and_variants_learn",
+    "tests/test_mlp.py::test_one_epoch_agrees_with_scikit_learn",
+    "tests/test_mlp.py::test_float32_trains_in_float32",
+    "tests/test_mlp.py::test_pipeline_grid_search_and_pickle",
+    "tests/test_mlp.py::test_multilabel_and_multi_output",
+    "tests/test_diagnostics.py::test_the_lecture_runs_end_to_end",
+    "tests/test_diagnostics.py::test_deep_sigmoid_gradients_vanish_toward_the_input_and_relu_ones_do_not",
+    "tests/test_diagnostics.py::test_callbacks_see_records_and_can_stop",
+    "tests/test_reproducibility.py::test_pickle_and_joblib_round_trips_in_a_fresh_process",
+    "tests/test_reproducibility.py::test_grid_search_with_two_jobs",
+    "tests/test_stream.py::test_fit_chunks_keeps_resident_memory_bounded_on_a_memmap",
+    "tests/test_stream.py::test_full_batch_over_chunks_equals_in_memory_full_batch",
+    "tests/test_threads.py::test_blocked_full_batch_matches_numpy_and_is_bitwise_equal_across_thread_counts",
+    "tests/test_linear.py::test_dtype_is_kept",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """In the coverage run (``NUMBA_DISABLE_JIT=1``), skip the tests of :data:`TOO_SLOW_WITHOUT_JIT`."""
+    if not NO_JIT:
+        return
+    import pytest
+
+    skip = pytest.mark.skip(reason="too slow with NUMBA_DISABLE_JIT=1 (tests/conftest.py::TOO_SLOW_WITHOUT_JIT)")
+    for item in items:
+        if item.nodeid.startswith(TOO_SLOW_WITHOUT_JIT):
+            item.add_marker(skip)
