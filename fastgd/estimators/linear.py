@@ -23,8 +23,11 @@ from ..kernels.linear import linear_gradient_sum
 from ..kernels.losses import LOSS_CODES, MULTINOMIAL
 from ..optim.schedules import PER_EPOCH
 from ._base import (
+    DEVICE_ATTRIBUTE_DOC,
+    DEVICE_DOC,
     GD_PARAMETER_CONSTRAINTS,
     N_THREADS_DOC,
+    fit_device,
     keeps_attributes_on_error,
     make_loop_config,
     make_optimizer,
@@ -109,7 +112,7 @@ _LINEAR_DOC_PARAMETERS = """
     callbacks : list of callable or None, default=None
         Called with an :class:`fastgd.engine.EpochRecord` after each epoch;
         returning ``True`` stops training.
-""" + N_THREADS_DOC
+""" + N_THREADS_DOC + DEVICE_DOC
 
 _LINEAR_DOC_ATTRIBUTES = """
     coef_ : ndarray
@@ -129,7 +132,7 @@ _LINEAR_DOC_ATTRIBUTES = """
     n_features_in_ : int
         Number of features seen in ``fit``.
     feature_names_in_ : ndarray of str
-        Feature names seen in ``fit``, when ``X`` had string column names."""
+        Feature names seen in ``fit``, when ``X`` had string column names.""" + DEVICE_ATTRIBUTE_DOC
 
 
 class _LinearGD(BaseEstimator):
@@ -150,7 +153,8 @@ class _LinearGD(BaseEstimator):
                  tol=1e-3, n_iter_no_change=5, early_stopping=False, validation_fraction=0.1, momentum=0.0,
                  nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=None,
                  solver_options=None, clip_value=None, clip_norm=None, shuffle=True, random_state=None,
-                 warm_start=False, verbose=0, progress=False, on_nonfinite="warn", callbacks=None, n_threads=None):
+                 warm_start=False, verbose=0, progress=False, on_nonfinite="warn", callbacks=None, n_threads=None,
+                 device="cpu"):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -183,6 +187,7 @@ class _LinearGD(BaseEstimator):
         self.on_nonfinite = on_nonfinite
         self.callbacks = callbacks
         self.n_threads = n_threads
+        self.device = device
 
     # -- pieces the subclasses provide ------------------------------------------------------
     def _encode(self, y, first_call: bool, classes, incremental: bool) -> tuple[np.ndarray, int, int]:
@@ -217,6 +222,7 @@ class _LinearGD(BaseEstimator):
                              y_numeric=not isinstance(self, ClassifierMixin))
         if sp.issparse(X):
             X.sort_indices()
+        self.device_ = fit_device(self)
         Y, n_outputs, loss_code = self._encode(y, not continuing, classes, incremental)
         Y = Y.astype(X.dtype, copy=False)
         sample_weight = self._sample_weight(y, sample_weight, X, incremental)
@@ -263,10 +269,13 @@ class _LinearGD(BaseEstimator):
         if continuing and self.learning_rate == "adaptive" and hasattr(self, "_adaptive_eta"):
             schedule.eta = self._adaptive_eta
         rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm)
-        trainer = LinearTrainer(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
-                                loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
-                                fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size,
-                                n_threads=self.n_threads)
+        trainer_class = LinearTrainer
+        if self.device_ == "cuda":
+            from ..backends.cuda import CudaLinearTrainer as trainer_class
+        trainer = trainer_class(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
+                              loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
+                              fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size,
+                              n_threads=self.n_threads)
         config = make_loop_config(self, schedule, rng, incremental=incremental, validation_score=validation_score,
                                   epoch_offset=epoch_offset)
         history = run_epochs(trainer, config, None if history is None else _copy_history(history))
@@ -464,7 +473,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
                  momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  weight_decay=None, solver_options=None, clip_value=None, clip_norm=None, shuffle=True,
                  random_state=None, warm_start=False, verbose=0, progress=False, on_nonfinite="warn",
-                 callbacks=None, n_threads=None, class_weight=None):
+                 callbacks=None, n_threads=None, device="cpu", class_weight=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
@@ -473,7 +482,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
             shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
-            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks, n_threads=n_threads)
+            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks, n_threads=n_threads, device=device)
         self.class_weight = class_weight
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -696,7 +705,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
                  validation_fraction=0.1, momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, weight_decay=None, solver_options=None, clip_value=None, clip_norm=None,
                  shuffle=True, random_state=None, warm_start=False, verbose=0, progress=False,
-                 on_nonfinite="warn", callbacks=None, n_threads=None):
+                 on_nonfinite="warn", callbacks=None, n_threads=None, device="cpu"):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
@@ -705,7 +714,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
             shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
-            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks, n_threads=n_threads)
+            progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks, n_threads=n_threads, device=device)
         self.loss_epsilon = loss_epsilon
 
     @_fit_context(prefer_skip_nested_validation=True)

@@ -28,7 +28,7 @@ from ..kernels.activations import ACTIVATION_CODES
 from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR, mlp_forward
 from ..optim import OPTIMIZERS, Optimizer
 from ..optim.schedules import Schedule
-from ._base import N_THREADS_DOC, keeps_attributes_on_error
+from ._base import DEVICE_ATTRIBUTE_DOC, DEVICE_DOC, N_THREADS_DOC, fit_device, keeps_attributes_on_error
 
 #: Hidden activations: scikit-learn's four and fastgd's ``leaky_relu``.
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu")
@@ -99,7 +99,7 @@ _MLP_DOC_PARAMETERS = """
     callbacks : list of callable or None, default=None
         Called with an :class:`fastgd.EpochRecord` after each epoch; returning
         ``True`` stops training.
-""" + N_THREADS_DOC
+""" + N_THREADS_DOC + DEVICE_DOC
 
 _MLP_DOC_ATTRIBUTES = """
     loss_ : float
@@ -131,7 +131,7 @@ _MLP_DOC_ATTRIBUTES = """
     n_outputs_ : int
         Number of outputs.
     out_activation_ : str
-        Output activation."""
+        Output activation.""" + DEVICE_ATTRIBUTE_DOC
 
 
 def _scaled_init_bound(activation: str, fan_in: int, fan_out: int) -> float:
@@ -174,6 +174,7 @@ class _BaseMLP(BaseEstimator):
         "on_nonfinite": [StrOptions({"warn", "raise"})],
         "callbacks": [list, tuple, None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "device": [StrOptions({"cpu", "cuda", "auto"})],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
@@ -181,7 +182,7 @@ class _BaseMLP(BaseEstimator):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, clip_value=None, clip_norm=None,
-                 progress=False, on_nonfinite="warn", callbacks=None, n_threads=None):
+                 progress=False, on_nonfinite="warn", callbacks=None, n_threads=None, device="cpu"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -211,6 +212,7 @@ class _BaseMLP(BaseEstimator):
         self.on_nonfinite = on_nonfinite
         self.callbacks = callbacks
         self.n_threads = n_threads
+        self.device = device
 
     # -- subclass hooks ----------------------------------------------------------------------
     def _encode_targets(self, y, first_call: bool, classes=None) -> np.ndarray:
@@ -317,6 +319,7 @@ class _BaseMLP(BaseEstimator):
             y = column_or_1d(y, warn=True)
         if sp.issparse(X):
             X.sort_indices()
+        self.device_ = fit_device(self)
         Y = self._encode_targets(y, first_call, classes).astype(X.dtype, copy=False)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         rng = check_random_state(self.random_state) if first_call else self._rng
@@ -341,7 +344,10 @@ class _BaseMLP(BaseEstimator):
 
     def _trainer(self, X, Y, sample_weight, params, state, rule, batch_size) -> MLPTrainer:
         hidden_code, out_code, loss_kind = self._codes()
-        return MLPTrainer(X, Y, sample_weight, params, state, rule, units=self._units(), hidden_code=hidden_code,
+        trainer_class = MLPTrainer
+        if self.device_ == "cuda":
+            from ..backends.cuda import CudaMLPTrainer as trainer_class
+        return trainer_class(X, Y, sample_weight, params, state, rule, units=self._units(), hidden_code=hidden_code,
                           out_code=out_code, loss_kind=loss_kind, alpha=self.alpha, batch_size=batch_size,
                           n_threads=self.n_threads)
 
@@ -733,7 +739,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, clip_value=None, clip_norm=None,
-                 progress=False, on_nonfinite="warn", callbacks=None, n_threads=None, loss="squared_error"):
+                 progress=False, on_nonfinite="warn", callbacks=None, n_threads=None, device="cpu",
+                 loss="squared_error"):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver, alpha=alpha,
             batch_size=batch_size, learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -742,7 +749,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             early_stopping=early_stopping, validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun, clip_value=clip_value,
             clip_norm=clip_norm, progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks,
-            n_threads=n_threads)
+            n_threads=n_threads, device=device)
         self.loss = loss
 
     @_fit_context(prefer_skip_nested_validation=True)
