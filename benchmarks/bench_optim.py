@@ -197,3 +197,55 @@ class CudaAdamBandwidth:
         return self._copy_bytes_per_s()
 
     track_copy_bandwidth.unit = "bytes/s"
+
+
+#: Long-run cases: float32 parameters that stop receiving gradient while weight decay and the moment averages
+#: keep shrinking them (see benchmarks/denormals.py). Without a flush of subnormal numbers these reach the
+#: subnormal range and stay there; the "decayed" phase times steps at that point.
+LONG_RUN_OPTIMIZERS = {
+    "rmsprop_weight_decay": ("RMSprop", {"lr": 1e-2, "weight_decay": 1e-2}),
+    "adamw": ("AdamW", {"lr": 1e-2, "weight_decay": 1e-1}),
+    "adam_weight_decay": ("Adam", {"lr": 1e-2, "weight_decay": 1e-2}),
+}
+LONG_RUN_PARAMS = 100_000
+LONG_RUN_LIVE_STEPS = 500
+LONG_RUN_DECAY_STEPS = 3000
+
+
+class OptimizerLongRun:
+    """One step on 1e5 float32 parameters, fresh ("normal") or after 3,000 steps without gradient ("decayed").
+
+    The ratio decayed / normal of one optimizer is the slowdown from subnormal numbers (1.0 when they are
+    flushed to zero).
+    """
+
+    params = (list(LONG_RUN_OPTIMIZERS), ["normal", "decayed"])
+    param_names = ["optimizer", "phase"]
+    timeout = 300
+
+    def setup(self, name, phase):
+        if _optim is None:
+            raise NotImplementedError("fastgd.optim is not available in this commit")
+        cls_name, kwargs = LONG_RUN_OPTIMIZERS[name]
+        self.opt = getattr(_optim, cls_name)(**kwargs)
+        rng = np.random.default_rng(0)
+        self.params_ = rng.standard_normal(LONG_RUN_PARAMS).astype(np.float32)
+        self.state = self.opt.init(self.params_)
+        live = rng.standard_normal((8, LONG_RUN_PARAMS)).astype(np.float32)
+        for t in range(LONG_RUN_LIVE_STEPS):
+            self.opt.step(self.params_, live[t % 8], self.state)
+        self.grads = np.zeros(LONG_RUN_PARAMS, dtype=np.float32)
+        if phase == "decayed":
+            for _ in range(LONG_RUN_DECAY_STEPS):
+                self.opt.step(self.params_, self.grads, self.state)
+
+    def time_step(self, name, phase):
+        self.opt.step(self.params_, self.grads, self.state)
+
+    def track_subnormal_share(self, name, phase):
+        """Share of subnormal values among the parameters and state rows after setup."""
+        values = np.concatenate([self.params_, self.state.slots.ravel()])
+        magnitude = np.abs(values)
+        return float(np.mean((magnitude > 0) & (magnitude < np.finfo(values.dtype).tiny)))
+
+    track_subnormal_share.unit = "share"

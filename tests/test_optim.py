@@ -40,7 +40,9 @@ DTYPES = [np.float64, np.float32]
 N_STEPS = 200
 
 #: Examples per hypothesis test; raise it (environment variable) for a deeper search.
-MAX_EXAMPLES = int(os.environ.get("FASTGD_TEST_MAX_EXAMPLES", "25"))
+#: Fewer under NUMBA_DISABLE_JIT=1 (the coverage run of .ci/run), where the kernels run as plain Python.
+_NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0")
+MAX_EXAMPLES = int(os.environ.get("FASTGD_TEST_MAX_EXAMPLES", "3" if _NO_JIT else "25"))
 SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -612,3 +614,162 @@ def test_first_moment_follows_torch_lerp_exactly_when_beta1_is_small(dtype):
     optimizer.step(params, np.ones(1, dtype=dtype), state)
     optimizer.step(params, np.full(1, 1e-8, dtype=dtype), state)
     assert state.slots[0, 0] == dtype(1e-8)
+
+
+# --- subnormal numbers -----------------------------------------------------------------------------------------
+#
+# Every optimizer kernel flushes the values it stores (parameters and state rows) to zero when their magnitude is
+# below the dtype's smallest normal number (fastgd.kernels._cast.flush_subnormal): arithmetic on subnormal numbers
+# is slow on many CPUs, and a parameter that stops receiving gradient decays into that range and stays there. The
+# reference rules do not flush; these tests compare one step with the reference applied to the same stored state,
+# its outputs flushed.
+
+#: Constructor arguments that decay parameters and moments quickly, every state row in use.
+SUBNORMAL_KWARGS = {
+    "sgd": {"lr": 0.5, "momentum": 0.9, "weight_decay": 0.5},
+    "rmsprop": {"lr": 1e-2, "weight_decay": 0.1, "momentum": 0.5, "centered": True},
+    "adam": {"lr": 1e-2, "weight_decay": 0.1, "amsgrad": True},
+    "adamw": {"lr": 0.5, "weight_decay": 0.5},
+    "adagrad": {"lr": 0.1, "weight_decay": 0.1, "eps": 1.0},  # eps = 1 keeps the steps at the scale of the values
+    "velocity_sgd": {"lr": 0.1, "momentum": 0.9},
+    "folded_adam": {"lr": 1e-2},
+}
+
+
+def _flushed(values: np.ndarray, dtype) -> np.ndarray:
+    """``values`` with every entry below the smallest normal number of ``dtype`` in magnitude set to 0."""
+    return np.where(np.abs(values) < np.finfo(dtype).tiny, 0.0, values)
+
+
+def _assert_no_subnormal(values: np.ndarray, what: str) -> None:
+    magnitude = np.abs(values)
+    subnormal = (magnitude > 0) & (magnitude < np.finfo(values.dtype).tiny)
+    assert not subnormal.any(), f"{what}: subnormal values stored at {np.flatnonzero(subnormal)[:5]}"
+
+
+def test_every_registered_optimizer_has_subnormal_test_arguments():
+    assert set(SUBNORMAL_KWARGS) == set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", NAMES)
+def test_values_below_the_smallest_normal_number_are_stored_as_zero(name, dtype):
+    """Parameters and gradients from 1e-4 to 1e4 times the smallest normal number, three steps.
+
+    Each step is compared with the reference rule applied to fastgd's stored parameters and state: outputs the
+    reference puts below half the smallest normal number must be exactly 0, outputs above twice it must match
+    (outputs in between round either way), and no stored value may be subnormal.
+    """
+    dtype = np.dtype(dtype)
+    tiny = float(np.finfo(dtype).tiny)
+    rtol = RTOL[dtype]
+    case, kwargs = _case(name), SUBNORMAL_KWARGS[name]
+    rng = np.random.default_rng(7)
+    magnitudes = np.logspace(-4, 4, 41)
+    params = (tiny * magnitudes * rng.choice([-1.0, 1.0], magnitudes.size)).astype(dtype)
+    assert np.count_nonzero(np.abs(params) < tiny) > 5, "the test must start from subnormal parameters too"
+    opt = OPTIMIZERS[name](**kwargs)
+    state = opt.init(params)
+    ref_state: dict[str, Any] = {}
+    names = case.slot_names(opt.get_params())
+    checked_zero = checked_normal = 0
+    for t in range(1, 4):
+        grads = (tiny * rng.permutation(magnitudes) * rng.choice([-1.0, 1.0], magnitudes.size)).astype(dtype)
+        if t > 1:
+            grads[::2] = 0.0  # half the entries stop receiving gradient and decay
+            ref_state.update({key: row.astype(np.float64) for key, row in zip(names, state.slots, strict=True)})
+        expected = case.reference(params.astype(np.float64), grads.astype(np.float64), ref_state, **kwargs)
+        opt.step(params, grads, state)
+        outputs = [("params", params, expected)]
+        outputs += [(f"state {key!r}", row, ref_state[key]) for key, row in zip(names, state.slots, strict=True)]
+        for what, actual, reference in outputs:
+            what = f"{name} step {t} {what}"
+            _assert_no_subnormal(actual, what)
+            flushed = _flushed(reference, dtype)
+            below = np.abs(reference) < tiny / 2
+            above = np.abs(reference) > 2 * tiny
+            np.testing.assert_array_equal(actual[below], 0.0, err_msg=what)
+            scale = float(np.max(np.abs(reference)))
+            np.testing.assert_allclose(actual[above], flushed[above], rtol=rtol, atol=rtol * scale, err_msg=what)
+            checked_zero += int(np.count_nonzero(below & (reference != 0)))
+            checked_normal += int(np.count_nonzero(above))
+    assert checked_zero > 0 and checked_normal > 0, (checked_zero, checked_normal)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("rmsprop", {"lr": 1e-2, "weight_decay": 1e-2}),
+                                              ("adamw", {"lr": 1e-2, "weight_decay": 1e-1}),
+                                              ("adam", {"lr": 1e-2})])
+def test_parameters_that_stop_receiving_gradient_decay_to_exact_zeros(name, kwargs):
+    """The case of benchmarks/denormals.py: float32, gradients stop after 10 steps, 2500 steps of decay.
+
+    Without the flush, RMSprop's parameters (and AdamW's and Adam's first moments) end up subnormal and stay
+    there, as the NumPy reference rule shows; fastgd must store exact zeros instead and leave the other state
+    rows as the reference has them.
+    """
+    rng = np.random.default_rng(0)
+    n, dtype = 8, np.float32
+    opt = OPTIMIZERS[name](**kwargs)
+    params = rng.standard_normal(n).astype(dtype)
+    ref_params = params.copy()
+    state = opt.init(params)
+    ref_state: dict[str, Any] = {}
+    for t in range(1, 2501):
+        grads = rng.standard_normal(n).astype(dtype) if t <= 10 else np.zeros(n, dtype)
+        opt.step(params, grads, state)
+        ref_params = CASES[name].reference(ref_params, grads, ref_state, **kwargs).astype(dtype)
+        ref_state.update({k: v.astype(dtype) for k, v in ref_state.items() if isinstance(v, np.ndarray)})
+    reference_rows = [ref_params] + [ref_state[key] for key in CASES[name].slot_names(opt.get_params())]
+    tiny = np.finfo(dtype).tiny
+    assert any(np.any((np.abs(row) > 0) & (np.abs(row) < tiny)) for row in reference_rows), \
+        "the reference no longer reaches the subnormal range: the test lost its point"
+    for actual, reference in zip([params, *state.slots], reference_rows, strict=True):
+        _assert_no_subnormal(actual, name)
+        dead = np.abs(reference) < tiny
+        np.testing.assert_array_equal(actual[dead], 0.0)
+        np.testing.assert_allclose(actual[~dead], reference[~dead], rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_flush_subnormal_keeps_normal_numbers_zero_nan_and_infinities(dtype):
+    from fastgd._config import jit
+    from fastgd.kernels._cast import flush_subnormal, tiny_like
+
+    @jit(cache=False)
+    def flush_all(values):
+        tiny = tiny_like(values)
+        out = np.empty_like(values)
+        for i in range(values.size):
+            out[i] = flush_subnormal(values[i], tiny)
+        return out
+
+    info = np.finfo(dtype)
+    smallest_subnormal = np.nextafter(dtype(0), dtype(1))
+    values = np.array([info.tiny, -info.tiny, np.nextafter(info.tiny, dtype(0)), -smallest_subnormal,
+                       smallest_subnormal, 0.0, -0.0, 1.0, -info.max, np.inf, -np.inf, np.nan], dtype=dtype)
+    expected = np.array([info.tiny, -info.tiny, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, -info.max, np.inf, -np.inf, np.nan],
+                        dtype=dtype)
+    out = flush_all(values)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(getattr(flush_all, "py_func", flush_all)(values), expected)  # plain Python too
+
+
+@pytest.mark.skipif(_NO_JIT, reason="inspects Numba's type inference, which NUMBA_DISABLE_JIT=1 turns off")
+@pytest.mark.parametrize("name", ["sgd", "rmsprop", "adam", "adagrad", "velocity_sgd", "folded_adam"])
+def test_float32_kernels_compute_in_float32(name):
+    """No loop variable of a float32 kernel is promoted to float64 (it would halve the vector width).
+
+    Only the scalar set-up before the loop (step-size and bias-correction arithmetic) may use float64.
+    """
+    import numba
+
+    kernel = OPTIMIZERS[name].update_kernel
+    compiled = numba.njit(kernel.py_func)
+    params = np.zeros(8, np.float32)
+    compiled(params, np.ones(8, np.float32), np.zeros((3, 8), np.float32), OPTIMIZERS[name]().hyperparameters(),
+             1, 0.01, 1.0, np.inf, 0, 8)
+    typemap = compiled.overloads[compiled.signatures[0]].type_annotation.typemap
+    promoted = {var.split(".")[0] for var, typ in typemap.items()
+                if typ == numba.float64 and not var.startswith(("$", "arg."))}
+    assert promoted <= {"lr", "grad_scale", "clip_value", "beta1", "beta2", "bias_correction1",
+                        "bias_correction2_sqrt"}, promoted

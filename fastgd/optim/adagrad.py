@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like, positive_like
+from ..kernels._cast import cast_like, flush_subnormal, positive_like, scale_and_clip, tiny_like
 from ._base import Optimizer, check_real
 
 
@@ -17,17 +17,14 @@ def adagrad_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
     eps = positive_like(hyper[2], params)
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
+    tiny = tiny_like(params)
     state_sum = slots[0]
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-        g = grads[i] * scale
-        if g > clip:
-            g = clip
-        elif g < -clip:
-            g = -clip
+        g = scale_and_clip(grads[i], scale, clip)
         g = g + weight_decay * params[i]
         s = state_sum[i] + g * g
-        state_sum[i] = s
-        params[i] -= clr * (g / (np.sqrt(s) + eps))
+        state_sum[i] = flush_subnormal(s, tiny)
+        params[i] = flush_subnormal(params[i] - clr * (g / (np.sqrt(s) + eps)), tiny)
 
 
 class Adagrad(Optimizer):

@@ -1,4 +1,9 @@
-"""Adam and its AMSGrad variant, with coupled or decoupled weight decay."""
+"""Adam and its AMSGrad variant, with coupled or decoupled weight decay.
+
+Stored values (parameters and moments) below the smallest normal number of
+their dtype are stored as 0 (see :mod:`fastgd._config`): long runs with weight
+decay otherwise leave them subnormal, and every later step slow.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like, positive_like
+from ..kernels._cast import cast_like, flush_subnormal, positive_like, scale_and_clip, tiny_like
 from ._base import Optimizer, check_betas, check_real
 
 
@@ -30,7 +35,7 @@ def adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, l
     # torch.lerp(m, g, w) with w = 1 - beta1: m + w (g - m) below w = 0.5, g - (g - m)(1 - w) from 0.5 on
     weight = cast_like(1.0 - beta1, params)
     from_end = 1.0 - beta1 >= 0.5
-    one_minus_weight = 1 - weight
+    one_minus_weight = cast_like(1.0, params) - weight  # in the dtype, as torch.lerp computes it
     beta2_ = cast_like(beta2, params)
     one_minus_beta2 = cast_like(1.0 - beta2, params)
     eps = positive_like(hyper[2], params)
@@ -38,29 +43,49 @@ def adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, l
     shrink = cast_like(1.0 - lr * hyper[3] if decoupled else 1.0, params)
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
+    tiny = tiny_like(params)
     exp_avg = slots[0]
     exp_avg_sq = slots[1]
-    max_exp_avg_sq = slots[2] if amsgrad else slots[1]
-    for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-        g = grads[i] * scale
-        if g > clip:
-            g = clip
-        elif g < -clip:
-            g = -clip
-        p = params[i] * shrink
-        g = g + coupled_decay * p
-        if from_end:
-            m = g - (g - exp_avg[i]) * one_minus_weight
-        else:
-            m = exp_avg[i] + weight * (g - exp_avg[i])
-        v = beta2_ * exp_avg_sq[i] + one_minus_beta2 * g * g
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        if amsgrad:
+    moments = (from_end, weight, one_minus_weight, beta2_, one_minus_beta2)
+    # Two loops rather than one with ``if amsgrad`` around the third row: without amsgrad that row would be
+    # exp_avg_sq itself, and the overlap makes LLVM's runtime alias check send the loop down its scalar path.
+    if amsgrad:
+        max_exp_avg_sq = slots[2]
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
+            g = scale_and_clip(grads[i], scale, clip)
+            p = params[i] * shrink
+            g = g + coupled_decay * p
+            m, v = adam_moments(g, exp_avg[i], exp_avg_sq[i], moments)
+            exp_avg[i] = flush_subnormal(m, tiny)
+            exp_avg_sq[i] = flush_subnormal(v, tiny)
             v = max(max_exp_avg_sq[i], v)
-            max_exp_avg_sq[i] = v
-        denom = np.sqrt(v) / bc2_sqrt + eps
-        params[i] = p - step_size * (m / denom)
+            max_exp_avg_sq[i] = flush_subnormal(v, tiny)
+            params[i] = flush_subnormal(p - step_size * (m / (np.sqrt(v) / bc2_sqrt + eps)), tiny)
+    else:
+        for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
+            g = scale_and_clip(grads[i], scale, clip)
+            p = params[i] * shrink
+            g = g + coupled_decay * p
+            m, v = adam_moments(g, exp_avg[i], exp_avg_sq[i], moments)
+            exp_avg[i] = flush_subnormal(m, tiny)
+            exp_avg_sq[i] = flush_subnormal(v, tiny)
+            params[i] = flush_subnormal(p - step_size * (m / (np.sqrt(v) / bc2_sqrt + eps)), tiny)
+
+
+@jit(inlined=True)
+def adam_moments(g, m, v, moments):
+    """Adam's new first and second moments from gradient ``g`` and the old ``m``, ``v``.
+
+    ``moments = (from_end, weight, one_minus_weight, beta2, one_minus_beta2)``
+    in the dtype of the parameters; the first moment follows ``torch.lerp(m,
+    g, weight)``'s two-sided formula (``from_end`` when ``weight >= 0.5``).
+    """
+    from_end, weight, one_minus_weight, beta2, one_minus_beta2 = moments
+    if from_end:
+        m_new = g - (g - m) * one_minus_weight
+    else:
+        m_new = m + weight * (g - m)
+    return m_new, beta2 * v + one_minus_beta2 * g * g
 
 
 class Adam(Optimizer):

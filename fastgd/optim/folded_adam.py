@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like
+from ..kernels._cast import cast_like, flush_subnormal, scale_and_clip, tiny_like
 from ._base import Optimizer, check_betas, check_real
 
 
@@ -24,19 +24,16 @@ def folded_adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_v
     eps = cast_like(hyper[2], params)
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
+    tiny = tiny_like(params)
     exp_avg = slots[0]
     exp_avg_sq = slots[1]
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-        g = grads[i] * scale
-        if g > clip:
-            g = clip
-        elif g < -clip:
-            g = -clip
+        g = scale_and_clip(grads[i], scale, clip)
         m = beta1_ * exp_avg[i] + one_minus_beta1 * g
         v = beta2_ * exp_avg_sq[i] + one_minus_beta2 * (g * g)
-        exp_avg[i] = m
-        exp_avg_sq[i] = v
-        params[i] += -step_size * m / (np.sqrt(v) + eps)
+        exp_avg[i] = flush_subnormal(m, tiny)
+        exp_avg_sq[i] = flush_subnormal(v, tiny)
+        params[i] = flush_subnormal(params[i] + -step_size * m / (np.sqrt(v) + eps), tiny)
 
 
 class FoldedAdam(Optimizer):

@@ -1,4 +1,9 @@
-"""RMSprop, optionally centered and with momentum."""
+"""RMSprop, optionally centered and with momentum.
+
+Stored values (parameters and moments) below the smallest normal number of
+their dtype are stored as 0 (see :mod:`fastgd._config`): long runs with weight
+decay otherwise leave them subnormal, and every later step slow.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like, positive_like
+from ..kernels._cast import cast_like, flush_subnormal, positive_like, scale_and_clip, tiny_like
 from ._base import Optimizer, check_real
 
 
@@ -17,6 +22,7 @@ def rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
     alpha = cast_like(hyper[0], params)
     one_minus_alpha = cast_like(1.0 - hyper[0], params)
     from_end = 1.0 - hyper[0] >= 0.5
+    lerp_keep = cast_like(1.0, params) - one_minus_alpha  # torch.lerp's 1 - weight, in the dtype
     zero = cast_like(0.0, params)
     eps = positive_like(hyper[1], params)
     weight_decay = cast_like(hyper[2], params)
@@ -26,33 +32,30 @@ def rmsprop_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value
     lr_ = cast_like(lr, params)
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
+    tiny = tiny_like(params)
     square_avg = slots[0]
     buf = slots[1 if use_momentum else 0]
     grad_avg = slots[2 if use_momentum else 1] if centered else slots[0]
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-        g = grads[i] * scale
-        if g > clip:
-            g = clip
-        elif g < -clip:
-            g = -clip
+        g = scale_and_clip(grads[i], scale, clip)
         g = g + weight_decay * params[i]
         sq = alpha * square_avg[i] + one_minus_alpha * g * g
-        square_avg[i] = sq
+        square_avg[i] = flush_subnormal(sq, tiny)
         if centered:
             if from_end:  # torch.lerp(grad_avg, g, 1 - alpha), as in adam_update
-                ga = g - (g - grad_avg[i]) * (1 - one_minus_alpha)
+                ga = g - (g - grad_avg[i]) * lerp_keep
             else:
                 ga = grad_avg[i] + one_minus_alpha * (g - grad_avg[i])
-            grad_avg[i] = ga
+            grad_avg[i] = flush_subnormal(ga, tiny)
             avg = np.sqrt(max(sq - ga * ga, zero)) + eps  # rounding can push the variance below 0
         else:
             avg = np.sqrt(sq) + eps
         if use_momentum:
             b = momentum * buf[i] + g / avg
-            buf[i] = b
-            params[i] -= lr_ * b
+            buf[i] = flush_subnormal(b, tiny)
+            params[i] = flush_subnormal(params[i] - lr_ * b, tiny)
         else:
-            params[i] -= lr_ * (g / avg)
+            params[i] = flush_subnormal(params[i] - lr_ * (g / avg), tiny)
 
 
 class RMSprop(Optimizer):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like
+from ..kernels._cast import cast_like, flush_subnormal, scale_and_clip, tiny_like
 from ._base import Optimizer, check_real
 
 
@@ -19,34 +19,27 @@ def sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo
     lr_ = cast_like(lr, params)
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
+    tiny = tiny_like(params)
     first = step == 1
     if hyper[0] == 0.0:
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-            g = grads[i] * scale
-            if g > clip:
-                g = clip
-            elif g < -clip:
-                g = -clip
-            params[i] -= lr_ * (g + weight_decay * params[i])
+            g = scale_and_clip(grads[i], scale, clip)
+            params[i] = flush_subnormal(params[i] - lr_ * (g + weight_decay * params[i]), tiny)
         return
     buf = slots[0]
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-        g = grads[i] * scale
-        if g > clip:
-            g = clip
-        elif g < -clip:
-            g = -clip
+        g = scale_and_clip(grads[i], scale, clip)
         g = g + weight_decay * params[i]
         if first:
             b = g
         else:
             b = momentum * buf[i] + keep * g
-        buf[i] = b
+        buf[i] = flush_subnormal(b, tiny)
         if nesterov:
             g = g + momentum * b
         else:
             g = b
-        params[i] -= lr_ * g
+        params[i] = flush_subnormal(params[i] - lr_ * g, tiny)
 
 
 class SGD(Optimizer):

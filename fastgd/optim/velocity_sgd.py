@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like
+from ..kernels._cast import cast_like, flush_subnormal, scale_and_clip, tiny_like
 from ._base import Optimizer, check_real
 
 
@@ -17,19 +17,16 @@ def velocity_sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_
     lr_ = cast_like(lr, params)
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
+    tiny = tiny_like(params)
     velocity = slots[0]
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-        g = grads[i] * scale
-        if g > clip:
-            g = clip
-        elif g < -clip:
-            g = -clip
+        g = scale_and_clip(grads[i], scale, clip)
         v = momentum * velocity[i] - lr_ * g
-        velocity[i] = v
+        velocity[i] = flush_subnormal(v, tiny)
         if nesterov:
-            params[i] += momentum * v - lr_ * g
+            params[i] = flush_subnormal(params[i] + (momentum * v - lr_ * g), tiny)
         else:
-            params[i] += v
+            params[i] = flush_subnormal(params[i] + v, tiny)
 
 
 class VelocitySGD(Optimizer):
