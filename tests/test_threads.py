@@ -166,3 +166,55 @@ def test_mlp_blas_threads_follow_n_threads(monkeypatch):
     MLPClassifier((8,), batch_size=32, max_iter=1, n_threads=2, random_state=0).fit(X, y)
     assert seen[0] and all(n == 1 for n in seen[0])   # a large batch, capped by n_threads=1
     assert seen[1] and all(n == 1 for n in seen[1])   # a small batch: one BLAS thread whatever n_threads
+
+
+def test_blocked_csr_gradients_match_the_serial_pass(monkeypatch):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    X = sp.random(6000, 300, density=0.3, random_state=0, format="csr")
+    y = (X @ rng.normal(size=300) > 0).astype(int)
+    params = {"loss": "log_loss", "batch_size": 3000, "learning_rate": "constant", "learning_rate_init": 0.1,
+              "max_iter": 3, "tol": None, "random_state": 0}
+    assert block_partition(3000, X.nnz / X.shape[0] + 1, 301)[0] > 0
+    a = LinearClassifier(**params, n_threads=1).fit(X, y)
+    b = LinearClassifier(**params, n_threads=2).fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    monkeypatch.setattr(cpu, "THREADED_MIN_WORK", 1 << 62)
+    serial = LinearClassifier(**params).fit(X, y)
+    np.testing.assert_allclose(a.coef_, serial.coef_, rtol=1e-10, atol=1e-14)
+
+
+_CONCURRENT_FITS = """
+import threading, warnings
+import numpy as np
+from sklearn.datasets import make_classification
+from fastgd import LinearClassifier
+warnings.simplefilter("ignore")
+X, y = make_classification(4000, 100, random_state=0)
+results = {}
+def fit(i, n):
+    results[i] = LinearClassifier(batch_size=None, max_iter=10, tol=None, learning_rate="constant", n_threads=n,
+                                  random_state=0).fit(X, y).coef_
+threads = [threading.Thread(target=fit, args=(i, n)) for i, n in enumerate((1, 2, 1, 2))]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert all(np.array_equal(results[0], r) for r in results.values())
+import numba
+print(numba.threading_layer())
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_fits_survive_the_workqueue_threading_layer():
+    import os
+    import subprocess
+    import sys
+
+    # workqueue aborts the process when two threads launch parallel code at once; fits take turns under it
+    result = subprocess.run([sys.executable, "-c", _CONCURRENT_FITS], capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "NUMBA_THREADING_LAYER": "workqueue"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "workqueue"

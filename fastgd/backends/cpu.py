@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import numba
 import numpy as np
@@ -91,6 +92,23 @@ def numba_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(before)
+
+
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def parallel_section() -> AbstractContextManager:
+    """What must be held while an epoch runs Numba's parallel code: nothing, or a lock under ``workqueue``.
+
+    Numba's ``workqueue`` threading layer (its fallback where neither OpenMP
+    nor TBB is available) aborts the process when two Python threads launch
+    parallel code at once; under it, concurrent fits take turns epoch by
+    epoch. The ``omp`` and ``tbb`` layers are thread-safe.
+    """
+    from numba.np.ufunc.parallel import _launch_threads
+
+    _launch_threads()  # picks the layer, once per process
+    return _WORKQUEUE_LOCK if numba.threading_layer() == "workqueue" else nullcontext()
 
 
 def block_partition(batch_size: int, row_work: float, n_params: int) -> tuple[int, int]:
@@ -238,7 +256,7 @@ class LinearTrainer(FlatParameterSnapshots):
             epoch = linear_epoch_blocked
         else:
             epoch = linear_epoch_threaded if self.rule.threaded else linear_epoch
-        with numba_threads(self.n_threads):
+        with parallel_section() if self.n_threads is not None else nullcontext(), numba_threads(self.n_threads):
             loss_sum, step, norm_sum = epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots,
                 self.z, self.dz, self.norms, self.rule._replace(lr=float(lr)), step_before, self.loss_code,

@@ -14,7 +14,7 @@ from ..engine import EpochResult
 from ..kernels.dense import batch_loss_and_gradient, mlp_epoch, mlp_forward
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
-from .cpu import FlatParameterSnapshots, numba_threads, resolve_n_threads
+from .cpu import FlatParameterSnapshots, numba_threads, parallel_section, resolve_n_threads
 
 #: Batches of at least this many rows multiply on every BLAS thread; smaller ones on one. Below it, waking
 #: the threads costs more than they save, and the spinning threads of NumPy's and SciPy's OpenBLAS (the
@@ -133,7 +133,8 @@ class MLPTrainer(FlatParameterSnapshots):
     def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
         """Train one epoch (see :func:`fastgd.kernels.dense.mlp_epoch`)."""
         step_before = self.state.step
-        with blas_limits(self.batch_size, self.n_threads), numba_threads(self.numba_threads):
+        parallel = parallel_section() if self.numba_threads is not None else nullcontext()
+        with blas_limits(self.batch_size, self.n_threads), parallel, numba_threads(self.numba_threads):
             loss_sum, step = mlp_epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
