@@ -20,8 +20,8 @@ error model and the thread rules are decided here and nowhere else.
   (:func:`fastgd.kernels._cast.flush_subnormal`): a parameter that stops
   receiving gradient decays under weight decay and the moment averages into
   the subnormal range and stays there, and arithmetic on subnormals is slow
-  (RMSprop with weight decay and AdamW ran 1.6x and 1.9x slower per step on
-  1e5 float32 parameters, ``benchmarks/denormals.py``). The flush changes
+  (RMSprop with weight decay and AdamW ran 1.4-1.6x and 1.9-3.4x slower per
+  step on 1e5 float32 parameters, ``benchmarks/denormals.py``). The flush changes
   only values below the smallest normal number (1.2e-38 in float32,
   2.2e-308 in float64), which become 0; every other stored value is the
   documented rule's, and NaN and infinities pass unchanged. It is a compare
