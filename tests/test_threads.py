@@ -44,11 +44,11 @@ def test_resolve_n_threads_caps_at_numba_pool_and_leaves_busy_cpus_alone(monkeyp
     assert 1 <= resolve_n_threads(None) <= cap
     monkeypatch.setattr(cpu, "available_cpus", lambda: 64)
     monkeypatch.setattr(cpu.numba.config, "NUMBA_NUM_THREADS", 64)
-    for load, threads in [(0.0, 64), (0.9, 64), (1.0, 64), (10.5, 54), (63.2, 1), (200.0, 1)]:
+    for load, threads in [(0.0, 64), (0.4, 64), (0.6, 63), (10.5, 54), (63.2, 1), (200.0, 1)]:
         monkeypatch.setattr(cpu, "load_average", lambda load=load: load)
         assert resolve_n_threads(None) == threads, load
     monkeypatch.setattr(cpu, "available_cpus", lambda: 2)
-    for load, threads in [(0.3, 2), (1.0, 2), (1.5, 1), (4.0, 1)]:
+    for load, threads in [(0.3, 2), (0.6, 1), (1.0, 1), (1.6, 1), (4.0, 1)]:
         monkeypatch.setattr(cpu, "load_average", lambda load=load: load)
         assert resolve_n_threads(None) == threads, load
 

@@ -59,18 +59,18 @@ def resolve_n_threads(n_threads: int | None) -> int:
     """Threads an estimator's ``n_threads`` stands for.
 
     ``None`` is the CPUs this process may run on that the 1-minute load
-    average leaves idle, plus one: ``clip(floor(cpus - load) + 1, 1, cpus)``
-    -- all of them on an idle machine, one on a busy one. On an
-    oversubscribed machine a second thread does not just fail to pay: Numba's
-    OpenMP threads spin at each batch's barrier while the thread they wait for
-    is descheduled, and training was measured 3 to 100 times slower on two
-    threads than on one (2 vCPUs, load average 3.4 to 5). Any number is capped
+    average leaves idle, rounded: ``clip(round(cpus - load), 1, cpus)`` --
+    all of them on an idle machine, one on a busy one. On a machine with no
+    idle core a second thread does not just fail to pay: Numba's OpenMP
+    threads spin at each batch's barrier while the thread they wait for is
+    descheduled, and training was measured 3 to 100 times slower on two
+    threads than on one (2 vCPUs, load average 2 to 5). Any number is capped
     at ``numba.config.NUMBA_NUM_THREADS``, the threads Numba launched.
     """
     cap = int(numba.config.NUMBA_NUM_THREADS)
     if n_threads is None:
         cpus = available_cpus()
-        wanted = min(cpus, max(1, math.floor(cpus - load_average()) + 1))
+        wanted = min(cpus, max(1, math.floor(cpus - load_average() + 0.5)))
     else:
         wanted = int(n_threads)
     return max(1, min(wanted, cap))

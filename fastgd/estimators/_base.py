@@ -77,9 +77,9 @@ N_THREADS_DOC = """    n_threads : int or None, default=None
         gradients and large models' optimizer updates (and BLAS threads for the
         MLPs' matrix products of batches of 8192 rows or more). ``None``: the
         CPUs this process may run on that the 1-minute load average leaves
-        idle, plus one (``clip(floor(cpus - load) + 1, 1, cpus)``): every CPU
-        of an idle machine, one thread on a busy one, where a second thread
-        waiting at each batch's barrier makes training slower, not faster.
+        idle, rounded (``clip(round(cpus - load), 1, cpus)``): every CPU of an
+        idle machine, one thread on a busy one, where a second thread waiting
+        at each batch's barrier makes training slower, not faster.
         Any number is capped at Numba's pool (``NUMBA_NUM_THREADS``). Threads
         are used only where they pay: a linear model's mini-batch is split
         into blocks of rows when it holds at least 2**17 rows x parameters
