@@ -85,8 +85,9 @@ class ChunkReader:
 def _file_position(array: Any) -> int | None:
     """Byte offset in its file of a C-contiguous memmap's first element; None if not such a memmap."""
     mapping = getattr(array, "_mmap", None)
+    # mode "c" (copy-on-write) keeps its changes in private pages that the file does not see
     if (not isinstance(array, np.memmap) or mapping is None or not getattr(array, "filename", None)
-            or not array.flags.c_contiguous or array.size == 0):
+            or getattr(array, "mode", "c") == "c" or not array.flags.c_contiguous or array.size == 0):
         return None
     # numpy maps the file from ``offset`` rounded down to the allocation granularity; a slice keeps the
     # mapping (and the ``offset`` attribute) of the memmap it came from.

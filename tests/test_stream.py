@@ -22,6 +22,22 @@ def on_disk(tmp_path_factory):
     return np.memmap(path, dtype=np.float32, mode="r", shape=X.shape), y
 
 
+def test_chunk_reader_reads_what_the_memmap_holds(on_disk, tmp_path):
+    from fastgd.stream import ChunkReader
+
+    X, _ = on_disk
+    for view in (X, X[100:], X[7:2000]):
+        reader = ChunkReader(view, 300)
+        assert reader.direct
+        np.testing.assert_array_equal(reader.read(5, 305), view[5:305])
+    copy_on_write = np.memmap(X.filename, dtype=np.float32, mode="c", shape=X.shape)
+    copy_on_write[0] = -1.0                                 # private to the mapping, not in the file
+    reader = ChunkReader(copy_on_write, 10)
+    assert not reader.direct
+    np.testing.assert_array_equal(reader.read(0, 2), copy_on_write[:2])
+    assert not ChunkReader(np.asarray(X)[:, :3], 10).direct  # not a memmap: sliced
+
+
 def test_chunk_bounds_cover_every_row_once():
     assert chunk_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
     with pytest.raises(ValueError, match="chunk_size"):
