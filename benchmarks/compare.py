@@ -35,6 +35,13 @@ Sections (all by default; pick some with their flags):
     ``np.dot``, one BLAS thread) and the training accuracy of each after the
     same number of epochs.
 
+``--cuda``
+    On a CUDA GPU (skipped, saying why, without one or under numba's
+    simulator): fused Adam on 1e7 float32 parameters as a share of a
+    device-to-device copy's bandwidth, and MLP epochs (the ``--mlp`` network,
+    batch sizes 32, 128, 1024) with ``device="cuda"`` against PyTorch on the
+    same GPU (``benchmarks/cuda_compare.py``).
+
 ``--stream``
     ``LinearClassifier(loss="log_loss")`` trained for 2 epochs by
     ``fastgd.stream.fit_chunks`` (chunks of ``--chunk-size`` rows, 200,000 by
@@ -708,9 +715,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold", action="store_true", help="--stream: drop the file from the page cache first")
     parser.add_argument("--threads", action="store_true", help="mini-batch training on 1 and 2 threads")
     parser.add_argument("--partial-fit", action="store_true", help="per-call time of partial_fit on 10 rows")
+    parser.add_argument("--cuda", action="store_true", help="GPU: fused Adam bandwidth, MLP epochs vs torch on CUDA")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     args = parser.parse_args(argv)
-    run_all = not (args.sgd or args.optim or args.mlp or args.stream or args.threads or args.partial_fit)
+    run_all = not (args.sgd or args.optim or args.mlp or args.stream or args.threads or args.partial_fit
+                   or args.cuda)
     start = time.perf_counter()
     print("# fastgd vs peers" + (" (--quick sizes)" if args.quick else ""))
     print()
@@ -728,6 +737,10 @@ def main(argv: list[str] | None = None) -> int:
         section_threads(args.quick)
     if args.partial_fit:
         section_partial_fit()
+    if run_all or args.cuda:
+        from cuda_compare import section_cuda  # benchmarks/cuda_compare.py, next to this script
+
+        section_cuda(args.quick, markdown_table)
     tail = f"\nTotal time {time.perf_counter() - start:.0f} s"
     if hasattr(os, "getloadavg"):
         tail += "; load average at end (1, 5, 15 min): " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
