@@ -258,7 +258,8 @@ def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
             history.diverged_at = global_epoch + 1
             _report_nonfinite(global_epoch + 1, config.on_nonfinite)
             break
-        last_good = trainer.snapshot()
+        if epoch + 1 < config.max_iter:  # the copy the next epoch would fall back on
+            last_good = trainer.snapshot()
         history.n_updates += result.n_updates
         history.n_samples_seen += trainer.n_samples
         history.n_epochs += 1
