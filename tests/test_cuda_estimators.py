@@ -154,3 +154,23 @@ def test_cuda_without_a_gpu_says_how_to_fix_it():
     assert "ERROR device='cuda' was requested" in out and "device='cpu'" in out
     assert "auto -> cpu" in out
     assert resolve_device("cpu") == "cpu"
+
+
+def test_nonfinite_training_on_the_device_restores_the_last_good_epoch():
+    from fastgd import NonFiniteTrainingWarning
+
+    model = MLPRegressor((4,), solver="sgd", learning_rate_init=1e6, batch_size=9, max_iter=3, shuffle=False,
+                         random_state=0, device="cuda")
+    with pytest.warns(NonFiniteTrainingWarning):
+        model.fit(X, Y_REG * 1e3)
+    assert all(np.isfinite(c).all() for c in model.coefs_ + model.intercepts_)
+    assert all(np.isfinite(model.loss_curve_))
+
+
+def test_a_model_fitted_on_the_device_pickles_and_predicts_on_the_cpu():
+    import pickle
+
+    model = LinearRegressor(solver="adam", batch_size=9, max_iter=2, tol=None, device="cuda").fit(X, Y_REG[:, 0])
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.predict(X), model.predict(X))
+    np.testing.assert_allclose(model.predict(X), X @ model.coef_ + model.intercept_, rtol=1e-12)
