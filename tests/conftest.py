@@ -19,6 +19,7 @@ those names, and the active one takes effect at once.
 """
 
 import os
+import sys
 import tempfile
 
 # Numba's cache has no lock: two processes compiling the same kernel at once can each write an entry
@@ -93,3 +94,69 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid.startswith(TOO_SLOW_WITHOUT_JIT):
             item.add_marker(skip)
+
+
+#: GIL switch interval for tests of the CUDA backend in numba's simulator. The simulator runs each CUDA
+#: thread as a Python thread and its launcher polls them in a loop: at Python's default interval (5 ms) the
+#: threads mostly wait for the GIL, and a fit took 3.5x as long as at 10 us (measured: 14 s against 3.9 s).
+#: Frequent switches exposed a race in the simulator itself, fixed below (:func:`_lock_simulator_shared_arrays`).
+SIMULATOR_SWITCH_INTERVAL = 1e-5
+
+
+def _simulated() -> bool:
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+def _lock_simulator_shared_arrays() -> None:
+    """Make the simulator's ``cuda.shared.array`` safe under thread switches.
+
+    numba-cuda's simulator finds a block's shared array by the calling line, with a look-up then an insertion
+    that are not atomic: when the GIL switches between the two, two threads of a block each create an array
+    and one of them writes its partial sums where no other thread looks (seen as wrong reductions, more often
+    the shorter the switch interval). This replacement does the same look-up under a lock.
+    """
+    import threading
+    import traceback
+
+    import numpy as np
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    original = kernelapi.FakeCUDAShared.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory has no look-up; errors as before
+            return original(self, shape, dtype, alignment)
+        frame = traceback.extract_stack(sys._getframe(1), limit=1)[-1]
+        caller = (frame.filename, frame.lineno)
+        with lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                if isinstance(dtype, types.Type):
+                    dtype = numpy_support.as_dtype(dtype)
+                res = self._allocations[caller] = np.empty(shape, dtype)
+        return res
+
+    kernelapi.FakeCUDAShared.array = array
+
+
+if _simulated():
+    _lock_simulator_shared_arrays()
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fast_cuda_simulator(request):
+    """Shorten the GIL switch interval around each ``cuda``-marked test that runs in the simulator."""
+    if not (_simulated() and request.node.get_closest_marker("cuda")):
+        yield
+        return
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(SIMULATOR_SWITCH_INTERVAL)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)

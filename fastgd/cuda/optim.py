@@ -141,37 +141,52 @@ def clamp(g, clip):
     return g
 
 
+@cuda.jit(device=True)
+def flush_subnormal_cuda(value, tiny):
+    """``value``, or 0 below ``tiny`` in magnitude: :func:`fastgd.kernels._cast.flush_subnormal` on the device.
+
+    GPUs compute on subnormal numbers at full speed; the flush is there so that
+    the device stores exactly what the CPU kernels store.
+    """
+    if abs(value) < tiny:
+        return tiny - tiny
+    return value
+
+
 def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
     """Compile-on-first-call CUDA update kernels for parameters of ``dtype``, keyed by CPU kernel."""
     to_dtype = np.float32 if dtype == np.float32 else np.float64
+    smallest_normal = to_dtype(np.finfo(dtype).tiny)  # stored values below it are flushed, as on the CPU
 
     @cuda.jit
     def sgd_update_cuda(params, grads, slots, scale_ref, grad_scale, clip, lr, momentum, keep, weight_decay,
                         use_momentum, nesterov, first):
         scale = to_dtype(grad_scale * scale_ref[0])
+        tiny = smallest_normal
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
         for i in range(start, params.size, stride):
             g = clamp(grads[i] * scale, clip)
             if not use_momentum:
-                params[i] = params[i] - lr * (g + weight_decay * params[i])
+                params[i] = flush_subnormal_cuda(params[i] - lr * (g + weight_decay * params[i]), tiny)
                 continue
             g = g + weight_decay * params[i]
             if first:
                 b = g
             else:
                 b = momentum * slots[0, i] + keep * g
-            slots[0, i] = b
+            slots[0, i] = flush_subnormal_cuda(b, tiny)
             if nesterov:
                 g = g + momentum * b
             else:
                 g = b
-            params[i] = params[i] - lr * g
+            params[i] = flush_subnormal_cuda(params[i] - lr * g, tiny)
 
     @cuda.jit
     def rmsprop_update_cuda(params, grads, slots, scale_ref, grad_scale, clip, lr, alpha, one_minus_alpha,
                             alpha_from_end, eps, weight_decay, momentum, use_momentum, centered, from_end, zero):
         scale = to_dtype(grad_scale * scale_ref[0])
+        tiny = smallest_normal
         buf_row = 1 if use_momentum else 0
         grad_avg_row = 2 if use_momentum else 1
         start = cuda.grid(1)
@@ -180,28 +195,29 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
             g = clamp(grads[i] * scale, clip)
             g = g + weight_decay * params[i]
             sq = alpha * slots[0, i] + one_minus_alpha * g * g
-            slots[0, i] = sq
+            slots[0, i] = flush_subnormal_cuda(sq, tiny)
             if centered:
                 ga_old = slots[grad_avg_row, i]
                 if from_end:  # torch.lerp(grad_avg, g, 1 - alpha) from the end; alpha_from_end = 1 - (1 - alpha)
                     ga = g - (g - ga_old) * alpha_from_end
                 else:
                     ga = ga_old + one_minus_alpha * (g - ga_old)
-                slots[grad_avg_row, i] = ga
+                slots[grad_avg_row, i] = flush_subnormal_cuda(ga, tiny)
                 avg = device_sqrt(max(sq - ga * ga, zero)) + eps  # rounding can push the variance below 0
             else:
                 avg = device_sqrt(sq) + eps
             if use_momentum:
                 b = momentum * slots[buf_row, i] + g / avg
-                slots[buf_row, i] = b
-                params[i] = params[i] - lr * b
+                slots[buf_row, i] = flush_subnormal_cuda(b, tiny)
+                params[i] = flush_subnormal_cuda(params[i] - lr * b, tiny)
             else:
-                params[i] = params[i] - lr * (g / avg)
+                params[i] = flush_subnormal_cuda(params[i] - lr * (g / avg), tiny)
 
     @cuda.jit
     def adam_update_cuda(params, grads, slots, scale_ref, grad_scale, clip, step_size, bc2_sqrt, weight,
                          one_minus_weight, from_end, beta2, one_minus_beta2, eps, coupled_decay, shrink, amsgrad):
         scale = to_dtype(grad_scale * scale_ref[0])
+        tiny = smallest_normal
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
         for i in range(start, params.size, stride):
@@ -214,53 +230,56 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
             else:
                 m = m_old + weight * (g - m_old)
             v = beta2 * slots[1, i] + one_minus_beta2 * g * g
-            slots[0, i] = m
-            slots[1, i] = v
+            slots[0, i] = flush_subnormal_cuda(m, tiny)
+            slots[1, i] = flush_subnormal_cuda(v, tiny)
             if amsgrad:
                 v = max(slots[2, i], v)
-                slots[2, i] = v
+                slots[2, i] = flush_subnormal_cuda(v, tiny)
             denom = device_sqrt(v) / bc2_sqrt + eps
-            params[i] = p - step_size * (m / denom)
+            params[i] = flush_subnormal_cuda(p - step_size * (m / denom), tiny)
 
     @cuda.jit
     def adagrad_update_cuda(params, grads, slots, scale_ref, grad_scale, clip, clr, weight_decay, eps):
         scale = to_dtype(grad_scale * scale_ref[0])
+        tiny = smallest_normal
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
         for i in range(start, params.size, stride):
             g = clamp(grads[i] * scale, clip)
             g = g + weight_decay * params[i]
             s = slots[0, i] + g * g
-            slots[0, i] = s
-            params[i] = params[i] - clr * (g / (device_sqrt(s) + eps))
+            slots[0, i] = flush_subnormal_cuda(s, tiny)
+            params[i] = flush_subnormal_cuda(params[i] - clr * (g / (device_sqrt(s) + eps)), tiny)
 
     @cuda.jit
     def velocity_sgd_update_cuda(params, grads, slots, scale_ref, grad_scale, clip, lr, momentum, nesterov):
         scale = to_dtype(grad_scale * scale_ref[0])
+        tiny = smallest_normal
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
         for i in range(start, params.size, stride):
             g = clamp(grads[i] * scale, clip)
             v = momentum * slots[0, i] - lr * g
-            slots[0, i] = v
+            slots[0, i] = flush_subnormal_cuda(v, tiny)
             if nesterov:
-                params[i] = params[i] + (momentum * v - lr * g)
+                params[i] = flush_subnormal_cuda(params[i] + (momentum * v - lr * g), tiny)
             else:
-                params[i] = params[i] + v
+                params[i] = flush_subnormal_cuda(params[i] + v, tiny)
 
     @cuda.jit
     def folded_adam_update_cuda(params, grads, slots, scale_ref, grad_scale, clip, neg_step_size, beta1,
                                 one_minus_beta1, beta2, one_minus_beta2, eps):
         scale = to_dtype(grad_scale * scale_ref[0])
+        tiny = smallest_normal
         start = cuda.grid(1)
         stride = cuda.gridsize(1)
         for i in range(start, params.size, stride):
             g = clamp(grads[i] * scale, clip)
             m = beta1 * slots[0, i] + one_minus_beta1 * g
             v = beta2 * slots[1, i] + one_minus_beta2 * (g * g)
-            slots[0, i] = m
-            slots[1, i] = v
-            params[i] = params[i] + neg_step_size * m / (device_sqrt(v) + eps)
+            slots[0, i] = flush_subnormal_cuda(m, tiny)
+            slots[1, i] = flush_subnormal_cuda(v, tiny)
+            params[i] = flush_subnormal_cuda(params[i] + neg_step_size * m / (device_sqrt(v) + eps), tiny)
 
     return {
         sgd_update: sgd_update_cuda,
