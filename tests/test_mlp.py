@@ -206,3 +206,24 @@ def test_gradient_norms_are_recorded_per_layer(digits):
     clf = MLPClassifier((16, 8), max_iter=4, random_state=0).fit(X, y)
     assert clf.gradient_norms_.shape == (4, 3)
     assert (clf.gradient_norms_ > 0).all()
+
+
+def test_predict_proba_is_the_softmax_limit_when_logits_overflow():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(30, 3)).astype(np.float32)
+    # one hidden unit: each logit is one product h * w_k (+ b_k), so float32 overflows exactly where float64 says
+    clf = MLPClassifier((1,), activation="identity", max_iter=5, random_state=0).fit(X, rng.randint(0, 3, 30))
+    clf.coefs_[-1] *= np.float32(1e36)  # float32 logits of about 1e36 * |x|: large x overflow to +-inf
+    X *= np.float32(1e3)
+    logits = (X.astype(np.float64) @ clf.coefs_[0] + clf.intercepts_[0]) @ clf.coefs_[1] + clf.intercepts_[1]
+    big = np.finfo(np.float32).max
+    infinite = logits > big  # +inf in float32
+    # rows that overflow, none of whose logits lies within 1 % of the float32 limit (round-off cannot flip them)
+    clear = infinite.any(axis=1) & ~(np.abs(np.abs(logits) / big - 1) < 0.01).any(axis=1)
+    assert clear.any()
+    proba = clf.predict_proba(X)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    # the limit of the softmax as the largest logits grow without bound: they share the mass equally
+    expected = infinite[clear] / infinite[clear].sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(proba[clear], expected)

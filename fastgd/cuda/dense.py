@@ -343,8 +343,12 @@ def _row_output_activation(Z, i, out_code, one):
         for k in range(1, n_out):
             zmax = max(zmax, Z[i, k])
         total = one - one
+        overflowed = math.isinf(zmax)  # as on the CPU: the largest logits share the probability
         for k in range(n_out):
-            e = math.exp(Z[i, k] - zmax)
+            if overflowed:
+                e = one if Z[i, k] == zmax else one - one
+            else:
+                e = math.exp(Z[i, k] - zmax)
             Z[i, k] = e
             total += e
         inv = one / total

@@ -87,8 +87,14 @@ def add_bias_and_activate(Z, bias, code):
                 row[j] += bias[j]
                 zmax = max(zmax, row[j])
             total = zero
+            # Overflowed logits (a finite model on extreme inputs): exp would give inf / inf = NaN, so the
+            # largest logits share the probability instead, which is the limit of the softmax.
+            overflowed = math.isinf(zmax)
             for j in range(n_cols):
-                e = math.exp(row[j] - zmax)
+                if overflowed:
+                    e = one if row[j] == zmax else zero
+                else:
+                    e = math.exp(row[j] - zmax)
                 row[j] = e
                 total += e
             inv = one / total
