@@ -43,6 +43,16 @@ def data(dtype: str) -> tuple[np.ndarray, np.ndarray]:
     return _DATA[dtype]
 
 
+def samples_per_second(epoch, n_samples: int, repeats: int = 3) -> float:
+    """``n_samples`` divided by the median time of ``repeats`` calls of ``epoch()``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        epoch()
+        times.append(time.perf_counter() - t0)
+    return n_samples / float(np.median(times))
+
+
 class MLPEpoch:
     """One epoch of MLP training: seconds (``time_``) and samples per second (``track_``)."""
 
@@ -69,12 +79,7 @@ class MLPEpoch:
         self.epoch()
 
     def track_samples_per_second(self, optimizer: str, batch_size: int, dtype: str) -> float:
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            self.epoch()
-            times.append(time.perf_counter() - t0)
-        return self.X.shape[0] / float(np.median(times))
+        return samples_per_second(self.epoch, self.X.shape[0])
 
     track_samples_per_second.unit = "samples/s"
 
@@ -119,11 +124,6 @@ class MLPEpochCUDA:
         self.epoch()
 
     def track_samples_per_second(self, batch_size: int) -> float:
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            self.epoch()
-            times.append(time.perf_counter() - t0)
-        return self.X.shape[0] / float(np.median(times))
+        return samples_per_second(self.epoch, self.X.shape[0])
 
     track_samples_per_second.unit = "samples/s"

@@ -244,6 +244,23 @@ class Optimizer:
             return
         params = check_params(params)
         grads = check_params(grads, "grads")
+        lr, grad_scale, clip, clip_norm = self._check_step(params, grads, state, lr, grad_scale, clip_value,
+                                                           clip_norm)
+        if clip_norm is not None:
+            norm = abs(grad_scale) * float(np.linalg.norm(grads))
+            grad_scale *= clip_coefficient(norm, clip_norm)
+        state.step += 1
+        fused_step(self.kernel_id, params, grads, state.slots, self.hyperparameters(), state.step,
+                   lr, grad_scale, clip, params.size >= PARALLEL_MIN_SIZE)
+
+    def _check_step(self, params: Any, grads: Any, state: OptimizerState, lr: float | None, grad_scale: float,
+                    clip_value: float | None, clip_norm: float | None) -> tuple[float, float, float, float | None]:
+        """Validate :meth:`step`'s arguments (host or device arrays alike).
+
+        Returns ``(lr, grad_scale, clip, clip_norm)`` as floats: ``lr``
+        defaulted to the optimizer's, ``clip`` the value bound (``inf``: none),
+        ``clip_norm`` None when not clipping by norm.
+        """
         if grads.shape != params.shape or grads.dtype != params.dtype:
             raise ValueError(f"grads must match params in shape and dtype: got {grads.shape} {grads.dtype}, "
                              f"expected {params.shape} {params.dtype}.")
@@ -253,11 +270,7 @@ class Optimizer:
         clip = math.inf if clip_value is None else check_real("clip_value", clip_value, low_open=True)
         if clip_norm is not None:
             clip_norm = check_real("clip_norm", clip_norm, low_open=True)
-            norm = abs(grad_scale) * float(np.linalg.norm(grads))
-            grad_scale *= clip_coefficient(norm, clip_norm)
-        state.step += 1
-        fused_step(self.kernel_id, params, grads, state.slots, self.hyperparameters(), state.step,
-                   lr, grad_scale, clip, params.size >= PARALLEL_MIN_SIZE)
+        return lr, grad_scale, clip, clip_norm
 
     def _device_step(self, params: Any, grads: Any, state: OptimizerState, *, lr: float | None,
                      grad_scale: float, clip_value: float | None, clip_norm: float | None) -> None:
@@ -266,15 +279,8 @@ class Optimizer:
 
         params = cuda_optim.as_device_vector(params)
         grads = cuda_optim.as_device_vector(grads, "grads")
-        if grads.shape != params.shape or grads.dtype != params.dtype:
-            raise ValueError(f"grads must match params in shape and dtype: got {grads.shape} {grads.dtype}, "
-                             f"expected {params.shape} {params.dtype}.")
-        check_state(state, self.n_slots(), params)
-        lr = self.lr if lr is None else check_real("lr", lr)
-        grad_scale = check_real("grad_scale", grad_scale, low=-math.inf)
-        clip = math.inf if clip_value is None else check_real("clip_value", clip_value, low_open=True)
-        if clip_norm is not None:
-            clip_norm = check_real("clip_norm", clip_norm, low_open=True)
+        lr, grad_scale, clip, clip_norm = self._check_step(params, grads, state, lr, grad_scale, clip_value,
+                                                           clip_norm)
         if not cuda_optim.has_cuda_kernel(self.kernel_id):
             raise NotImplementedError(f"{type(self).__name__} has no CUDA kernel in fastgd.cuda.optim; "
                                       "use NumPy arrays.")
