@@ -71,6 +71,7 @@ from ..kernels.losses import (
 from ..kernels.losses import LOG_LOSS as MARGIN_LOG_LOSS
 from ..kernels.losses import SQUARED_ERROR as RESIDUAL_SQUARED_ERROR
 from . import simulated
+from ._reduce import block_sum_add
 
 __all__ = [
     "BLOCK", "EPILOGUE_ADD_SCALED", "EPILOGUE_BIAS_ACT", "EPILOGUE_DERIVATIVE", "EPILOGUE_NONE", "SMALL_GRID_WARNING",
@@ -219,26 +220,6 @@ def _residual_loss(code, z, y, epsilon):
     if a <= epsilon:
         return 0.0, 0.0
     return a - epsilon, 1.0 if r > 0.0 else -1.0
-
-
-@cuda.jit(device=True)
-def _block_sum_add(partial, value, sums, index):
-    """Add ``value`` of every thread of the block into ``sums[index]``: a shared-memory tree, one atomic add.
-
-    Every thread of the block must call it (it synchronises the block); ``partial`` is a shared float64 array of
-    ``BLOCK`` elements.
-    """
-    tid = cuda.threadIdx.x
-    partial[tid] = value
-    cuda.syncthreads()
-    width = BLOCK // 2
-    while width > 0:
-        if tid < width:
-            partial[tid] += partial[tid + width]
-        cuda.syncthreads()
-        width //= 2
-    if tid == 0:
-        cuda.atomic.add(sums, index, partial[0])
 
 
 @cuda.jit(device=True)
@@ -393,7 +374,7 @@ def _mlp_output_delta_kernel(Z, Y, sw, out_code, loss_kind, delta, loss_sums, ba
                 if loss_kind == BINARY_LOG_LOSS and y != 1:
                     row_loss -= (1.0 - y) * math.log(1.0 - pc)
         weighted_loss = w * row_loss
-    _block_sum_add(partial, weighted_loss, loss_sums, batch_index)
+    block_sum_add(partial, weighted_loss, loss_sums, batch_index)
 
 
 @cuda.jit(cache=True)
@@ -431,7 +412,7 @@ def _linear_output_delta_kernel(Z, Y, sw, loss_code, epsilon, dZ, loss_sums, bat
                 loss += value
                 dZ[i, k] = d * w
         weighted_loss = w * loss
-    _block_sum_add(partial, weighted_loss, loss_sums, batch_index)
+    block_sum_add(partial, weighted_loss, loss_sums, batch_index)
 
 
 @cuda.jit(cache=True)

@@ -44,6 +44,7 @@ from ..optim.rmsprop import rmsprop_update
 from ..optim.sgd import sgd_update
 from ..optim.velocity_sgd import velocity_sgd_update
 from . import simulated
+from ._reduce import block_sum_add
 
 __all__ = ["THREADS_PER_BLOCK", "clip_norm_scale", "device_step", "fill", "launch_blocks", "squared_norm"]
 
@@ -295,21 +296,11 @@ def _build_update_kernels(dtype: np.dtype) -> dict[Any, Callable]:
 def squared_norm_cuda(x, out, index):
     """``out[index] += sum(x**2)``: float64 per thread, a shared-memory tree per block, one atomic per block."""
     partial = cuda.shared.array(THREADS_PER_BLOCK, np.float64)
-    tid = cuda.threadIdx.x
     acc = np.float64(0.0)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         value = np.float64(x[i])
         acc += value * value
-    partial[tid] = acc
-    cuda.syncthreads()
-    width = THREADS_PER_BLOCK // 2
-    while width > 0:
-        if tid < width:
-            partial[tid] += partial[tid + width]
-        cuda.syncthreads()
-        width //= 2
-    if tid == 0:
-        cuda.atomic.add(out, index, partial[0])
+    block_sum_add(partial, acc, out, index)
 
 
 @cuda.jit(device=True)
