@@ -36,6 +36,9 @@ from ..optim.schedules import UpdateRule, update_lr
 from .cpu import LinearTrainer
 from .cpu_mlp import MLPTrainer
 
+#: The per-update learning rate in plain Python: a call of the compiled one from Python costs microseconds.
+learning_rate = update_lr.py_func
+
 
 def _device_copy(array):
     """A new device array holding a copy of device array ``array``."""
@@ -207,7 +210,7 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
             dense.weight_gradient_transposed(x, dz, W, self.l2 * b, gW, gb=gb if self.fit_intercept else None)
             squared_norm(self.d_grads, self.sq_norms, k)
             step += 1
-            lr_k = update_lr(rule, step)
+            lr_k = learning_rate(rule, step)
             # the mean over the batch: 1 / batch length, from the device copy of the lengths
             self._update(rule, step, lr_k, self.sq_norms, k, self.length_views[k])
             if self.l1 > 0.0:
@@ -353,7 +356,7 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
             if clip_by_norm:
                 squared_norm(self.d_grads, self.total_sq, k)
             step += 1
-            self._update(rule, step, update_lr(rule, step), self.total_sq, k, self.weight_sum_views[k])
+            self._update(rule, step, learning_rate(rule, step), self.total_sq, k, self.weight_sum_views[k])
         self.state.step = step
         self.to_host()
         n_batches = len(self.batch_lengths)
