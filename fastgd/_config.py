@@ -71,6 +71,16 @@ PARALLEL_CHUNK = 1 << 14
 #: a fast-math loop.
 INLINE_OPTIONS: dict[str, Any] = {"forceinline": True, "_nrt": False}
 
+#: Options of a compiled function that other compiled functions call (pass as ``**INNER_OPTIONS``; implied
+#: by ``inlined=True``). Such a function is never cached on its own, only inside the entry points that call
+#: it. Numba links a cached callee into a new caller as object code without its LLVM IR, and then caches the
+#: caller with a reference to the callee's symbol instead of its code: a later process that loads the caller
+#: from the cache without having loaded the callee first jumps to an unresolved address and crashes
+#: (reproduced: one process used ``fastgd.optim`` alone, the next fitted an MLP, the third segfaulted).
+#: Functions called both from Python and from other kernels therefore come in two: an uncached inner one,
+#: and a cached entry point that calls it.
+INNER_OPTIONS = {"cache": False}
+
 
 def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool = False, inlined: bool = False,
         refcount: bool = True, **options: Any):
@@ -87,7 +97,8 @@ def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool =
         Compile with :data:`REDUCTION_FASTMATH` (for kernels that sum over data).
     inlined : bool, default=False
         Compile with :data:`INLINE_OPTIONS`, for a kernel called inside a
-        per-sample loop. It must not allocate arrays.
+        per-sample loop. It must not allocate arrays. Such a kernel is not
+        cached on its own (see :data:`INNER_OPTIONS`).
     refcount : bool, default=True
         False compiles without Numba's reference counting (``_nrt=False``),
         for an epoch kernel that allocates no array. The option is always
@@ -104,6 +115,7 @@ def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool =
     opts = {**JIT_OPTIONS, "parallel": parallel, "_nrt": refcount}
     if inlined:
         opts.update(INLINE_OPTIONS)
+        opts["cache"] = False  # an inner kernel: see INNER_OPTIONS
     opts.update(options)
     if reduction:
         opts["fastmath"] = set(REDUCTION_FASTMATH)

@@ -133,3 +133,43 @@ def test_grid_search_with_two_jobs(digits):
                           {"alpha": [1e-4, 1e-2], "batch_size": [1, 32]}, cv=2, n_jobs=1).fit(X, y)
     np.testing.assert_array_equal(search.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"])
     assert search.best_score_ > 0.85
+
+
+#: Three programs run one after the other on one Numba cache: the optimizers alone, then an MLP fit (which
+#: compiles the MLP epoch while the optimizer kernels it calls could come from the cache), then the same fit
+#: again, loaded from the cache. Numba caches a caller compiled against a cached callee with a dangling
+#: reference to it: the third process crashed before fastgd stopped caching inner kernels on their own.
+_OPTIMIZERS_ALONE = """
+import numpy as np
+from fastgd.optim import OPTIMIZERS
+for cls in OPTIMIZERS.values():
+    for dtype in (np.float32, np.float64):
+        params, grads = np.ones(10, dtype), np.ones(10, dtype)
+        optimizer = cls()
+        optimizer.step(params, grads, optimizer.init(params))
+print("steps done")
+"""
+_MLP_FIT = """
+import warnings
+import numpy as np
+from fastgd import MLPClassifier
+warnings.simplefilter("ignore")
+rng = np.random.RandomState(0)
+X, y = rng.normal(size=(30, 4)).astype(np.float32), rng.randint(0, 3, size=30)
+model = MLPClassifier((5,), solver="adam", batch_size=10, max_iter=2, random_state=0).fit(X, y)
+print(repr(model.coefs_[0].tobytes().hex()))
+"""
+
+
+@pytest.mark.slow
+def test_kernels_loaded_from_the_cache_in_any_order_of_first_use(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+
+    def run(code: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"exit status {done.returncode}: {done.stderr[-2000:]}"
+        return done.stdout
+
+    assert "steps done" in run(_OPTIMIZERS_ALONE)
+    compiled = run(_MLP_FIT)
+    assert run(_MLP_FIT) == compiled  # loaded from the cache: runs, and trains the same bits

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from ..engine import EpochResult
-from ..kernels.dense import batch_loss_and_gradient, mlp_epoch, mlp_forward
+from ..kernels.dense import mlp_epoch, mlp_forward, mlp_loss_and_gradient
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
 from .cpu import FlatParameterSnapshots, numba_threads, parallel_section, resolve_n_threads
@@ -154,11 +154,10 @@ class MLPTrainer(FlatParameterSnapshots):
         order = np.arange(self.n_samples, dtype=np.int64)
         params = np.ascontiguousarray(params, dtype=self.params.dtype)
         with blas_limits(self.n_samples, self.n_threads):
-            loss = batch_loss_and_gradient(
+            loss = mlp_loss_and_gradient(
                 self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
-                self.sw_batch, self.activations, self.deltas, self.alpha, self.layer_sq, self.rule, False,
-                self.state.slots, 0, 0.0)[0]
+                self.sw_batch, self.activations, self.deltas, self.alpha, self.layer_sq, self.rule, self.state.slots)
         return float(loss), self.grads.astype(np.float64)
 
     def outputs_finite(self, n_rows: int = 64) -> bool:

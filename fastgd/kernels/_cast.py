@@ -20,7 +20,7 @@ def cast_like(value, array):
     return array.dtype.type(value)
 
 
-@overload(cast_like, jit_options={"cache": True, **INLINE_OPTIONS})
+@overload(cast_like, jit_options={"cache": False, **INLINE_OPTIONS})
 def _cast_like(value, array):
     dtype = array.dtype
 
@@ -39,7 +39,7 @@ def positive_like(value, array):
     return max(array.dtype.type(value), np.finfo(array.dtype).tiny)
 
 
-@overload(positive_like, jit_options={"cache": True, **INLINE_OPTIONS})
+@overload(positive_like, jit_options={"cache": False, **INLINE_OPTIONS})
 def _positive_like(value, array):
     dtype = array.dtype
     tiny = np.finfo(str(dtype)).tiny
@@ -55,7 +55,7 @@ def tiny_like(array):
     return array.dtype.type(np.finfo(array.dtype).tiny)
 
 
-@overload(tiny_like, jit_options={"cache": True, **INLINE_OPTIONS})
+@overload(tiny_like, jit_options={"cache": False, **INLINE_OPTIONS})
 def _tiny_like(array):
     dtype = array.dtype
     tiny = np.finfo(str(dtype)).tiny

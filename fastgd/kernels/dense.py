@@ -36,7 +36,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from .._config import REDUCTION_FASTMATH, jit
+from .._config import INNER_OPTIONS, REDUCTION_FASTMATH, jit
 from ..optim._registry import fused_step, update_range
 from ..optim.schedules import update_lr
 from ._cast import cast_like
@@ -47,7 +47,7 @@ SQUARED_ERROR = 0
 LOG_LOSS = 1
 BINARY_LOG_LOSS = 2
 
-_JIT_OPTIONS = {"cache": True, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy"}
+_JIT_OPTIONS = {"cache": False, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy"}
 
 
 def gather_rows(X, order, start, stop, out):  # pragma: no cover - compiled overload below
@@ -73,7 +73,7 @@ def _gather_rows(X, order, start, stop, out):
     return impl_csr
 
 
-@jit(reduction=True)
+@jit(reduction=True, **INNER_OPTIONS)
 def output_delta(P, Y, sw, loss_kind, delta):
     """``delta = (P - Y) * sw`` row-wise; returns the batch's weighted loss sum (scikit-learn's definitions)."""
     n_rows, n_out = P.shape
@@ -247,7 +247,7 @@ def small_backward(A_in, delta, W, gW, gb, delta_in, code, alpha, inv_weight_sum
     return sq, wsq
 
 
-@jit(reduction=True)
+@jit(reduction=True, **INNER_OPTIONS)
 def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets, hidden_code,
                             out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas, alpha, layer_sq,
                             rule, fuse, slots, step, lr):
@@ -327,6 +327,20 @@ def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, gra
         weight_sq += wsq
         delta = delta_in
     return (loss + 0.5 * alpha * weight_sq) / weight_sum, fuse
+
+
+@jit(reduction=True)
+def mlp_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets, hidden_code,
+                          out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas, alpha, layer_sq, rule,
+                          slots):
+    """:func:`batch_loss_and_gradient` without an update, called from Python (L-BFGS): the cached entry point.
+
+    :func:`batch_loss_and_gradient` itself is not cached on its own (:data:`fastgd._config.INNER_OPTIONS`).
+    Returns the loss; the gradient goes to ``grads``.
+    """
+    return batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets,
+                                   hidden_code, out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas,
+                                   alpha, layer_sq, rule, False, slots, 0, 0.0)[0]
 
 
 @jit(reduction=True)

@@ -39,7 +39,7 @@ import math
 import numba
 import numpy as np
 
-from .._config import jit
+from .._config import INNER_OPTIONS, jit
 from ..optim._registry import fused_step, update_range
 from ..optim.schedules import update_lr
 from ._cast import cast_like
@@ -104,7 +104,7 @@ def sample_norm2(xx, norms, dz, l2, fit_intercept):
     return sq
 
 
-@jit(parallel=True, reduction=True)
+@jit(parallel=True, reduction=True, **INNER_OPTIONS)
 def block_gradients(X, Y, sample_weight, order, start, stop, params, block_grads, block_loss, block_z, block_dz,
                     loss_code, epsilon, n_outputs, fit_intercept, block_rows):
     """Loss and gradient sums of the samples ``order[start:stop]``, per block of ``block_rows``, on Numba's threads.

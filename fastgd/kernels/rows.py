@@ -27,7 +27,7 @@ from .._config import INLINE_OPTIONS, REDUCTION_FASTMATH
 from ._cast import cast_like
 from ._prefetch import prefetch
 
-_JIT_OPTIONS = {"cache": True, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy", **INLINE_OPTIONS}
+_JIT_OPTIONS = {"cache": False, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy", **INLINE_OPTIONS}
 #: :func:`sample_gradient` sums nothing; without fast-math, ``d * x + l2 * w`` is not contracted to a fused
 #: multiply-add and gives the bits of a batch of one sample (``d * x`` stored, then ``+ l2 * w``).
 _STRICT_JIT_OPTIONS = {**_JIT_OPTIONS, "fastmath": False}

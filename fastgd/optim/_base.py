@@ -231,7 +231,7 @@ class Optimizer:
             Shapes that do not match, a state made for other parameters, invalid
             step options.
         """
-        from ._registry import fused_step  # the registry imports every optimizer
+        from ._registry import optimizer_step  # the registry imports every optimizer
 
         on_device = is_device_array(params)
         if on_device != is_device_array(grads):
@@ -250,7 +250,7 @@ class Optimizer:
             norm = abs(grad_scale) * float(np.linalg.norm(grads))
             grad_scale *= clip_coefficient(norm, clip_norm)
         state.step += 1
-        fused_step(self.kernel_id, params, grads, state.slots, self.hyperparameters(), state.step,
+        optimizer_step(self.kernel_id, params, grads, state.slots, self.hyperparameters(), state.step,
                    lr, grad_scale, clip, params.size >= PARALLEL_MIN_SIZE)
 
     def _check_step(self, params: Any, grads: Any, state: OptimizerState, lr: float | None, grad_scale: float,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numba
 
-from .._config import PARALLEL_CHUNK, jit
+from .._config import INNER_OPTIONS, PARALLEL_CHUNK, jit
 from ._base import Optimizer
 from .adagrad import Adagrad, adagrad_update
 from .adam import Adam, adam_update
@@ -73,7 +73,7 @@ def update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, c
         folded_adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi)
 
 
-@jit(parallel=True)
+@jit(parallel=True, **INNER_OPTIONS)
 def fused_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, threaded):
     """One optimizer step over all of ``params``: serial, or in chunks on Numba's threads.
 
@@ -92,3 +92,13 @@ def fused_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, cli
                          lo, min(n, lo + PARALLEL_CHUNK))
     else:
         update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, 0, n)
+
+
+@jit(parallel=True)
+def optimizer_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, threaded):
+    """:func:`fused_step` called from Python (:meth:`fastgd.optim.Optimizer.step`): the cached entry point.
+
+    The compiled epochs call :func:`fused_step` itself, which is not cached on its own
+    (:data:`fastgd._config.INNER_OPTIONS` says why).
+    """
+    fused_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, threaded)
