@@ -395,9 +395,13 @@ def _sk_mlp_stepper(cls, X, y, batch_size: int) -> tuple[Callable[[], None], obj
     return lambda: est.fit(X, y), est
 
 
-def _torch_mlp_stepper(X, y, batch_size: int, threads: int):
+def torch_mlp(X, y, batch_size: int, device: str = "cpu"):
+    """The PyTorch peer of the MLP sections: ``nn.Sequential`` ReLU network, fused Adam, cross-entropy.
+
+    Returns ``(model, epoch)``; ``epoch()`` trains one shuffled epoch on ``device`` (the data are copied
+    there once). Seeds are fixed, so two calls build the same model.
+    """
     torch = _torch()
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
     n_features, n_classes = X.shape[1], int(y.max()) + 1
     sizes = [n_features, *MLP_HIDDEN, n_classes]
@@ -406,20 +410,28 @@ def _torch_mlp_stepper(X, y, batch_size: int, threads: int):
         layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers)
+    model = torch.nn.Sequential(*layers).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     loss_fn = torch.nn.CrossEntropyLoss()
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-    yt = torch.from_numpy(y.astype(np.int64))
-    gen = torch.Generator().manual_seed(0)
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device)
+    yt = torch.from_numpy(y.astype(np.int64)).to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
 
     def epoch() -> None:
-        perm = torch.randperm(Xt.shape[0], generator=gen)
+        perm = torch.randperm(Xt.shape[0], generator=gen, device=device)
         for start in range(0, Xt.shape[0], batch_size):
             idx = perm[start:start + batch_size]
             opt.zero_grad(set_to_none=True)
             loss_fn(model(Xt[idx]), yt[idx]).backward()
             opt.step()
+
+    return model, epoch
+
+
+def _torch_mlp_stepper(X, y, batch_size: int, threads: int):
+    torch = _torch()
+    torch.set_num_threads(threads)
+    model, epoch = torch_mlp(X, y, batch_size)
 
     def accuracy(Xa, ya) -> float:
         with torch.no_grad():

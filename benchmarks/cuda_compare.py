@@ -66,31 +66,11 @@ def adam_bandwidth(n: int = 10_000_000, repeats: int = 50) -> dict[str, float]:
 
 
 def _torch_cuda_epoch(X: np.ndarray, y: np.ndarray, batch_size: int):
+    """One epoch of the ``--mlp`` PyTorch peer on the GPU (:func:`compare.torch_mlp`) and the device's sync."""
     import torch
+    from compare import torch_mlp  # benchmarks/compare.py, next to this script
 
-    device = torch.device("cuda")
-    torch.manual_seed(0)
-    sizes = [X.shape[1], 256, 128, int(y.max()) + 1]
-    layers: list = []
-    for i in range(len(sizes) - 1):
-        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    model = torch.nn.Sequential(*layers).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    Xt = torch.from_numpy(X).to(device)
-    yt = torch.from_numpy(y.astype(np.int64)).to(device)
-
-    def epoch() -> None:
-        order = torch.randperm(Xt.shape[0], device=device)
-        for start in range(0, Xt.shape[0], batch_size):
-            rows = order[start:start + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(Xt[rows]), yt[rows]).backward()
-            optimizer.step()
-
-    return epoch, torch.cuda.synchronize
+    return torch_mlp(X, y, batch_size, device="cuda")[1], torch.cuda.synchronize
 
 
 def mlp_throughput(batch_sizes=(32, 128, 1024), n_samples: int = 50_000, repeats: int = 3) -> list[list[str]]:

@@ -27,7 +27,7 @@ from numba import cuda
 
 from ..cuda import dense
 from ..cuda.linear import l1_shrink
-from ..cuda.optim import clip_norm_scale, device_step, squared_norm
+from ..cuda.optim import clip_norm_scale, device_step, fill, squared_norm
 from ..engine import EpochResult
 from ..kernels.activations import IDENTITY
 from ..kernels.dense import SQUARED_ERROR
@@ -189,9 +189,9 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
         gW = self.d_grads[:n_coefs].reshape(self.n_outputs, self.n_features)
         gb = self.d_grads[n_coefs:]
         if not self.fit_intercept:
-            gb.copy_to_device(np.zeros(self.n_outputs, dtype=self.params.dtype))
+            fill(gb, 0.0)
         for accumulator in (self.loss_sums, self.weight_sums, self.sq_norms):
-            accumulator.copy_to_device(np.zeros(accumulator.size))
+            fill(accumulator, 0.0)
         step = self.state.step
         views = {}  # slicing a device array costs as much as a launch: once per batch length
         for k, b in enumerate(self.batch_lengths):
@@ -333,15 +333,17 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
 
     def _reset_accumulators(self) -> None:
         for accumulator in (self.loss_sums, self.weight_sums, self.weight_sq, self.layer_sq, self.total_sq):
-            accumulator.copy_to_device(np.zeros(accumulator.size))
+            fill(accumulator, 0.0)
 
-    def _batch_losses(self, n_batches: int) -> np.ndarray:
-        """Each batch's loss (scikit-learn's definition, L2 term included), from the device accumulators."""
+    def _batch_losses(self, n_batches: int, weight_sums: np.ndarray) -> np.ndarray:
+        """Each batch's loss (scikit-learn's definition, L2 term included), from the device accumulators.
+
+        ``weight_sums`` is the host copy of the batches' sums of sample weights.
+        """
         loss = self.loss_sums.copy_to_host()[:n_batches]
         if self.loss_kind == SQUARED_ERROR:
             loss = loss * (0.5 / self.units[-1])
-        weight_sums = self.weight_sums.copy_to_host()[:n_batches]
-        return (loss + 0.5 * self.alpha * self.weight_sq.copy_to_host()[:n_batches]) / weight_sums
+        return (loss + 0.5 * self.alpha * self.weight_sq.copy_to_host()[:n_batches]) / weight_sums[:n_batches]
 
     def run_epoch(self, order, lr: float) -> EpochResult:
         """Train one epoch on the device, visiting the samples in device array ``order``."""
@@ -360,8 +362,8 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         self.state.step = step
         self.to_host()
         n_batches = len(self.batch_lengths)
-        batch_loss = self._batch_losses(n_batches)
         weight_sums = self.weight_sums.copy_to_host()
+        batch_loss = self._batch_losses(n_batches, weight_sums)
         norms = np.sqrt(self.layer_sq.copy_to_host().reshape(n_batches, n_layers)) / weight_sums[:, None]
         loss = float((batch_loss * self.batch_lengths).sum()) / self.n_samples
         if not (np.isfinite(loss) and np.isfinite(norms).all() and np.isfinite(self.params).all()):
@@ -373,13 +375,13 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         if self.rows < self.n_samples:
             self._allocate_device(self.n_samples)
         self._reset_accumulators()
-        if getattr(self, "_probe", None) is None:  # one device vector for every point L-BFGS asks about
+        if getattr(self, "_probe", None) is None:  # one device vector and order for every point L-BFGS asks about
             self._probe = cuda.device_array_like(self.params)
+            self._samples_in_order = DeviceOrders(self.n_samples, None).next()
         d_params = self._probe
         d_params.copy_to_device(np.ascontiguousarray(params, dtype=self.params.dtype))
-        order = self.make_orders(None).next()
-        self._batch_gradient(order, 0, self.n_samples, 0, d_params, self.d_grads)
-        loss = float(self._batch_losses(1)[0])
-        weight_sum = float(self.weight_sums.copy_to_host()[0])
-        return loss, self.d_grads.copy_to_host().astype(np.float64) / weight_sum
+        self._batch_gradient(self._samples_in_order, 0, self.n_samples, 0, d_params, self.d_grads)
+        weight_sums = self.weight_sums.copy_to_host()
+        loss = float(self._batch_losses(1, weight_sums)[0])
+        return loss, self.d_grads.copy_to_host().astype(np.float64) / weight_sums[0]
 
