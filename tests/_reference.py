@@ -236,3 +236,84 @@ def folded_adam(params, grads, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
     state["v"] = v
     step_size = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
     return params + -step_size * m / (np.sqrt(v) + eps)
+
+
+# --- linear models ---
+#
+# Per-sample SGD of a linear model, written from the textbook: for each sample
+# in turn, the gradient of its weighted loss plus the L2 term, clipped, one
+# plain SGD step (PyTorch's rule, with coupled weight decay), then the L1
+# proximal step. Targets are coded as fastgd's linear estimators code them:
+# +/-1 per output for the margin losses, the class index for the multinomial
+# log loss, real values for the regression losses.
+
+
+def margin_loss_derivative(loss: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """d loss / dz of a classification loss for targets ``y`` in {-1, +1}."""
+    m = y * z
+    if loss == "log_loss":
+        return -y / (1.0 + np.exp(m))
+    if loss == "hinge":
+        return np.where(m < 1.0, -y, 0.0)
+    if loss == "squared_hinge":
+        return np.where(m < 1.0, -2.0 * y * (1.0 - m), 0.0)
+    if loss == "modified_huber":
+        return np.where(m >= 1.0, 0.0, np.where(m >= -1.0, -2.0 * y * (1.0 - m), -4.0 * y))
+    if loss == "perceptron":
+        return np.where(m <= 0.0, -y, 0.0)
+    raise ValueError(loss)
+
+
+def residual_loss_derivative(loss: str, z: np.ndarray, y: np.ndarray, epsilon: float) -> np.ndarray:
+    """d loss / dz of a regression loss."""
+    r = z - y
+    if loss == "squared_error":
+        return r
+    if loss == "huber":
+        return np.clip(r, -epsilon, epsilon)
+    if loss == "epsilon_insensitive":
+        return np.where(np.abs(r) <= epsilon, 0.0, np.sign(r))
+    raise ValueError(loss)
+
+
+def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, weight_decay=0.0,
+                   clip_value=None, clip_norm=None, fit_intercept=True, epsilon=0.1):
+    """Weights ``(n_outputs, n_features)`` and intercepts after ``epochs`` unshuffled epochs of per-sample SGD.
+
+    ``lr_at(t)`` is the learning rate of update ``t`` (1-based). ``loss ==
+    "multinomial"`` is the softmax cross-entropy with ``Y[:, 0]`` the class
+    index and ``n_outputs`` classes (``Y.shape[1]`` otherwise). Computed in
+    float64.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    n_outputs = int(Y[:, 0].max()) + 1 if loss == "multinomial" else Y.shape[1]
+    W = np.zeros((n_outputs, X.shape[1]))
+    b = np.zeros(n_outputs)
+    t = 0
+    for _ in range(epochs):
+        for x, y, weight in zip(X, Y, sample_weight, strict=True):
+            z = W @ x + b
+            if loss == "multinomial":
+                p = np.exp(z - z.max())
+                dz = p / p.sum()
+                dz[int(y[0])] -= 1.0
+            elif loss in ("squared_error", "huber", "epsilon_insensitive"):
+                dz = residual_loss_derivative(loss, z, y, epsilon)
+            else:
+                dz = margin_loss_derivative(loss, z, y)
+            dz = dz * weight
+            grad_W = np.outer(dz, x) + l2 * W
+            grad_b = dz if fit_intercept else np.zeros(n_outputs)
+            if clip_norm is not None:
+                norm = math.sqrt(np.sum(grad_W**2) + np.sum(grad_b**2))
+                if norm > clip_norm:
+                    grad_W, grad_b = grad_W * (clip_norm / (norm + 1e-6)), grad_b * (clip_norm / (norm + 1e-6))
+            if clip_value is not None:
+                grad_W, grad_b = np.clip(grad_W, -clip_value, clip_value), np.clip(grad_b, -clip_value, clip_value)
+            t += 1
+            lr = lr_at(t)
+            W = W - lr * (grad_W + weight_decay * W)
+            b = b - lr * (grad_b + weight_decay * b)
+            W = np.sign(W) * np.maximum(np.abs(W) - lr * l1, 0.0)
+    return W, b

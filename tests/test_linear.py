@@ -1,5 +1,6 @@
 """LinearClassifier and LinearRegressor against independent references."""
 
+import _reference as ref
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -9,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from fastgd import LinearClassifier, LinearRegressor, NonFiniteTrainingError, NonFiniteTrainingWarning
+from fastgd.estimators._base import unique_labels_and_index
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -80,6 +82,83 @@ def test_per_sample_sgd_follows_the_textbook_update():
         w, b = w - lr * (r * xi + alpha * w), b - lr * r
     np.testing.assert_allclose(reg.coef_, w, rtol=1e-12)
     np.testing.assert_allclose(reg.intercept_, [b], rtol=1e-12)
+
+
+def _optimal_rate(alpha):
+    """scikit-learn's ``optimal`` schedule: 1 / (alpha * (t0 + t - 1)) with its heuristic t0."""
+    t0 = 1.0 / (np.sqrt(1.0 / np.sqrt(alpha)) * alpha)
+    return lambda t: 1.0 / (alpha * (t0 + t - 1))
+
+
+# (estimator kwargs, reference kwargs): plain SGD takes the one-pass path (update fused with the next decision),
+# weight decay, clipping or L1 the general one; both against the textbook.
+PER_SAMPLE_CASES = {
+    "hinge-optimal": ({"loss": "hinge", "alpha": 1e-3}, {}),
+    "log_loss-constant": ({"loss": "log_loss", "alpha": 1e-3, "learning_rate": "constant"}, {}),
+    "modified_huber-3-outputs": ({"loss": "modified_huber", "alpha": 1e-3, "learning_rate": "constant",
+                                  "n_classes": 3}, {}),
+    "multinomial": ({"loss": "log_loss", "alpha": 1e-3, "learning_rate": "constant", "n_classes": 3},
+                    {"loss": "multinomial"}),
+    "elasticnet-decay-clip_value": ({"loss": "squared_hinge", "alpha": 1e-2, "penalty": "elasticnet",
+                                     "l1_ratio": 0.5, "weight_decay": 0.01, "clip_value": 0.3,
+                                     "learning_rate": "constant"}, {}),
+    "clip_norm-no-intercept": ({"loss": "perceptron", "alpha": 1e-3, "clip_norm": 0.5, "fit_intercept": False,
+                                "learning_rate": "constant"}, {}),
+}
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("case", PER_SAMPLE_CASES)
+def test_per_sample_sgd_matches_the_textbook(case, sparse):
+    """Two unshuffled epochs of per-sample SGD with sample weights against :func:`_reference.per_sample_sgd`."""
+    kwargs, ref_kwargs = (dict(d) for d in PER_SAMPLE_CASES[case])
+    n_classes = kwargs.pop("n_classes", 2)
+    X, y = make_classification(n_samples=60, n_features=7, n_informative=4, n_classes=n_classes, random_state=3)
+    X = StandardScaler().fit_transform(X)
+    if sparse:
+        X[np.abs(X) < 0.6] = 0.0
+    sample_weight = np.random.default_rng(0).uniform(0.5, 2.0, size=y.size)
+    clf = LinearClassifier(max_iter=2, tol=None, shuffle=False, learning_rate_init=0.05, **kwargs)
+    clf.fit(sp.csr_matrix(X) if sparse else X, y, sample_weight=sample_weight)
+
+    alpha, l1_ratio = kwargs["alpha"], kwargs.get("l1_ratio", 0.0) if "penalty" in kwargs else 0.0
+    if n_classes == 2:
+        Y = np.where(y == 1, 1.0, -1.0)[:, None]
+    elif ref_kwargs.get("loss") == "multinomial":
+        Y = y[:, None].astype(float)
+    else:
+        Y = np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)
+    lr_at = _optimal_rate(alpha) if kwargs.get("learning_rate", "optimal") == "optimal" else (lambda t: 0.05)
+    W, b = ref.per_sample_sgd(X, Y, sample_weight, loss=ref_kwargs.get("loss", kwargs["loss"]), epochs=2,
+                              lr_at=lr_at, l2=alpha * (1 - l1_ratio), l1=alpha * l1_ratio,
+                              weight_decay=kwargs.get("weight_decay", 0.0), clip_value=kwargs.get("clip_value"),
+                              clip_norm=kwargs.get("clip_norm"), fit_intercept=kwargs.get("fit_intercept", True))
+    assert clf.t_ == 2 * y.size
+    # Round-off only: fused multiply-adds and vectorised sums against NumPy's order.
+    np.testing.assert_allclose(clf.coef_.reshape(W.shape), W, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(clf.intercept_, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "log_loss"])
+def test_per_sample_sgd_float32_follows_float64(loss):
+    """float32 training of the one-pass path stays within float32 round-off of the float64 one."""
+    X, y = make_classification(n_samples=300, n_features=20, random_state=0)
+    fits = {dtype: LinearClassifier(loss=loss, alpha=1e-3, learning_rate="constant", learning_rate_init=0.01,
+                                    max_iter=3, tol=None, random_state=0).fit(X.astype(dtype), y)
+            for dtype in (np.float32, np.float64)}
+    assert fits[np.float32].coef_.dtype == np.float32
+    np.testing.assert_allclose(fits[np.float32].coef_, fits[np.float64].coef_, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("y", [np.array([3, -2, 3, 7, -2]), np.array([5, 5, 200], dtype=np.uint8),
+                               np.array([2**63 + 7, 2**63 + 1], dtype=np.uint64), np.array([-2**63, 2**63 - 1]),
+                               np.array([1.5, -1.0, 1.5]), np.array(["b", "a", "b"])])
+def test_unique_labels_and_index_is_numpy_unique(y):
+    labels, index = unique_labels_and_index(y)
+    expected_labels, expected_index = np.unique(y, return_inverse=True)
+    np.testing.assert_array_equal(labels, expected_labels)
+    assert labels.dtype == expected_labels.dtype
+    np.testing.assert_array_equal(index, expected_index.reshape(-1))
 
 
 def test_mini_batch_uses_mean_gradient_and_partial_last_batch():

@@ -26,7 +26,7 @@ def _l1_shrink_kernel(params, n_coefs, amount):
 def l1_shrink(params, n_coefs: int, amount: float, stream=0) -> None:
     """Soft-threshold the first ``n_coefs`` entries of ``params`` toward zero by ``amount``, on the device.
 
-    The proximal step of the L1 penalty, as :func:`fastgd.kernels.linear.l1_shrink` does it on the CPU.
+    The proximal step of the L1 penalty, as :func:`fastgd.kernels.penalty.l1_shrink` does it on the CPU.
 
     Parameters
     ----------

@@ -417,7 +417,8 @@ def folded_adam_scalars(hyper: np.ndarray, step: int, lr: float, dtype: np.dtype
     cast = dtype.type
     beta1, beta2 = float(hyper[0]), float(hyper[1])
     step_size = cast(lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step))
-    return (-step_size, cast(beta1), cast(1.0 - beta1), cast(beta2), cast(1.0 - beta2), cast(hyper[2]))
+    return (-step_size, cast(beta1), cast(1.0 - beta1), cast(beta2), cast(1.0 - beta2),
+            _positive_like(hyper[2], dtype))
 
 
 #: Host-side scalar preparation of each CPU kernel's CUDA counterpart.

@@ -33,6 +33,7 @@ from ._base import (
     make_optimizer,
     make_schedule,
     resolve_batch_size,
+    unique_labels_and_index,
 )
 
 CLASSIFIER_LOSSES = ("log_loss", "hinge", "squared_hinge", "modified_huber", "perceptron")
@@ -529,11 +530,11 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _encode(self, y, first_call, classes, incremental):
-        if first_call or y.dtype.kind not in "iub":
-            # later calls: validate_data made y 1-D, and integer labels all in classes_ (checked below) are
-            # classification targets, so the costlier type_of_target check is left out
+        if y.dtype.kind not in "iub":
+            # validate_data made y 1-D, and 1-D integer labels are classification targets (binary or
+            # multiclass), so the costlier type_of_target check (a np.unique of its own) is left out for them
             check_classification_targets(y)
-        present, inverse = np.unique(y, return_inverse=True)  # one pass over y serves every check below
+        present, inverse = unique_labels_and_index(y)  # one pass over y serves every check below
         if first_call:
             if classes is None and incremental:
                 raise ValueError("classes must be passed to the first call of partial_fit: a later batch may "
@@ -548,7 +549,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         if unseen.size:
             raise ValueError(f"y contains labels not in classes_: {unseen!r}. Pass every class to the first "
                              "partial_fit call with classes=.")
-        index = np.searchsorted(self.classes_, present)[inverse.reshape(-1)]
+        index = np.searchsorted(self.classes_, present)[inverse]
         n_classes = self.classes_.size
         if n_classes == 2:
             return np.where(index == 1, 1.0, -1.0).reshape(-1, 1), 1, LOSS_CODES[self.loss]

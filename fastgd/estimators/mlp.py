@@ -28,7 +28,14 @@ from ..kernels.activations import ACTIVATION_CODES
 from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR, mlp_forward
 from ..optim import OPTIMIZERS, Optimizer
 from ..optim.schedules import Schedule
-from ._base import DEVICE_ATTRIBUTE_DOC, DEVICE_DOC, N_THREADS_DOC, fit_device, keeps_attributes_on_error
+from ._base import (
+    DEVICE_ATTRIBUTE_DOC,
+    DEVICE_DOC,
+    N_THREADS_DOC,
+    fit_device,
+    keeps_attributes_on_error,
+    unique_labels_and_index,
+)
 
 #: Hidden activations: scikit-learn's four and fastgd's ``leaky_relu``.
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu")
@@ -591,11 +598,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _indicator(self, y: np.ndarray) -> np.ndarray:
         """``self._label_binarizer.transform(y).astype(float)`` for 1-D labels, in one ``np.unique`` (partial_fit)."""
-        present, inverse = np.unique(y, return_inverse=True)
+        present, inverse = unique_labels_and_index(y)
         unseen = np.setdiff1d(present, self.classes_)
         if unseen.size:
             raise ValueError(f"y contains labels not in classes_: {unseen!r}.")
-        index = np.searchsorted(self.classes_, present)[inverse.reshape(-1)]
+        index = np.searchsorted(self.classes_, present)[inverse]
         if self.classes_.size == 2:
             return (index == 1).astype(np.float64).reshape(-1, 1)
         Y = np.zeros((y.shape[0], self.classes_.size))

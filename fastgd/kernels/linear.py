@@ -7,13 +7,19 @@ shorter) it turns the summed gradient into the batch mean plus the L2 term,
 clips it and hands it to the fused optimizer step. ``batch_size = 1`` is
 per-sample SGD, ``batch_size = n_samples`` full-batch GD: the same loop.
 
-Per-sample SGD (a batch of one sample) has its own short path. The decision
-pass also sums ``||x||^2``, ``x . w`` and ``||w||^2``, which give the norm of
-the sample's gradient ``dz * x + l2 * w`` in closed form (:func:`sample_norm2`)
-without a reduction over the gradient; the gradient is written in one pass
-(:func:`fastgd.kernels.rows.sample_gradient`) instead of being accumulated and
-then finished. Its arithmetic is that of a batch of one: the same bits in
-float64.
+Per-sample SGD (``batch_size = 1``) has a loop of its own, :func:`sample_loop`.
+Its speed is set by a chain: each sample's decision value needs the weights
+that the previous sample's update wrote. Each sample's decision is therefore
+computed at the end of the step before, and with plain SGD (no momentum, the
+algorithm of scikit-learn's ``SGDClassifier``) in the same pass over the
+weights as that update (:func:`fastgd.kernels.rows.sgd_step_and_decide`): one
+pass per sample instead of three (decision, gradient, update). The same pass
+sums ``||x||^2``, ``x . w`` and ``||w||^2`` of the next sample, which give the
+norm of its gradient ``dz * x + l2 * w`` in closed form (:func:`sample_norm2`)
+without a reduction over the gradient. Rows, targets and sample weights are
+prefetched (:mod:`fastgd.kernels._prefetch`): shuffled, each is a cache miss.
+On 200,000 x 100 float32 samples, shuffled, this took an epoch of hinge-loss
+SGD from 110 to 60 ns per sample (log_loss: 144 to 78).
 
 No function is called per sample: row access, losses, gradient passes and the
 optimizer update are inlined by LLVM into the loop and compiled without
@@ -40,11 +46,12 @@ import numba
 import numpy as np
 
 from .._config import INNER_OPTIONS, jit
-from ..optim._registry import fused_step, update_range
+from ..optim._registry import SGD_KERNEL_ID, fused_step, update_range
 from ..optim.schedules import update_lr
 from ._cast import cast_like
 from .losses import output_loss
-from .rows import accumulate, decision, prefetch_row, sample_gradient
+from .penalty import l1_shrink
+from .rows import accumulate, decision, prefetch_row, prefetch_targets, sample_gradient, sgd_step_and_decide
 
 
 @jit(reduction=True, inlined=True)
@@ -66,20 +73,6 @@ def finish_gradient(params, grads, n_coefs, inv_batch, l2):
         grads[j] = g
         sq += g * g
     return sq
-
-
-@jit(inlined=True)
-def l1_shrink(params, n_coefs, amount):
-    """Soft-threshold the weights toward zero by ``amount`` (the proximal step of L1)."""
-    amount = cast_like(amount, params)
-    for j in range(n_coefs):
-        w = params[j]
-        if w > amount:
-            params[j] = w - amount
-        elif w < -amount:
-            params[j] = w + amount
-        else:
-            params[j] = 0
 
 
 @jit(inlined=True)
@@ -132,6 +125,7 @@ def block_gradients(X, Y, sample_weight, order, start, stop, params, block_grads
         block_sum = 0.0
         for i in range(lo, hi):
             prefetch_row(X, order, i)
+            prefetch_targets(Y, sample_weight, order, i)
             decision(X, order, i, params, n_features, n_outputs, fit_intercept, z, None)
             loss = output_loss(loss_code, z, Y[order[i]], dz, epsilon)
             weight = sample_weight[order[i]]
@@ -141,6 +135,82 @@ def block_gradients(X, Y, sample_weight, order, start, stop, params, block_grads
             accumulate(X, order, i, dz, g, n_features, n_outputs, fit_intercept, i == lo)
         block_loss[b] = block_sum
     return n_blocks
+
+
+@jit(inlined=True)
+def norm_and_clip_scale(sq, clip_norm):
+    """The gradient's norm ``sqrt(sq)`` and the factor that rescales it to norm ``clip_norm`` (1 within it)."""
+    norm = math.sqrt(sq)
+    if sq > clip_norm * clip_norm:  # norm > clip_norm, decided without waiting for the square root
+        return norm, clip_norm / (norm + 1e-6)
+    return norm, 1.0
+
+
+@jit(refcount=False, inline="always")
+def optimizer_update(threaded, blocked, params, grads, slots, rule, step, lr, scale, l1, n_coefs):
+    """The optimizer step on ``grads``, then the L1 proximal step (``threaded``, ``blocked``: see :func:`epoch_loop`).
+
+    ``blocked`` runs the step on Numba's threads when ``rule.threaded``,
+    ``threaded`` always; otherwise it is inlined into the loop.
+    """
+    if blocked:
+        fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value,
+                   rule.threaded)
+    elif threaded:
+        fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, True)
+    else:
+        update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value,
+                     0, params.size)
+    if l1 > 0.0:
+        l1_shrink(params, n_coefs, lr * l1)
+
+
+@jit(reduction=True, refcount=False, inline="always")
+def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step, loss_code,
+                epsilon, n_outputs, fit_intercept, l2, l1):
+    """The epoch of :func:`linear_epoch` with ``batch_size = 1``: one update per sample.
+
+    Each sample's decision values are computed at the end of the step
+    before (the first one's before the loop), together with the pieces of
+    its gradient norm (:func:`sample_norm2`). Plain SGD (no momentum, serial)
+    makes the update and the next decision in one pass over the weights
+    (:func:`~fastgd.kernels.rows.sgd_step_and_decide`); the other optimizers
+    write the gradient (:func:`~fastgd.kernels.rows.sample_gradient`),
+    update, and then compute the next decision. Parameters and returns are
+    those of :func:`linear_epoch`.
+    """
+    n_samples = order.shape[0]
+    n_features = params.size // n_outputs - 1
+    n_coefs = n_outputs * n_features
+    plain_sgd = rule.kernel_id == SGD_KERNEL_ID and rule.hyper[0] == 0.0 and not threaded
+    loss_sum = 0.0
+    norm_sum = 0.0
+    xx = cast_like(0.0, params)
+    if n_samples > 0:
+        xx = decision(X, order, 0, params, n_features, n_outputs, fit_intercept, z, norms)
+    for i in range(n_samples):
+        prefetch_row(X, order, i)
+        prefetch_targets(Y, sample_weight, order, i)
+        loss = output_loss(loss_code, z, Y[order[i]], dz, epsilon)
+        weight = sample_weight[order[i]]
+        loss_sum += weight * loss
+        for k in range(n_outputs):
+            dz[k] *= weight
+        sq = sample_norm2(xx, norms, dz, l2, fit_intercept)
+        if not (math.isfinite(sq) and math.isfinite(loss_sum)):
+            return np.nan, step, norm_sum
+        norm, scale = norm_and_clip_scale(sq, rule.clip_norm)
+        norm_sum += norm
+        step += 1
+        lr = update_lr(rule, step)
+        if plain_sgd:
+            xx = sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2,
+                                     lr * l1, rule.hyper[3], lr, scale, rule.clip_value, z, norms)
+            continue
+        sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
+        optimizer_update(threaded, False, params, grads, slots, rule, step, lr, scale, l1, n_coefs)
+        xx = decision(X, order, min(i + 1, n_samples - 1), params, n_features, n_outputs, fit_intercept, z, norms)
+    return loss_sum, step, norm_sum
 
 
 @jit(reduction=True, refcount=False, inline="always")
@@ -157,25 +227,17 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
     the threads when ``rule.threaded``. The other parameters and the returns
     are those of :func:`linear_epoch`.
     """
+    if batch_size == 1 and not blocked:
+        return sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+                           loss_code, epsilon, n_outputs, fit_intercept, l2, l1)
     n_samples = order.shape[0]
     n_features = params.size // n_outputs - 1
     n_coefs = n_outputs * n_features
-    clip_norm2 = rule.clip_norm * rule.clip_norm
     loss_sum = 0.0
     norm_sum = 0.0
     for start in range(0, n_samples, batch_size):
         stop = min(n_samples, start + batch_size)
-        if stop - start == 1:
-            prefetch_row(X, order, start)
-            xx = decision(X, order, start, params, n_features, n_outputs, fit_intercept, z, norms)
-            loss = output_loss(loss_code, z, Y[order[start]], dz, epsilon)
-            weight = sample_weight[order[start]]
-            loss_sum += weight * loss
-            for k in range(n_outputs):
-                dz[k] *= weight
-            sample_gradient(X, order, start, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
-            sq = sample_norm2(xx, norms, dz, l2, fit_intercept)
-        elif blocked:
+        if blocked and stop - start > 1:
             n_blocks = block_gradients(X, Y, sample_weight, order, start, stop, params, block_grads, block_loss,
                                        block_z, block_dz, loss_code, epsilon, n_outputs, fit_intercept, block_rows)
             for b in range(n_blocks):
@@ -192,6 +254,7 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
         else:
             for i in range(start, stop):
                 prefetch_row(X, order, i)
+                prefetch_targets(Y, sample_weight, order, i)
                 decision(X, order, i, params, n_features, n_outputs, fit_intercept, z, None)
                 loss = output_loss(loss_code, z, Y[order[i]], dz, epsilon)
                 weight = sample_weight[order[i]]
@@ -205,23 +268,11 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
                     grads[n_coefs + k] = 0
         if not (math.isfinite(sq) and math.isfinite(loss_sum)):
             return np.nan, step, norm_sum
-        norm = math.sqrt(sq)
+        norm, scale = norm_and_clip_scale(sq, rule.clip_norm)
         norm_sum += norm
-        scale = 1.0
-        if sq > clip_norm2:  # norm > clip_norm, decided without waiting for the square root
-            scale = rule.clip_norm / (norm + 1e-6)
         step += 1
         lr = update_lr(rule, step)
-        if blocked:
-            fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value,
-                       rule.threaded)
-        elif threaded:
-            fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, True)
-        else:
-            update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value,
-                         0, params.size)
-        if l1 > 0.0:
-            l1_shrink(params, n_coefs, lr * l1)
+        optimizer_update(threaded, blocked, params, grads, slots, rule, step, lr, scale, l1, n_coefs)
     return loss_sum, step, norm_sum
 
 

@@ -55,6 +55,10 @@ SOLVERS = ("sgd", "adam", "rmsprop", "adamw", "adagrad")
 #: Compiled update kernels; an optimizer's ``kernel_id`` is its kernel's index.
 KERNELS = (sgd_update, rmsprop_update, adam_update, adagrad_update, velocity_sgd_update, folded_adam_update)
 
+#: ``kernel_id`` of :class:`SGD`: without momentum, per-sample linear training fuses its update
+#: with the next sample's decision (:func:`fastgd.kernels.rows.sgd_step_and_decide`).
+SGD_KERNEL_ID = KERNELS.index(sgd_update)
+
 
 @jit(inlined=True)
 def update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):

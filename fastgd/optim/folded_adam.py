@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like, flush_subnormal, scale_and_clip, tiny_like
+from ..kernels._cast import cast_like, flush_subnormal, positive_like, scale_and_clip, tiny_like
 from ._base import Optimizer, check_betas, check_real
 
 
@@ -21,7 +21,7 @@ def folded_adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_v
     one_minus_beta1 = cast_like(1.0 - beta1, params)
     beta2_ = cast_like(beta2, params)
     one_minus_beta2 = cast_like(1.0 - beta2, params)
-    eps = cast_like(hyper[2], params)
+    eps = positive_like(hyper[2], params)
     scale = cast_like(grad_scale, params)
     clip = cast_like(clip_value, params)
     tiny = tiny_like(params)

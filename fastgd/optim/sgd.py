@@ -10,6 +10,20 @@ from ._base import Optimizer, check_real
 
 
 @jit(inlined=True)
+def plain_sgd_value(param, grad, lr, weight_decay, grad_scale, clip, tiny):
+    """One parameter after a plain SGD step (no momentum): the rule of :func:`sgd_update` for one element.
+
+    ``param - lr * (g + weight_decay * param)`` with ``g`` the scaled and
+    clipped ``grad``, flushed below ``tiny``; every scalar is in the
+    parameters' dtype. The per-sample loop of
+    :mod:`fastgd.kernels.linear` inlines it into the pass that also
+    computes the next sample's decision value.
+    """
+    g = scale_and_clip(grad, grad_scale, clip)
+    return flush_subnormal(param - lr * (g + weight_decay * param), tiny)
+
+
+@jit(inlined=True)
 def sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
     """Fused SGD step on ``params[lo:hi]``; ``hyper = (momentum, dampening, nesterov, weight_decay)``."""
     momentum = cast_like(hyper[0], params)
@@ -23,8 +37,7 @@ def sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo
     first = step == 1
     if hyper[0] == 0.0:
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-            g = scale_and_clip(grads[i], scale, clip)
-            params[i] = flush_subnormal(params[i] - lr_ * (g + weight_decay * params[i]), tiny)
+            params[i] = plain_sgd_value(params[i], grads[i], lr_, weight_decay, scale, clip, tiny)
         return
     buf = slots[0]
     for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
