@@ -104,6 +104,10 @@ PER_SAMPLE_CASES = {
                                      "learning_rate": "constant"}, {}),
     "clip_norm-no-intercept": ({"loss": "perceptron", "alpha": 1e-3, "clip_norm": 0.5, "fit_intercept": False,
                                 "learning_rate": "constant"}, {}),
+    # CSR rows keep the weights as scale * params: a decay of 0.75 per step folds the scale back (below 1e-9)
+    # several times in 120 steps, and a decay of 0 takes the general path
+    "strong-l2": ({"loss": "hinge", "alpha": 5.0, "learning_rate": "constant"}, {}),
+    "l2-decay-to-zero": ({"loss": "log_loss", "alpha": 20.0, "learning_rate": "constant"}, {}),
 }
 
 

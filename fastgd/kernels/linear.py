@@ -51,7 +51,15 @@ from ..optim.schedules import update_lr
 from ._cast import cast_like
 from .losses import output_loss
 from .penalty import l1_shrink
-from .rows import accumulate, decision, prefetch_row, prefetch_targets, sample_gradient, sgd_step_and_decide
+from .rows import (
+    accumulate,
+    decision,
+    fold_weight_scale,
+    prefetch_row,
+    prefetch_targets,
+    sample_gradient,
+    sgd_step_and_decide,
+)
 
 
 @jit(reduction=True, inlined=True)
@@ -166,7 +174,7 @@ def optimizer_update(threaded, blocked, params, grads, slots, rule, step, lr, sc
 
 
 @jit(reduction=True, refcount=False, inline="always")
-def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step, loss_code,
+def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step, loss_code,
                 epsilon, n_outputs, fit_intercept, l2, l1):
     """The epoch of :func:`linear_epoch` with ``batch_size = 1``: one update per sample.
 
@@ -188,6 +196,10 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
     xx = cast_like(0.0, params)
     if n_samples > 0:
         xx = decision(X, order, 0, params, n_features, n_outputs, fit_intercept, z, norms)
+    lazy[0, 0] = 1.0  # the weights are params themselves (see sgd_step_and_decide)
+    for k in range(n_outputs):
+        lazy[1, k] = norms[1, k]
+        lazy[2, k] = norms[0, k]
     for i in range(n_samples):
         prefetch_row(X, order, i)
         prefetch_targets(Y, sample_weight, order, i)
@@ -198,6 +210,7 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
             dz[k] *= weight
         sq = sample_norm2(xx, norms, dz, l2, fit_intercept)
         if not (math.isfinite(sq) and math.isfinite(loss_sum)):
+            fold_weight_scale(X, params, n_coefs, lazy)
             return np.nan, step, norm_sum
         norm, scale = norm_and_clip_scale(sq, rule.clip_norm)
         norm_sum += norm
@@ -205,16 +218,17 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
         lr = update_lr(rule, step)
         if plain_sgd:
             xx = sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2,
-                                     lr * l1, rule.hyper[3], lr, scale, rule.clip_value, z, norms)
+                                     lr * l1, rule.hyper[3], lr, scale, rule.clip_value, z, norms, lazy)
             continue
         sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
         optimizer_update(threaded, False, params, grads, slots, rule, step, lr, scale, l1, n_coefs)
         xx = decision(X, order, min(i + 1, n_samples - 1), params, n_features, n_outputs, fit_intercept, z, norms)
+    fold_weight_scale(X, params, n_coefs, lazy)
     return loss_sum, step, norm_sum
 
 
 @jit(reduction=True, refcount=False, inline="always")
-def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
                loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss, block_z,
                block_dz, block_rows):
     """The epoch of :func:`linear_epoch`; ``threaded`` and ``blocked`` are constants of each entry point.
@@ -228,7 +242,7 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
     are those of :func:`linear_epoch`.
     """
     if batch_size == 1 and not blocked:
-        return sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+        return sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
                            loss_code, epsilon, n_outputs, fit_intercept, l2, l1)
     n_samples = order.shape[0]
     n_features = params.size // n_outputs - 1
@@ -277,7 +291,7 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
 
 
 @jit(reduction=True, refcount=False)
-def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
                  loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
                  block_z, block_dz, block_rows):
     """Train a linear model for one epoch, with serial optimizer updates.
@@ -300,6 +314,9 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms,
         Workspaces for decision values and their loss derivatives.
     norms : ndarray of shape (2, n_outputs)
         Workspace for the pieces of a sample's gradient norm (see :func:`sample_norm2`).
+    lazy : ndarray of shape (3, n_outputs), float64
+        Workspace of per-sample SGD on CSR rows: the weight scale and its
+        norms (see :func:`fastgd.kernels.rows.sgd_step_and_decide`).
     rule : UpdateRule
         Optimizer, schedule and clipping (``rule.threaded`` is ignored: see
         :func:`linear_epoch_threaded`).
@@ -331,23 +348,23 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms,
     norm_sum : float
         Sum over this epoch's updates of the gradient's global norm before clipping.
     """
-    return epoch_loop(False, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+    return epoch_loop(False, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
                       loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
                       block_z, block_dz, block_rows)
 
 
 @jit(reduction=True, refcount=False)
-def linear_epoch_threaded(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+def linear_epoch_threaded(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
                           loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
                           block_z, block_dz, block_rows):
     """:func:`linear_epoch` with the optimizer update on Numba's threads (``rule.threaded``, large models)."""
-    return epoch_loop(True, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+    return epoch_loop(True, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
                       loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
                       block_z, block_dz, block_rows)
 
 
 @jit(reduction=True, refcount=False)
-def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
                          loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
                          block_z, block_dz, block_rows):
     """:func:`linear_epoch` with each mini-batch's gradient computed in blocks of rows on Numba's threads.
@@ -358,7 +375,7 @@ def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz
     same bits on any number of threads. The optimizer update runs on the
     threads too when ``rule.threaded``.
     """
-    return epoch_loop(False, True, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, rule, step,
+    return epoch_loop(False, True, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
                       loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
                       block_z, block_dz, block_rows)
 
