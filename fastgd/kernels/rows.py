@@ -316,15 +316,10 @@ def _decision(X, order, i, params, n_features, n_outputs, fit_intercept, z, norm
         row = order[i]
         lo = indptr[row]
         hi = indptr[row + 1]
-        xx = cast_like(0.0, params)
-        if with_norms:
-            for p in range(lo, hi):
-                xx += data[p] * data[p]
+        xx = cast_like(sparse_squares(data, lo, hi) if with_norms else 0.0, params)
         for k in range(n_outputs):
             offset = k * n_features
-            s = cast_like(0.0, params)
-            for p in range(lo, hi):
-                s += params[offset + indices[p]] * data[p]
+            s = cast_like(sparse_dot(data, indices, lo, hi, params, offset), params)
             if with_norms:
                 w = params[offset:offset + n_features]
                 ww = cast_like(0.0, params)
