@@ -116,9 +116,12 @@ def sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, f
     The step is :func:`fastgd.optim.sgd.plain_sgd_value` on each parameter
     with the gradient of :func:`sample_gradient` (``dz[k] * x + l2 * w_k``,
     intercept ``dz[k]``), then the L1 proximal step of ``l1_amount`` on the
-    weights when it is positive: the bits of :func:`sample_gradient`,
+    weights when it is positive. With weight decay, gradient scaling,
+    clipping or L1 these are the bits of :func:`sample_gradient`,
     :func:`fastgd.optim.sgd.sgd_update` and
-    :func:`fastgd.kernels.penalty.l1_shrink` in a row. The next sample's
+    :func:`fastgd.kernels.penalty.l1_shrink` in a row; without them the rule
+    is contracted to fused multiply-adds (:func:`unclipped_sample_sgd_value`,
+    the same values to round-off). The next sample's
     decision values, and the pieces of its gradient norm, are written into
     ``z`` and ``norms`` as :func:`decision` does; the return is its
     ``||x||^2``. (The last sample has no next one: its own row is used.)
@@ -132,8 +135,8 @@ def sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, f
     with the scale ``s = lazy[0, 0]``: the step multiplies ``s`` by
     ``1 - lr * (grad_scale * l2 + weight_decay)`` and moves only the weights of
     the row's nonzero features, so a step costs the row's nonzeros, not the
-    number of features (50,000 features, 50 nonzeros per row: 60x faster
-    than a dense pass). ``lazy[1, k]`` tracks ``||params_k||^2`` (updated in
+    number of features (20,000 x 50,000, 50 nonzeros per row, 5 epochs:
+    2,575 -> 33 ms). ``lazy[1, k]`` tracks ``||params_k||^2`` (updated in
     closed form, recomputed exactly when ``s`` is folded back into the
     weights, below 1e-9) and ``lazy[2, k]`` the current row's
     ``x . params_k``; :func:`fold_weight_scale` folds ``s`` back at the end of
@@ -189,11 +192,14 @@ def sample_sgd_value(param, d, x, l2, lr, weight_decay, grad_scale, clip, tiny):
 
 @jit(inlined=True, fastmath={"contract"})
 def unclipped_sample_sgd_value(param, x, lr_l2, lr_d, tiny):
-    """:func:`sample_sgd_value` without weight decay, scaling, clipping: ``param - lr * (d * x + l2 * param)``.
+    """:func:`sample_sgd_value` without weight decay, scaling or clipping, in two fused multiply-adds.
 
-    Contracted to fused multiply-adds (two roundings fewer than the strict
-    rule: the same value to round-off), on the chain of operations that
-    bounds per-sample SGD.
+    ``(param - lr_l2 * param) - lr_d * x`` with ``lr_l2 = lr * l2`` and
+    ``lr_d = lr * d``: the rule ``param - lr * (d * x + l2 * param)``
+    reassociated and contracted (the same value to round-off). It is on the
+    chain of operations that bounds per-sample SGD; the strict form has 13
+    vector operations per element where this has 5 (hinge, 100 float32
+    features: 70 -> 60 ns per sample).
     """
     return flush_subnormal((param - lr_l2 * param) - lr_d * x, tiny)
 
