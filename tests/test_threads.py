@@ -168,6 +168,19 @@ def test_mlp_blas_threads_follow_n_threads(monkeypatch):
     assert seen[1] and all(n == 1 for n in seen[1])   # a small batch: one BLAS thread whatever n_threads
 
 
+def test_explicit_n_threads_sets_the_mlp_blas_threads_from_128_rows():
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    most = min(blas_threads())  # BLAS's own count: the CPUs it was started on
+    with cpu_mlp.blas_limits(cpu_mlp.EXPLICIT_THREADED_BLAS_MIN_BATCH, 2):
+        assert blas_threads() and all(n == min(2, most) for n in blas_threads())
+    with cpu_mlp.blas_limits(cpu_mlp.EXPLICIT_THREADED_BLAS_MIN_BATCH - 1, 2):
+        assert all(n == 1 for n in blas_threads())
+    with cpu_mlp.blas_limits(cpu_mlp.THREADED_BLAS_MIN_BATCH - 1, None):  # the default: one thread below it
+        assert all(n == 1 for n in blas_threads())
+
+
 def test_blocked_csr_gradients_match_the_serial_pass(monkeypatch):
     import scipy.sparse as sp
 

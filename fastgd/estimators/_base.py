@@ -106,8 +106,10 @@ def fit_device(est: Any) -> str:
 #: Docstring of ``n_threads``, shared by every estimator.
 N_THREADS_DOC = """    n_threads : int or None, default=None
         Threads that training may use: Numba's threads for mini-batch
-        gradients and large models' optimizer updates (and BLAS threads for the
-        MLPs' matrix products of batches of 8192 rows or more). ``None``: the
+        gradients and large models' optimizer updates, and BLAS threads for the
+        MLPs' matrix products (batches of 128 rows or more when given as a
+        number, on an idle machine 1.3x faster at 128 rows and 1.6x at 1024
+        with two threads; with ``None``, batches of 8192 rows or more). ``None``: the
         CPUs this process may run on that the 1-minute load average leaves
         idle, rounded (``clip(round(cpus - load), 1, cpus)``): every CPU of an
         idle machine, one thread on a busy one, where a second thread waiting
