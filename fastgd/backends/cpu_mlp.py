@@ -54,9 +54,8 @@ def blas_limits(batch_size: int, n_threads: int | None = None) -> AbstractContex
     (None: BLAS's own count, left as it is). A ``n_threads`` given explicitly
     applies from :data:`EXPLICIT_THREADED_BLAS_MIN_BATCH` rows on.
     """
-    threshold = THREADED_BLAS_MIN_BATCH if n_threads is None else min(THREADED_BLAS_MIN_BATCH,
-                                                                       EXPLICIT_THREADED_BLAS_MIN_BATCH)
-    limit = n_threads if batch_size >= threshold else 1
+    threshold = THREADED_BLAS_MIN_BATCH if n_threads is None else EXPLICIT_THREADED_BLAS_MIN_BATCH
+    limit = n_threads if batch_size >= min(threshold, THREADED_BLAS_MIN_BATCH) else 1
     if limit is None:
         return nullcontext()
     controller = blas_controller()

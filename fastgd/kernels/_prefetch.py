@@ -12,7 +12,8 @@ three rows are in flight, while the L2 takes many more. Reading shuffled
 request (``prefetcht0``), three samples ahead, then finds the line in L2 and
 costs little; without it every row of a 100-feature model was read from L2
 inside the dependent chain of per-sample SGD (hinge, 200,000 x 100 float32,
-shuffled: 77 -> 58-60 ns per sample; two samples ahead gave 62-65).
+shuffled: 77 -> 57-60 ns per sample three samples ahead, 63-79 two ahead,
+three alternating runs each).
 """
 
 from __future__ import annotations

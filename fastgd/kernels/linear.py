@@ -55,6 +55,7 @@ from .rows import (
     accumulate,
     decision,
     fold_weight_scale,
+    one_pass_sgd_applies,
     prefetch_row,
     prefetch_targets,
     sample_gradient,
@@ -190,7 +191,8 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
     n_samples = order.shape[0]
     n_features = params.size // n_outputs - 1
     n_coefs = n_outputs * n_features
-    plain_sgd = rule.kernel_id == SGD_KERNEL_ID and rule.hyper[0] == 0.0 and not threaded
+    plain_sgd = (rule.kernel_id == SGD_KERNEL_ID and rule.hyper[0] == 0.0 and not threaded
+                 and one_pass_sgd_applies(X, l1, rule.clip_value))
     loss_sum = 0.0
     norm_sum = 0.0
     xx = cast_like(0.0, params)
@@ -217,7 +219,7 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
         step += 1
         lr = update_lr(rule, step)
         if plain_sgd:
-            xx = sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2,
+            xx = sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2,
                                      lr * l1, rule.hyper[3], lr, scale, rule.clip_value, z, norms, lazy)
             continue
         sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)

@@ -109,7 +109,7 @@ def sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_i
     return run_overload(_sample_gradient, X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
 
 
-def sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2, l1_amount,
+def sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
                         weight_decay, lr, grad_scale, clip, z, norms, lazy):  # pragma: no cover - compiled overload
     """Plain SGD step on the gradient of sample ``order[i]``, then the decision of sample ``order[i + 1]``.
 
@@ -129,7 +129,7 @@ def sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, f
     On dense rows it is one pass: each new weight is multiplied into the next
     row's dot product as soon as it is written. Per-sample SGD is bound by the
     chain sample -> dot product -> update -> next dot product; fusing the
-    two loops halves its length (``grads`` and ``lazy`` are not used).
+    two loops halves its length (``lazy`` is not used).
 
     CSR rows keep the weights as ``s * params`` (scikit-learn's ``wscale``),
     with the scale ``s = lazy[0, 0]``: the step multiplies ``s`` by
@@ -141,11 +141,17 @@ def sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, f
     weights, below 1e-9) and ``lazy[2, k]`` the current row's
     ``x . params_k``; :func:`fold_weight_scale` folds ``s`` back at the end of
     the epoch. Clipping by value and L1 are not linear in the weights: with
-    either, CSR rows take the three steps in turn (gradient in ``grads``,
-    update, decision), dense passes over the weights.
+    either, the caller takes the general route instead (see
+    :func:`one_pass_sgd_applies`).
     """
-    return run_overload(_sgd_step_and_decide, X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept,
+    return run_overload(_sgd_step_and_decide, X, order, i, dz, params, n_features, n_outputs, fit_intercept,
                         l2, l1_amount, weight_decay, lr, grad_scale, clip, z, norms, lazy)
+
+
+def one_pass_sgd_applies(X, l1, clip_value):  # pragma: no cover - compiled overload below
+    """Whether :func:`sgd_step_and_decide` serves plain SGD on ``X``: always on dense rows, on CSR rows
+    only without L1 and clipping by value (which the scaled weights cannot carry)."""
+    return run_overload(_one_pass_sgd_applies, X, l1, clip_value)
 
 
 @jit(inlined=True)
@@ -197,8 +203,8 @@ def unclipped_sample_sgd_value(param, x, lr_l2, lr_d, tiny):
     ``(param - lr_l2 * param) - lr_d * x`` with ``lr_l2 = lr * l2`` and
     ``lr_d = lr * d``: the rule ``param - lr * (d * x + l2 * param)``
     reassociated and contracted (the same value to round-off). It is on the
-    chain of operations that bounds per-sample SGD; the strict form has 13
-    vector operations per element where this has 5 (hinge, 100 float32
+    chain of operations that bounds per-sample SGD; the strict form compiles
+    to 15 vector operations per element, this to 5 (hinge, 100 float32
     features: 70 -> 60 ns per sample).
     """
     return flush_subnormal((param - lr_l2 * param) - lr_d * x, tiny)
@@ -238,25 +244,31 @@ def _is_dense(X):
     return isinstance(X, types.Array)
 
 
+@jit(refcount=False, inline="always")
+def prefetch_lines(into_l1, X, order, ahead, line):
+    """Prefetch every cache line (``line`` elements) of dense row ``order[ahead]``, if any; ``into_l1`` a constant."""
+    if ahead < order.shape[0]:
+        n_features = X.shape[1]
+        row = X[order[ahead]]
+        for j in range(0, n_features, line):
+            if into_l1:
+                prefetch_l1(row, j)
+            else:
+                prefetch(row, j)
+        if into_l1:
+            prefetch_l1(row, n_features - 1)
+        else:
+            prefetch(row, n_features - 1)
+
+
 @overload(prefetch_row, jit_options=_JIT_OPTIONS)
 def _prefetch_row(X, order, i):
     if _is_dense(X):
         line = max(1, CACHE_LINE // (X.dtype.bitwidth // 8))  # elements per cache line, a compile-time constant
 
         def impl(X, order, i):
-            n_features = X.shape[1]
-            ahead = i + PREFETCH_DISTANCE
-            if ahead < order.shape[0]:
-                row = X[order[ahead]]
-                for j in range(0, n_features, line):
-                    prefetch(row, j)
-                prefetch(row, n_features - 1)
-            near = i + NEAR_PREFETCH_DISTANCE
-            if near < order.shape[0]:
-                row = X[order[near]]
-                for j in range(0, n_features, line):
-                    prefetch_l1(row, j)
-                prefetch_l1(row, n_features - 1)
+            prefetch_lines(False, X, order, i + PREFETCH_DISTANCE, line)
+            prefetch_lines(True, X, order, i + NEAR_PREFETCH_DISTANCE, line)
         return impl
 
     data_line = max(1, CACHE_LINE // (X[0].dtype.bitwidth // 8))
@@ -405,10 +417,10 @@ def _sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_
 
 
 @overload(sgd_step_and_decide, jit_options=_JIT_OPTIONS)
-def _sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2, l1_amount,
+def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
                          weight_decay, lr, grad_scale, clip, z, norms, lazy):
     if _is_dense(X):
-        def impl(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2, l1_amount,
+        def impl(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
                  weight_decay, lr, grad_scale, clip, z, norms, lazy):
             x = X[order[i]]
             x_next = X[order[i + 1]] if i + 1 < order.shape[0] else x
@@ -422,7 +434,7 @@ def _sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, 
             tiny = tiny_like(params)
             zero = cast_like(0.0, params)
             n_coefs = n_outputs * n_features
-            # weight decay, clipping and L1 cost 8 of the 13 vector operations per element: left out when off
+            # weight decay, clipping and L1 cost 10 of the 15 vector operations per element: left out when off
             unclipped = not shrink and wd == 0 and scale == 1 and not clip_ < math.inf
             xx = zero
             for k in range(n_outputs):
@@ -442,7 +454,7 @@ def _sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, 
             return xx
         return impl
 
-    def impl_csr(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2, l1_amount,
+    def impl_csr(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
                  weight_decay, lr, grad_scale, clip, z, norms, lazy):
         data, indices, indptr = X
         n_coefs = n_outputs * n_features
@@ -452,25 +464,17 @@ def _sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, 
         clip_ = cast_like(clip, params)
         tiny = tiny_like(params)
         zero = cast_like(0.0, params)
-        decay = 1.0 - lr * (grad_scale * l2 + weight_decay)
-        if l1_amount > 0.0 or clip < math.inf or not decay > 0.0:
-            fold_weight_scale(X, params, n_coefs, lazy)
-            sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
-            amount = cast_like(l1_amount, params)
-            for j in range(params.size):
-                v = plain_sgd_value(params[j], grads[j], lr_, wd, scale, clip_, tiny)
-                params[j] = soft_threshold(v, amount) if l1_amount > 0.0 and j < n_coefs else v
-            xx = decision(X, order, min(i + 1, order.shape[0] - 1), params, n_features, n_outputs, fit_intercept,
-                          z, norms)
-            for k in range(n_outputs):
-                lazy[1, k] = norms[1, k]
-                lazy[2, k] = norms[0, k]
-            return xx
         row = order[i]
         lo = indptr[row]
         hi = indptr[row + 1]
         xx = sparse_squares(data, lo, hi)
-        s = lazy[0, 0] * decay
+        s = lazy[0, 0] * (1.0 - lr * (grad_scale * l2 + weight_decay))
+        if not s >= 1e-9:  # fold the scale into the weights (also when a huge rate made it 0 or negative)
+            for k in range(n_outputs):
+                lazy[2, k] *= s
+            lazy[0, 0] = s
+            fold_weight_scale(X, params, n_coefs, lazy)
+            s = 1.0
         for k in range(n_outputs):
             offset = k * n_features
             move = lr * grad_scale * dz[k] / s  # params_k -= move * x keeps s * params_k on the rule
@@ -480,9 +484,6 @@ def _sgd_step_and_decide(X, order, i, dz, params, grads, n_features, n_outputs, 
             b = n_coefs + k
             params[b] = plain_sgd_value(params[b], dz[k] if fit_intercept else zero, lr_, wd, scale, clip_, tiny)
         lazy[0, 0] = s
-        if s < 1e-9:  # fold the scale back before the weights stored grow too large
-            fold_weight_scale(X, params, n_coefs, lazy)
-            s = 1.0
         row = order[min(i + 1, order.shape[0] - 1)]
         lo = indptr[row]
         hi = indptr[row + 1]
@@ -519,4 +520,16 @@ def _fold_weight_scale(X, params, n_coefs, lazy):
             for j in range(k * n_features, (k + 1) * n_features):
                 ww += params[j] * params[j]
             lazy[1, k] = ww
+    return impl_csr
+
+
+@overload(one_pass_sgd_applies, jit_options=_JIT_OPTIONS)
+def _one_pass_sgd_applies(X, l1, clip_value):
+    if _is_dense(X):
+        def impl(X, l1, clip_value):
+            return True
+        return impl
+
+    def impl_csr(X, l1, clip_value):
+        return not l1 > 0.0 and not clip_value < math.inf
     return impl_csr

@@ -49,27 +49,42 @@ def adam_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, l
     moments = (from_end, weight, one_minus_weight, beta2_, one_minus_beta2)
     # Two loops rather than one with ``if amsgrad`` around the third row: without amsgrad that row would be
     # exp_avg_sq itself, and the overlap makes LLVM's runtime alias check send the loop down its scalar path.
+    decay = (scale, clip, shrink, coupled_decay)
+    rate = (step_size, bc2_sqrt, eps, tiny)
     if amsgrad:
         max_exp_avg_sq = slots[2]
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-            g = scale_and_clip(grads[i], scale, clip)
-            p = params[i] * shrink
-            g = g + coupled_decay * p
-            m, v = adam_moments(g, exp_avg[i], exp_avg_sq[i], moments)
-            exp_avg[i] = flush_subnormal(m, tiny)
-            exp_avg_sq[i] = flush_subnormal(v, tiny)
+            p, m, v = adam_element(grads[i], params[i], exp_avg, exp_avg_sq, i, decay, moments, tiny)
             v = max(max_exp_avg_sq[i], v)
             max_exp_avg_sq[i] = flush_subnormal(v, tiny)
-            params[i] = flush_subnormal(p - step_size * (m / (np.sqrt(v) / bc2_sqrt + eps)), tiny)
+            params[i] = adam_parameter(p, m, v, rate)
     else:
         for i in range(np.uint64(lo), np.uint64(hi)):  # unsigned: no wraparound, so LLVM vectorises
-            g = scale_and_clip(grads[i], scale, clip)
-            p = params[i] * shrink
-            g = g + coupled_decay * p
-            m, v = adam_moments(g, exp_avg[i], exp_avg_sq[i], moments)
-            exp_avg[i] = flush_subnormal(m, tiny)
-            exp_avg_sq[i] = flush_subnormal(v, tiny)
-            params[i] = flush_subnormal(p - step_size * (m / (np.sqrt(v) / bc2_sqrt + eps)), tiny)
+            p, m, v = adam_element(grads[i], params[i], exp_avg, exp_avg_sq, i, decay, moments, tiny)
+            params[i] = adam_parameter(p, m, v, rate)
+
+
+@jit(inlined=True)
+def adam_element(grad, param, exp_avg, exp_avg_sq, i, decay, moments, tiny):
+    """Element ``i`` of an Adam step up to the moments: stores the new moments, returns ``(p, m, v)``.
+
+    ``p`` is the parameter after decoupled decay, ``m``, ``v`` the new moments
+    (before amsgrad's maximum); ``decay = (grad_scale, clip, shrink, coupled_decay)``.
+    """
+    scale, clip, shrink, coupled_decay = decay
+    p = param * shrink
+    g = scale_and_clip(grad, scale, clip) + coupled_decay * p
+    m, v = adam_moments(g, exp_avg[i], exp_avg_sq[i], moments)
+    exp_avg[i] = flush_subnormal(m, tiny)
+    exp_avg_sq[i] = flush_subnormal(v, tiny)
+    return p, m, v
+
+
+@jit(inlined=True)
+def adam_parameter(p, m, v, rate):
+    """The new parameter from ``p`` and the moments; ``rate = (step_size, bc2_sqrt, eps, tiny)``."""
+    step_size, bc2_sqrt, eps, tiny = rate
+    return flush_subnormal(p - step_size * (m / (np.sqrt(v) / bc2_sqrt + eps)), tiny)
 
 
 @jit(inlined=True)
