@@ -4,7 +4,9 @@ Parametrised by optimizer (``adam``, ``sgd``: scikit-learn's rules) x batch size
 trains one epoch on a small subset of ``make_classification(n_features=100, n_informative=50,
 n_classes=10)``: 2,000 samples at batch size 1, 10,000 otherwise. ``setup`` fits a first epoch, so that the
 kernels are compiled (or loaded from Numba's cache) before any timing; each timed call is one more epoch of
-the same model (``warm_start=True``, ``max_iter=1``).
+the same model (``warm_start=True``, ``max_iter=1``). ``MLPEpoch`` trains on one thread (``n_threads=1``: the
+serial epoch, comparable across machines and with earlier commits); ``MLPEpochThreads`` on one and two (Adam,
+float32), where two threads split each batch into two parts.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class MLPEpoch:
         n = n_samples(batch_size)
         self.X, self.y = X[:n], y[:n]
         self.model = _MLPClassifier(hidden_layer_sizes=HIDDEN, solver=optimizer, batch_size=batch_size,
-                                    max_iter=1, warm_start=True, random_state=0, tol=0.0, n_iter_no_change=10**9)
+                                    max_iter=1, warm_start=True, random_state=0, tol=0.0, n_iter_no_change=10**9,
+                                    n_threads=1)
         self.epoch()  # compiles (or loads) the kernels
 
     def epoch(self) -> None:
@@ -79,6 +82,26 @@ class MLPEpoch:
         self.epoch()
 
     def track_samples_per_second(self, optimizer: str, batch_size: int, dtype: str) -> float:
+        return samples_per_second(self.epoch, self.X.shape[0])
+
+    track_samples_per_second.unit = "samples/s"
+
+
+class MLPEpochThreads(MLPEpoch):
+    """One epoch of Adam on float32 with ``n_threads`` 1 and 2 (two threads: each batch split in two parts)."""
+
+    params = ([32, 128, 1024], [1, 2])
+    param_names = ["batch_size", "n_threads"]
+
+    def setup(self, batch_size: int, n_threads: int) -> None:
+        super().setup("adam", batch_size, "float32")
+        self.model.set_params(n_threads=n_threads)
+        self.epoch()  # the split epoch's kernels, on two threads
+
+    def time_epoch(self, batch_size: int, n_threads: int) -> None:
+        self.epoch()
+
+    def track_samples_per_second(self, batch_size: int, n_threads: int) -> float:
         return samples_per_second(self.epoch, self.X.shape[0])
 
     track_samples_per_second.unit = "samples/s"

@@ -478,7 +478,7 @@ def section_mlp(quick: bool) -> None:
 
     from fastgd import MLPClassifier
     from fastgd.backends.cpu import available_cpus
-    from fastgd.backends.cpu_mlp import EXPLICIT_THREADED_BLAS_MIN_BATCH
+    from fastgd.backends.cpu_mlp import MIN_PART_ROWS
 
     n_full = 5_000 if quick else 50_000
     n_single = 1_000 if quick else 5_000
@@ -492,8 +492,9 @@ def section_mlp(quick: bool) -> None:
     print(f"One warm-up epoch, then the median of {repeats} timed epochs, in samples/s; batch size 1 uses the "
           f"first {n_single} samples. scikit-learn's and fastgd's `MLPClassifier(hidden_layer_sizes={MLP_HIDDEN}, "
           "solver='adam', batch_size=..., max_iter=1, warm_start=True, random_state=0)`, one fit per epoch "
-          "(scikit-learn on 1 BLAS thread; fastgd with n_threads=1, and n_threads=2 from batch "
-          f"{EXPLICIT_THREADED_BLAS_MIN_BATCH} on, credited with the faster, as PyTorch is); "
+          "(scikit-learn on 1 BLAS thread; fastgd with n_threads=1, and with n_threads=2 -- each batch split "
+          f"into two parts on two threads -- from batch {2 * MIN_PART_ROWS} on, credited with the faster, "
+          "as PyTorch is); "
           "PyTorch: `nn.Sequential` + `torch.optim.Adam(lr=1e-3, fused=True)` + `CrossEntropyLoss` (no L2 term), "
           f"with {' and '.join(map(str, torch_threads)) or 'no'} thread(s). Accuracy on the training samples after "
           f"the same {1 + repeats} epochs. Ratios are fastgd's speed-up; targets in brackets.\n")
@@ -507,16 +508,17 @@ def section_mlp(quick: bool) -> None:
             warnings.simplefilter("ignore", ConvergenceWarning)
             candidates = {"fastgd 1t": (MLPClassifier, Xb, {"n_threads": 1}),
                           "sklearn f64": (SkMLP, Xb.astype(np.float64), {}), "sklearn f32": (SkMLP, Xb, {})}
-            if available_cpus() >= 2 and batch_size >= EXPLICIT_THREADED_BLAS_MIN_BATCH:
+            if available_cpus() >= 2 and batch_size >= 2 * MIN_PART_ROWS:
                 candidates["fastgd 2t"] = (MLPClassifier, Xb, {"n_threads": 2})
             for name, (cls, Xc, kwargs) in candidates.items():
                 # one BLAS thread for scikit-learn: on a few cores the spinning threads of several pools cost
                 # it 2-10x; fastgd's trainer sets its own BLAS threads (n_threads) in any case
+                # the accuracy too: BLAS threads woken by a prediction keep spinning into the next timing
                 with threadpoolctl.threadpool_limits(1, user_api="blas"):
                     step, est = _sk_mlp_stepper(cls, Xc, yb, batch_size, **kwargs)
                     times, _ = _mlp_epochs(lambda step=step: step, repeats)
+                    acc[name] = est.score(Xc, yb)
                 rate[name] = n / statistics.median(times)
-                acc[name] = est.score(Xc, yb)
         # like PyTorch, fastgd is credited with the faster of 1 and 2 threads
         fastgd_best = max((k for k in rate if k.startswith("fastgd")), key=rate.get)
         rate["fastgd"], acc["fastgd"] = rate[fastgd_best], acc[fastgd_best]
@@ -524,8 +526,8 @@ def section_mlp(quick: bool) -> None:
             with threadpoolctl.threadpool_limits(1, user_api="blas"):
                 step, accuracy = _torch_mlp_stepper(Xb, yb, batch_size, threads)
                 times, _ = _mlp_epochs(lambda step=step: step, repeats)
+                acc[f"torch {threads}t"] = accuracy(Xb, yb)
             rate[f"torch {threads}t"] = n / statistics.median(times)
-            acc[f"torch {threads}t"] = accuracy(Xb, yb)
         torch_best = max((k for k in rate if k.startswith("torch")), key=rate.get, default=None)
         sk_ratio = rate["fastgd"] / rate["sklearn f64"]
         sk_target = MLP_SKLEARN_TARGETS[batch_size]
@@ -548,7 +550,10 @@ def section_mlp(quick: bool) -> None:
                      f"{'MET' if met_sk else 'NOT MET'}"
                      + (f"; vs PyTorch {torch_ratio:.2f}x (target {torch_target:g}x) "
                         f"{'MET' if met_torch else 'NOT MET'}" if torch_target and torch_best else "")
-                     + f"; accuracy {100 * dacc:+.2f} points {'MET' if met_acc else 'NOT MET'}")
+                     + f"; accuracy {100 * dacc:+.2f} points {'MET' if met_acc else 'NOT MET'} ("
+                     + ", ".join(f"{k} {v / 1e3:.1f} k" for k, v in rate.items()
+                                 if k.startswith(("fastgd ", "torch ")))
+                     + ")")
         if batch_size == 1024:
             gemm = _gemm_rate(batch_size, [100, *MLP_HIDDEN, 10])
             gemm_share = rate["fastgd 1t"] / gemm

@@ -27,16 +27,19 @@ def digits():
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
-@pytest.mark.parametrize("batch_size", [1, 32, 300])
+@pytest.mark.parametrize(("batch_size", "n_threads"), [(1, 1), (32, 1), (32, 2), (300, 1), (300, 2)])
 @pytest.mark.parametrize("activation", ["relu", "tanh", "logistic"])
-def test_one_epoch_agrees_with_scikit_learn(digits, solver, batch_size, activation):
-    """Same weights in, one unshuffled epoch each: the weights out agree to float64 round-off."""
+def test_one_epoch_agrees_with_scikit_learn(digits, solver, batch_size, n_threads, activation):
+    """Same weights in, one unshuffled epoch each: the weights out agree to float64 round-off.
+
+    With two threads each batch is split into two parts (``fastgd.kernels.dense.mlp_epoch_split``).
+    """
     X, y = digits
     params = {"hidden_layer_sizes": (16, 8), "activation": activation, "solver": solver, "batch_size": batch_size,
               "max_iter": 1, "shuffle": False, "warm_start": True, "random_state": 0, "alpha": 1e-3,
               "learning_rate_init": 0.01}
     reference = SkMLPClassifier(**params).fit(X, y)  # random start, one epoch
-    ours = MLPClassifier.from_sklearn(reference)
+    ours = MLPClassifier.from_sklearn(reference).set_params(n_threads=n_threads)
     for a, b in zip(ours.coefs_, reference.coefs_, strict=True):
         np.testing.assert_array_equal(a, b)
     reference.fit(X, y)
@@ -48,14 +51,15 @@ def test_one_epoch_agrees_with_scikit_learn(digits, solver, batch_size, activati
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_regressor_epoch_agrees_with_scikit_learn(solver):
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_regressor_epoch_agrees_with_scikit_learn(solver, n_threads):
     X, y = make_regression(n_samples=120, n_features=6, n_targets=2, random_state=0)
     X = StandardScaler().fit_transform(X)
     y = y / 100
     params = {"hidden_layer_sizes": (10,), "solver": solver, "batch_size": 16, "max_iter": 1, "shuffle": False,
               "warm_start": True, "random_state": 0, "learning_rate": "invscaling"}
     reference = SkMLPRegressor(**params).fit(X, y)
-    ours = MLPRegressor.from_sklearn(reference)
+    ours = MLPRegressor.from_sklearn(reference).set_params(n_threads=n_threads)
     for _ in range(2):
         reference.fit(X, y)
         ours.fit(X, y)

@@ -5,6 +5,7 @@ import threading
 import numba
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.datasets import make_classification
 from threadpoolctl import threadpool_info
@@ -151,21 +152,63 @@ def test_a_fit_in_another_thread_leaves_this_threads_count_alone(wide):
     np.testing.assert_array_equal(results[1], results[2])
 
 
-def test_mlp_blas_threads_follow_n_threads(monkeypatch):
+def test_mlp_epochs_multiply_on_one_blas_thread(monkeypatch):
     X, y = make_classification(n_samples=300, n_features=8, random_state=0)
-    seen = []
-    original = cpu_mlp.mlp_epoch
+    seen = {}
 
-    def recording(*args):
-        seen.append([info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
-        return original(*args)
+    def recording(name):
+        original = getattr(cpu_mlp, name)
 
-    monkeypatch.setattr(cpu_mlp, "mlp_epoch", recording)
-    monkeypatch.setattr(cpu_mlp, "THREADED_BLAS_MIN_BATCH", 256)
+        def epoch(*args):
+            seen.setdefault(name, []).append(
+                [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
+            return original(*args)
+        return epoch
+
+    for name in ("mlp_epoch", "mlp_epoch_split"):
+        monkeypatch.setattr(cpu_mlp, name, recording(name))
     MLPClassifier((8,), batch_size=300, max_iter=1, n_threads=1, random_state=0).fit(X, y)
     MLPClassifier((8,), batch_size=32, max_iter=1, n_threads=2, random_state=0).fit(X, y)
-    assert seen[0] and all(n == 1 for n in seen[0])   # a large batch, capped by n_threads=1
-    assert seen[1] and all(n == 1 for n in seen[1])   # a small batch: one BLAS thread whatever n_threads
+    assert len(seen["mlp_epoch"]) == 1 and all(n == 1 for n in seen["mlp_epoch"][0])  # a large batch, one thread
+    split = seen["mlp_epoch_split"]  # two threads: the batch is split across Numba's threads, one BLAS thread each
+    assert len(split) == 1 and all(n == 1 for n in split[0])
+
+
+def test_batch_parts_keep_enough_rows_and_bounded_buffers():
+    assert cpu_mlp.batch_parts(32, 2, 60_000) == 2
+    assert cpu_mlp.batch_parts(32, 1, 60_000) == 1                        # one thread: the serial epoch
+    assert cpu_mlp.batch_parts(15, 2, 60_000) == 1                        # two parts would have 7 and 8 rows
+    assert cpu_mlp.batch_parts(32, 64, 60_000) == 32 // cpu_mlp.MIN_PART_ROWS
+    assert cpu_mlp.batch_parts(4096, 64, 10**6) == cpu_mlp.MAX_PART_ELEMENTS // 10**6 + 1
+    assert cpu_mlp.batch_parts(4096, 64, 10**8) == 2                      # a huge model: one extra buffer
+
+
+@pytest.mark.parametrize("batch_size", [16, 48, 300, 1000])
+def test_mlp_batches_split_across_threads_match_the_serial_epoch(batch_size):
+    """Split batches (n_threads=2) compute the serial epoch's update to float64 round-off.
+
+    The serial epoch is checked against scikit-learn and finite differences in test_mlp.py. Parts have
+    ``ceil(batch_size / 2)`` rows: the last batch of 16 (8 rows) and of 300 (100 rows) is one part, that of
+    48 (40 rows) two parts of 24 and 16 rows; 1000 is the full batch.
+    """
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread: n_threads=2 runs the serial epoch")
+    X, y = make_classification(n_samples=1000, n_features=12, n_informative=6, n_classes=3, random_state=0)
+    rng = np.random.default_rng(0)
+    sample_weight = rng.uniform(0.5, 2.0, size=y.size)
+    Xs = sp.csr_matrix(np.where(rng.random(X.shape) < 0.5, 0.0, X))
+    cases = [(MLPClassifier, X, y, {"alpha": 0.1}),
+             (MLPClassifier, Xs, y, {"solver": "sgd", "momentum": 0.9, "clip_norm": 0.5}),
+             (MLPRegressor, X, np.c_[X[:, 0], X[:, 1] - X[:, 2]], {"activation": "tanh", "solver": "adamw"})]
+    for cls, data, target, options in cases:
+        models = [cls((16, 8), batch_size=batch_size, max_iter=3, shuffle=True, random_state=0, tol=0,
+                      n_threads=n, **options).fit(data, target, sample_weight=sample_weight) for n in (1, 2)]
+        serial, split = models
+        assert cpu_mlp.batch_parts(batch_size, 2, 1) == 2
+        np.testing.assert_allclose(split.loss_curve_, serial.loss_curve_, rtol=1e-12)
+        for a, b in zip(split.coefs_ + split.intercepts_, serial.coefs_ + serial.intercepts_, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(split.gradient_norms_, serial.gradient_norms_, rtol=1e-9)
 
 
 def test_explicit_n_threads_sets_the_mlp_blas_threads_from_128_rows():

@@ -11,23 +11,29 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from ..engine import EpochResult
-from ..kernels.dense import mlp_epoch, mlp_forward, mlp_loss_and_gradient
+from ..kernels.dense import mlp_epoch, mlp_epoch_split, mlp_forward, mlp_loss_and_gradient
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
 from .cpu import FlatParameterSnapshots, numba_threads, parallel_section, resolve_n_threads
 
-#: Batches of at least this many rows multiply on every BLAS thread; smaller ones on one. Below it, waking
-#: the threads costs more than they save, and the spinning threads of NumPy's and SciPy's OpenBLAS (the
-#: latter runs Numba's ``np.dot``) slow each other down: on a 2-vCPU machine, batches of 1024 rows of a
-#: 100-256-128-10 network trained at 160k samples/s on one thread and at 15k-40k on two.
+#: Full-batch evaluations (L-BFGS) of at least this many rows multiply on every BLAS thread; smaller ones on
+#: one. Below it, waking the threads costs more than they save, and the spinning threads of NumPy's and SciPy's
+#: OpenBLAS (the latter runs Numba's ``np.dot``) slow each other down. Training epochs always multiply on one
+#: BLAS thread and split their batches across Numba's threads instead (:func:`batch_parts`).
 THREADED_BLAS_MIN_BATCH = int(os.environ.get("FASTGD_THREADED_BLAS_MIN_BATCH", 8192))
 
-#: With ``n_threads`` given explicitly, batches of at least this many rows multiply on that many BLAS
-#: threads (the caller vouches for idle cores). On an idle 2-vCPU machine two threads trained the
-#: 100-256-128-10 network 1.29x (batch 128) and 1.61x (batch 1024) faster than one; on a busy one they can be
-#: several times slower, which is why the default (``None``) stays at one thread below
-#: :data:`THREADED_BLAS_MIN_BATCH`.
+#: With ``n_threads`` given explicitly, full-batch evaluations of at least this many rows multiply on that
+#: many BLAS threads (the caller vouches for idle cores).
 EXPLICIT_THREADED_BLAS_MIN_BATCH = 128
+
+#: Fewest rows of one part of a batch split across Numba's threads. On an idle 2-vCPU machine (the
+#: 100-256-128-10 network, float32, Adam) two parts of 8 rows trained 1.13x faster than one batch of 16;
+#: batches of 8 gained nothing from two parts of 4.
+MIN_PART_ROWS = 8
+
+#: Most elements of the parts' extra gradient buffers (``(parts - 1) x parameters``); a large model is split
+#: into fewer parts (two at least).
+MAX_PART_ELEMENTS = 1 << 22
 
 
 _controller: tuple[int, ThreadpoolController] | None = None
@@ -63,6 +69,16 @@ def blas_limits(batch_size: int, n_threads: int | None = None) -> AbstractContex
     if all(lib.num_threads == limit for lib in blas):  # nothing to change
         return nullcontext()
     return controller.limit(limits=limit, user_api="blas")
+
+
+def batch_parts(batch_size: int, threads: int, n_params: int) -> int:
+    """Parts each batch of ``batch_size`` rows is split into, one per thread; 1: the serial epoch.
+
+    As many as ``threads``, but parts keep :data:`MIN_PART_ROWS` rows and their gradient buffers
+    :data:`MAX_PART_ELEMENTS` elements (see :func:`fastgd.kernels.dense.mlp_epoch_split`).
+    """
+    most_buffers = max(1, MAX_PART_ELEMENTS // max(n_params, 1))
+    return max(1, min(threads, batch_size // MIN_PART_ROWS, most_buffers + 1))
 
 
 def layer_offsets(units: np.ndarray) -> np.ndarray:
@@ -102,10 +118,14 @@ class MLPTrainer(FlatParameterSnapshots):
     batch_size : int
         Samples per update.
     n_threads : int or None, default=None
-        Threads for Numba (large models' optimizer updates) and for BLAS
-        (batches of :data:`EXPLICIT_THREADED_BLAS_MIN_BATCH` rows or more);
-        None: the idle CPUs for Numba, and for BLAS one thread below
-        :data:`THREADED_BLAS_MIN_BATCH` rows, BLAS's own count from it on.
+        Threads (:func:`fastgd.backends.cpu.resolve_n_threads`; None: the idle
+        CPUs). With two or more, each batch is split into parts of rows
+        computed on Numba's threads (:func:`batch_parts`); epochs multiply on
+        one BLAS thread. Full-batch evaluations for L-BFGS multiply on that
+        many BLAS threads from :data:`EXPLICIT_THREADED_BLAS_MIN_BATCH` rows
+        (None: BLAS's own count from :data:`THREADED_BLAS_MIN_BATCH` rows).
+        Parts add their gradients in another order than one batch does: the
+        results of different thread counts differ by round-off.
     """
 
     def __init__(self, X, Y, sample_weight, params, state: OptimizerState, rule: UpdateRule, *, units, hidden_code,
@@ -127,8 +147,12 @@ class MLPTrainer(FlatParameterSnapshots):
         self.alpha = float(alpha)
         self.batch_size = int(batch_size)
         self.n_threads = n_threads
-        self.numba_threads = resolve_n_threads(n_threads) if rule.threaded else None
-        self._allocate(self.batch_size, dtype)
+        threads = resolve_n_threads(n_threads)
+        self.numba_threads = threads if rule.threaded else None
+        self.n_parts = batch_parts(self.batch_size, threads, params.size)
+        # the serial epoch's workspaces; the split epoch allocates its own at its first call
+        self._allocate(self.batch_size if self.n_parts == 1 else 0, dtype)
+        self.part_grads: np.ndarray | None = None
         self.layer_sq = np.zeros(self.units.size - 1)
         self.norm_sums = np.zeros(self.units.size - 1)
 
@@ -141,15 +165,47 @@ class MLPTrainer(FlatParameterSnapshots):
         self.deltas = np.empty(rows * width, dtype=dtype)
 
     def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
-        """Train one epoch (see :func:`fastgd.kernels.dense.mlp_epoch`)."""
+        """Train one epoch: :func:`fastgd.kernels.dense.mlp_epoch`, or its split form on several threads."""
+        if self.n_parts > 1:
+            return self._run_split_epoch(order, lr)
         step_before = self.state.step
         parallel = parallel_section() if self.numba_threads is not None else nullcontext()
-        with blas_limits(self.batch_size, self.n_threads), parallel, numba_threads(self.numba_threads):
+        with blas_limits(1, 1), parallel, numba_threads(self.numba_threads):
             loss_sum, step = mlp_epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
                 self.sw_batch, self.activations, self.deltas, self.rule._replace(lr=float(lr)), step_before,
                 self.alpha, self.batch_size, self.layer_sq, self.norm_sums)
+        return self._epoch_result(loss_sum, step_before, step)
+
+    def _allocate_parts(self, n_parts: int, dtype) -> None:
+        """Workspaces of :func:`fastgd.kernels.dense.mlp_epoch_split`: one set per part of a batch."""
+        part_rows = -(-self.batch_size // n_parts)
+        width = int(self.units[1:].sum())
+        self.x_parts = np.empty((n_parts, part_rows, self.units[0]), dtype=dtype)
+        self.y_parts = np.empty((n_parts, part_rows, self.units[-1]), dtype=dtype)
+        self.sw_parts = np.empty((n_parts, part_rows), dtype=dtype)
+        self.activation_parts = np.empty((n_parts, part_rows * width), dtype=dtype)
+        self.delta_parts = np.empty((n_parts, part_rows * width), dtype=dtype)
+        self.part_grads = np.zeros((n_parts - 1, self.params.size), dtype=dtype)
+        self.part_sq = np.zeros((2 * n_parts, self.units.size - 1))
+
+    def _run_split_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
+        """One epoch with every batch split into :attr:`n_parts` parts on as many Numba threads."""
+        if self.part_grads is None:
+            self._allocate_parts(self.n_parts, self.params.dtype)
+        step_before = self.state.step
+        with blas_limits(1, 1), parallel_section(), numba_threads(self.n_parts):
+            loss_sum, step = mlp_epoch_split(
+                self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.part_grads,
+                self.state.slots, self.units, self.offsets, self.hidden_code, self.out_code, self.loss_kind,
+                self.x_parts, self.y_parts, self.sw_parts, self.activation_parts, self.delta_parts,
+                self.rule._replace(lr=float(lr)), step_before, self.alpha, self.batch_size, self.part_sq,
+                self.norm_sums)
+        return self._epoch_result(loss_sum, step_before, step)
+
+    def _epoch_result(self, loss_sum: float, step_before: int, step: int) -> EpochResult:
+        """Record the epoch's updates; its mean loss (NaN once anything is not finite) and mean gradient norms."""
         self.state.step = step
         n_updates = step - step_before
         loss = loss_sum / self.n_samples
@@ -176,5 +232,7 @@ class MLPTrainer(FlatParameterSnapshots):
         See :meth:`fastgd.engine.Trainer.outputs_finite`.
         """
         out = np.empty((min(n_rows, self.n_samples), self.units[-1]), dtype=self.params.dtype)
-        mlp_forward(self.X, self.params, self.units, self.offsets, self.hidden_code, self.out_code, out, out.shape[0])
+        with blas_limits(out.shape[0], self.n_threads):
+            mlp_forward(self.X, self.params, self.units, self.offsets, self.hidden_code, self.out_code, out,
+                        out.shape[0])
         return bool(np.isfinite(out).all())

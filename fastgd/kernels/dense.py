@@ -21,6 +21,14 @@ and gradients are updated while in cache instead of in a pass of their own
 The arithmetic is that of the separate passes, element by element. All
 per-element arithmetic stays in the parameters' dtype (float32 stays float32).
 
+On several threads, :func:`mlp_epoch_split` splits every batch into parts of
+rows: each thread runs the forward and backward pass of its part (its own
+workspaces, BLAS on one thread) and leaves sums of the loss and gradient; then
+each thread adds the parts' sums over a chunk of the parameters, finishes them
+(L2 term, division by the batch's sample weights) and updates that chunk while
+it is in cache. The arithmetic per element is the serial epoch's; the sums over
+the batch's rows are added in another order (round-off).
+
 The loss and its gradient follow scikit-learn's MLP: squared error is half the
 mean squared error, the log-losses are averaged over samples, the L2 term is
 ``alpha / 2 * sum(W^2) / sum(sample_weight)``, and the output delta is
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import types
 from numba.extending import overload
@@ -110,6 +119,16 @@ FUSED_ROWS = 16
 
 
 @jit(reduction=True, inlined=True)
+def column_sums(delta, out):
+    """``out = delta.sum(axis=0)``."""
+    out[:] = 0
+    for r in range(delta.shape[0]):
+        dr = delta[r]
+        for j in range(np.uint64(out.size)):
+            out[j] += dr[j]
+
+
+@jit(reduction=True, inlined=True)
 def finish_layer_gradient(gW, gb, W, delta, alpha, inv_weight_sum, fuse, rule, params, grads, slots, step, lr, w_lo):
     """``gW = (gW + alpha W) / sum(sw)``, ``gb = column sums of delta / sum(sw)``.
 
@@ -122,11 +141,7 @@ def finish_layer_gradient(gW, gb, W, delta, alpha, inv_weight_sum, fuse, rule, p
     sq = cast_like(0.0, W)
     wsq = 0.0
     n_in, n_out = W.shape
-    gb[:] = 0
-    for r in range(delta.shape[0]):
-        dr = delta[r]
-        for j in range(np.uint64(n_out)):
-            gb[j] += dr[j]
+    column_sums(delta, gb)
     for j in range(np.uint64(n_out)):
         g = gb[j] * inv
         gb[j] = g
@@ -247,11 +262,25 @@ def small_backward(A_in, delta, W, gW, gb, delta_in, code, alpha, inv_weight_sum
     return sq, wsq
 
 
+@jit(reduction=True, inlined=True)
+def batch_weight_sum(sample_weight, order, start, stop):
+    """Sum of the sample weights of ``order[start:stop]``."""
+    total = 0.0
+    for i in range(start, stop):
+        total += sample_weight[order[i]]
+    return total
+
+
 @jit(reduction=True, **INNER_OPTIONS)
 def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets, hidden_code,
                             out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas, alpha, layer_sq,
-                            rule, fuse, slots, step, lr):
+                            rule, finish, fuse, slots, step, lr):
     """Loss of samples ``order[start:stop]`` and its gradient in ``grads``.
+
+    Without ``finish``, the loss and the gradient are left as sums over the samples: the weighted data loss
+    (no L2 term, not divided by the sum of the sample weights), ``A^T delta`` and the column sums of
+    ``delta`` per layer (no L2 term, not divided), ``layer_sq`` untouched, no update -- the parts of a batch
+    split across threads (:func:`mlp_epoch_split`) add them up and finish them together.
 
     With ``fuse``, the optimizer ``rule`` (without clipping by norm) also makes update number ``step`` at rate
     ``lr``, layer by layer during the backward pass, with the state ``slots``: the parameters and their
@@ -264,7 +293,7 @@ def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, gra
     rows = x_batch.shape[0]
     n_layers = units.size - 1
     b = stop - start
-    small = b <= SMALL_BATCH
+    small = b <= SMALL_BATCH and finish
     gather_rows(X, order, start, stop, x_batch)
     weight_sum = 0.0
     for r in range(b):
@@ -321,11 +350,17 @@ def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, gra
             if layer > 0:  # before the update of W
                 np.dot(delta, W.T, delta_in)
                 multiply_by_derivative(delta_in, A_in, hidden_code)
+            if not finish:
+                column_sums(delta, gb)
+                delta = delta_in
+                continue
             sq, wsq = finish_layer_gradient(gW, gb, W, delta, alpha, 1.0 / weight_sum, fuse, rule, params, grads,
                                             slots, step, lr, w_lo)
         layer_sq[layer] = sq
         weight_sq += wsq
         delta = delta_in
+    if not finish:
+        return loss, False
     return (loss + 0.5 * alpha * weight_sq) / weight_sum, fuse
 
 
@@ -340,7 +375,7 @@ def mlp_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads
     """
     return batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets,
                                    hidden_code, out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas,
-                                   alpha, layer_sq, rule, False, slots, 0, 0.0)[0]
+                                   alpha, layer_sq, rule, True, False, slots, 0, 0.0)[0]
 
 
 @jit(reduction=True)
@@ -405,8 +440,8 @@ def mlp_epoch(X, Y, sample_weight, order, params, grads, slots, units, offsets, 
         lr = update_lr(rule, step + 1)
         loss, updated = batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units,
                                                 offsets, hidden_code, out_code, loss_kind, x_batch, y_batch,
-                                                sw_batch, activations, deltas, alpha, layer_sq, rule, fuse, slots,
-                                                step + 1, lr)
+                                                sw_batch, activations, deltas, alpha, layer_sq, rule, True,
+                                                fuse, slots, step + 1, lr)
         loss_sum += loss * (stop - start)
         total_sq = 0.0
         for layer in range(layer_sq.size):
@@ -422,6 +457,121 @@ def mlp_epoch(X, Y, sample_weight, order, params, grads, slots, units, offsets, 
         if norm > rule.clip_norm:
             scale = rule.clip_norm / (norm + 1e-6)
         fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, rule.threaded)
+    return loss_sum, step
+
+
+@jit(reduction=True, inlined=True)
+def finish_summed_gradient(grads, part_grads, n_parts, params, units, offsets, alpha, inv_weight_sum, lo, hi, sq,
+                           wsq):
+    """Add the parts' gradient sums into ``grads[lo:hi]`` and finish them there.
+
+    ``grads`` holds part 0's sums, ``part_grads[p - 1]`` part ``p``'s. Weights become
+    ``(sum + alpha W) / sum(sw)``, biases ``sum / sum(sw)``; per layer, the squared norm of the finished
+    gradient is added to ``sq`` and, over weights, ``sum(W^2)`` to ``wsq``. (The loops run over slices from
+    0: an index from a range that may start below zero would keep LLVM from vectorising them.)
+    """
+    a = cast_like(alpha, grads)
+    inv = cast_like(inv_weight_sum, grads)
+    zero = cast_like(0.0, grads)
+    for layer in range(units.size - 1):
+        w_lo = offsets[layer]
+        b_lo = w_lo + units[layer] * units[layer + 1]
+        b_hi = b_lo + units[layer + 1]
+        first, last = max(lo, w_lo), min(hi, b_hi)
+        if first >= last:
+            continue
+        g = grads[first:last]
+        for p in range(n_parts - 1):
+            gp = part_grads[p, first:last]
+            for i in range(g.size):
+                g[i] += gp[i]
+        n_weights = max(0, min(last, b_lo) - first)
+        w = params[first:first + n_weights]
+        layer_sq = zero
+        layer_wsq = zero
+        for i in range(n_weights):
+            gi = (g[i] + a * w[i]) * inv
+            g[i] = gi
+            layer_sq += gi * gi
+            layer_wsq += w[i] * w[i]
+        for i in range(n_weights, g.size):
+            gi = g[i] * inv
+            g[i] = gi
+            layer_sq += gi * gi
+        sq[layer] += layer_sq
+        wsq[layer] += layer_wsq
+
+
+@jit(parallel=True, reduction=True)
+def mlp_epoch_split(X, Y, sample_weight, order, params, grads, part_grads, slots, units, offsets, hidden_code,
+                    out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts, rule, step, alpha,
+                    batch_size, part_sq, norm_sums):
+    """:func:`mlp_epoch` with each batch split into parts of rows, computed on Numba's threads.
+
+    Part ``p`` is the rows ``order[start + p * part_rows:][:part_rows]`` of the batch (``part_rows =
+    x_parts.shape[1]``): its forward and backward passes run with its own workspaces (``x_parts[p]`` ...)
+    and leave the sums of its loss and gradient (:func:`batch_loss_and_gradient` without ``finish``) in
+    ``grads`` (part 0) or ``part_grads[p - 1]``. Then each thread takes a chunk of the parameters, adds
+    the parts' sums there, finishes them (L2 term, division by the batch's sample weights) and, unless the
+    gradient is clipped by its global norm, updates the chunk while it is in cache. ``part_sq`` is a
+    ``(2 * n_parts, n_layers)`` workspace. Same arguments and result as :func:`mlp_epoch` otherwise.
+    """
+    n_samples = order.shape[0]
+    n_parts, part_rows = x_parts.shape[0], x_parts.shape[1]
+    n = params.size
+    n_layers = units.size - 1
+    chunk = ((n + n_parts - 1) // n_parts + 15) // 16 * 16  # whole cache lines per thread
+    part_loss = np.zeros(n_parts)
+    loss_sum = 0.0
+    norm_sums[:] = 0.0
+    fuse = not rule.clip_norm < math.inf
+    for start in range(0, n_samples, batch_size):
+        stop = min(n_samples, start + batch_size)
+        active = (stop - start + part_rows - 1) // part_rows
+        lr = update_lr(rule, step + 1)
+        for p in numba.prange(active):
+            lo = start + p * part_rows
+            part_loss[p] = batch_loss_and_gradient(
+                X, Y, sample_weight, order, lo, min(stop, lo + part_rows), params,
+                grads if p == 0 else part_grads[p - 1], units, offsets, hidden_code, out_code, loss_kind,
+                x_parts[p], y_parts[p], sw_parts[p], activation_parts[p], delta_parts[p], alpha, part_sq[p], rule,
+                False, False, slots, 0, 0.0)[0]
+        inv_weight_sum = 1.0 / batch_weight_sum(sample_weight, order, start, stop)
+        part_sq[:] = 0.0
+        for c in numba.prange(n_parts):
+            lo = c * chunk
+            hi = min(n, lo + chunk)
+            finish_summed_gradient(grads, part_grads, active, params, units, offsets, alpha, inv_weight_sum, lo,
+                                   hi, part_sq[c], part_sq[n_parts + c])
+            if fuse:
+                update_range(rule.kernel_id, params, grads, slots, rule.hyper, step + 1, lr, 1.0, rule.clip_value,
+                             lo, hi)
+        batch_loss = 0.0
+        total_sq = 0.0
+        for layer in range(n_layers):
+            sq = 0.0
+            for c in range(n_parts):
+                sq += part_sq[c, layer]
+                batch_loss += part_sq[n_parts + c, layer]
+            total_sq += sq
+            norm_sums[layer] += math.sqrt(sq)
+        batch_loss = 0.5 * alpha * batch_loss
+        for p in range(active):
+            batch_loss += part_loss[p]
+        loss_sum += batch_loss * inv_weight_sum * (stop - start)
+        norm = math.sqrt(total_sq)
+        if not (math.isfinite(norm) and math.isfinite(loss_sum)):
+            return np.nan, step
+        step += 1
+        if fuse:
+            continue
+        scale = 1.0
+        if norm > rule.clip_norm:
+            scale = rule.clip_norm / (norm + 1e-6)
+        for c in numba.prange(n_parts):
+            lo = c * chunk
+            update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, lo,
+                         min(n, lo + chunk))
     return loss_sum, step
 
 
