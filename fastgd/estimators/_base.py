@@ -124,7 +124,7 @@ N_THREADS_DOC = """    n_threads : int or None, default=None
         runs the forward and backward pass of its part (its matrix products on
         one BLAS thread), then adds up and updates a share of the parameters.
         On an idle 2-vCPU machine two threads trained a 100-256-128-10 network
-        1.46x (batch 32), 1.63x (128) and 2.06x (1024) faster than one. The
+        1.46x (batch 32), 1.66x (128) and 2.02x (1024) as fast as one. The
         parts add the gradient in another order than one pass over the batch:
         results with 1 and 2 threads differ by round-off. The count is set for
         the fit and for the calling thread only (Numba's count is
