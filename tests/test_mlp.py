@@ -92,9 +92,14 @@ def _numeric_gradient(f, params, coords, h=1e-6):
                                                           ("logistic", BINARY_LOG_LOSS, 1),
                                                           ("softmax", LOG_LOSS, 3)])
 @pytest.mark.parametrize("depth", [1, 2, 3])
-def test_gradient_matches_finite_differences(activation, out, loss_kind, n_out, depth, alpha=0.1):
+def test_gradient_matches_finite_differences(activation, out, loss_kind, n_out, depth):
+    check_gradient_against_finite_differences(activation, out, loss_kind, n_out, depth)
+
+
+def check_gradient_against_finite_differences(activation, out, loss_kind, n_out, depth, alpha=0.1, n_threads=1, n=12):
+    """The trainer's full-batch gradient against central differences; returns the trainer."""
     rng = np.random.default_rng(depth)
-    n, n_in = 12, 4
+    n_in = 4
     X = rng.normal(size=(n, n_in))
     if out == "softmax":
         Y = np.eye(n_out)[rng.integers(n_out, size=n)]
@@ -113,7 +118,7 @@ def test_gradient_matches_finite_differences(activation, out, loss_kind, n_out, 
     rule = make_update_rule(optimizer, Schedule("constant", 0.1, 1), n_params, None, None)
     trainer = MLPTrainer(X, Y, sw, params.copy(), optimizer.init(params), rule, units=units,
                          hidden_code=ACTIVATION_CODES[activation], out_code=ACTIVATION_CODES[out],
-                         loss_kind=loss_kind, alpha=alpha, batch_size=n)
+                         loss_kind=loss_kind, alpha=alpha, batch_size=n, n_threads=n_threads)
     _, grad = trainer.loss_and_gradient(params)
     coords = rng.choice(n_params, size=min(25, n_params), replace=False)
     numeric = _numeric_gradient(trainer.loss_and_gradient, params, coords)
@@ -122,10 +127,24 @@ def test_gradient_matches_finite_differences(activation, out, loss_kind, n_out, 
         # (half the mean squared error) while the gradient is that of the loss summed over the outputs.
         numeric *= n_out
     np.testing.assert_allclose(grad[coords], numeric, rtol=1e-5, atol=1e-7)
+    return trainer
+
+
+@pytest.mark.parametrize(("activation", "out", "loss_kind", "n_out", "depth"),
+                         [("relu", "softmax", LOG_LOSS, 3, 2), ("tanh", "identity", SQUARED_ERROR, 1, 3),
+                          ("logistic", "logistic", BINARY_LOG_LOSS, 1, 1)])
+def test_split_gradient_matches_finite_differences(activation, out, loss_kind, n_out, depth):
+    """Two threads split the 37 rows into parts of 19 and 18 (L-BFGS's full-batch evaluation)."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread: n_threads=2 runs the serial evaluation")
+    trainer = check_gradient_against_finite_differences(activation, out, loss_kind, n_out, depth, n_threads=2, n=37)
+    assert trainer.n_parts == 2 and trainer.part_grads is not None  # the split evaluation ran
 
 
 def test_multi_output_squared_error_gradient_sums_over_outputs():
-    test_gradient_matches_finite_differences("tanh", "identity", SQUARED_ERROR, 3, 2, alpha=0.0)
+    check_gradient_against_finite_differences("tanh", "identity", SQUARED_ERROR, 3, 2, alpha=0.0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -11,19 +11,26 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from ..engine import EpochResult
-from ..kernels.dense import mlp_epoch, mlp_epoch_split, mlp_forward, mlp_loss_and_gradient
+from ..kernels.dense import (
+    mlp_epoch,
+    mlp_epoch_split,
+    mlp_forward,
+    mlp_loss_and_gradient,
+    mlp_loss_and_gradient_split,
+)
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
 from .cpu import FlatParameterSnapshots, numba_threads, parallel_section, resolve_n_threads
 
-#: Full-batch evaluations (L-BFGS) of at least this many rows multiply on every BLAS thread; smaller ones on
-#: one. Below it, waking the threads costs more than they save, and the spinning threads of NumPy's and SciPy's
-#: OpenBLAS (the latter runs Numba's ``np.dot``) slow each other down. Training epochs always multiply on one
-#: BLAS thread and split their batches across Numba's threads instead (:func:`batch_parts`).
+#: Full-batch evaluations (L-BFGS) on one thread (a busy machine, ``n_threads=None``) of at least this many
+#: rows multiply on every BLAS thread; smaller ones on one. Below it, waking the threads costs more than they
+#: save, and the spinning threads of NumPy's and SciPy's OpenBLAS (the latter runs Numba's ``np.dot``) slow
+#: each other down. With two or more threads, epochs and full-batch evaluations split their rows across
+#: Numba's threads instead (:func:`batch_parts`), each multiplying on one BLAS thread.
 THREADED_BLAS_MIN_BATCH = int(os.environ.get("FASTGD_THREADED_BLAS_MIN_BATCH", 8192))
 
-#: With ``n_threads`` given explicitly, full-batch evaluations of at least this many rows multiply on that
-#: many BLAS threads (the caller vouches for idle cores).
+#: With ``n_threads`` given explicitly, full-batch evaluations that are not split (fewer rows than two parts)
+#: multiply on that many BLAS threads from this many rows (the caller vouches for idle cores).
 EXPLICIT_THREADED_BLAS_MIN_BATCH = 128
 
 #: Fewest rows of one part of a batch split across Numba's threads. On an idle 2-vCPU machine (the
@@ -119,11 +126,12 @@ class MLPTrainer(FlatParameterSnapshots):
         Samples per update.
     n_threads : int or None, default=None
         Threads (:func:`fastgd.backends.cpu.resolve_n_threads`; None: the idle
-        CPUs). With two or more, each batch is split into parts of rows
-        computed on Numba's threads (:func:`batch_parts`); epochs multiply on
-        one BLAS thread. Full-batch evaluations for L-BFGS multiply on that
-        many BLAS threads from :data:`EXPLICIT_THREADED_BLAS_MIN_BATCH` rows
-        (None: BLAS's own count from :data:`THREADED_BLAS_MIN_BATCH` rows).
+        CPUs). With two or more, each batch -- and L-BFGS's full batch -- is
+        split into parts of rows computed on Numba's threads
+        (:func:`batch_parts`); epochs multiply on one BLAS thread. Unsplit
+        full-batch evaluations multiply on ``n_threads`` BLAS threads from
+        :data:`EXPLICIT_THREADED_BLAS_MIN_BATCH` rows (None: BLAS's own count
+        from :data:`THREADED_BLAS_MIN_BATCH` rows).
         Parts add their gradients in another order than one batch does: the
         results of different thread counts differ by round-off.
     """
@@ -179,7 +187,7 @@ class MLPTrainer(FlatParameterSnapshots):
         return self._epoch_result(loss_sum, step_before, step)
 
     def _allocate_parts(self, n_parts: int, dtype) -> None:
-        """Workspaces of :func:`fastgd.kernels.dense.mlp_epoch_split`: one set per part of a batch."""
+        """Workspaces of :func:`fastgd.kernels.dense.split_batch`: one set per part of a batch."""
         part_rows = -(-self.batch_size // n_parts)
         width = int(self.units[1:].sum())
         self.x_parts = np.empty((n_parts, part_rows, self.units[0]), dtype=dtype)
@@ -201,7 +209,7 @@ class MLPTrainer(FlatParameterSnapshots):
                 self.state.slots, self.units, self.offsets, self.hidden_code, self.out_code, self.loss_kind,
                 self.x_parts, self.y_parts, self.sw_parts, self.activation_parts, self.delta_parts,
                 self.rule._replace(lr=float(lr)), step_before, self.alpha, self.batch_size, self.part_sq,
-                self.norm_sums)
+                self.layer_sq, self.norm_sums)
         return self._epoch_result(loss_sum, step_before, step)
 
     def _epoch_result(self, loss_sum: float, step_before: int, step: int) -> EpochResult:
@@ -214,11 +222,25 @@ class MLPTrainer(FlatParameterSnapshots):
         return EpochResult(loss, self.norm_sums / max(n_updates, 1), n_updates)
 
     def loss_and_gradient(self, params: np.ndarray) -> tuple[float, np.ndarray]:
-        """Full-batch loss and gradient at ``params`` (for L-BFGS); the trainer's parameters are untouched."""
-        if self.x_batch.shape[0] < self.n_samples:
-            self._allocate(self.n_samples, self.params.dtype)
+        """Full-batch loss and gradient at ``params`` (for L-BFGS); the trainer's parameters are untouched.
+
+        With :attr:`n_parts` > 1 (and a trainer made for the full batch) the rows are split into parts on
+        Numba's threads, as in the split epoch.
+        """
         order = np.arange(self.n_samples, dtype=np.int64)
         params = np.ascontiguousarray(params, dtype=self.params.dtype)
+        if self.n_parts > 1 and self.batch_size >= self.n_samples:
+            if self.part_grads is None:
+                self._allocate_parts(self.n_parts, self.params.dtype)
+            with blas_limits(1, 1), parallel_section(), numba_threads(self.n_parts):
+                loss = mlp_loss_and_gradient_split(
+                    self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads,
+                    self.part_grads, self.units, self.offsets, self.hidden_code, self.out_code, self.loss_kind,
+                    self.x_parts, self.y_parts, self.sw_parts, self.activation_parts, self.delta_parts, self.alpha,
+                    self.part_sq, self.layer_sq, self.rule, self.state.slots)
+            return float(loss), self.grads.astype(np.float64)
+        if self.x_batch.shape[0] < self.n_samples:
+            self._allocate(self.n_samples, self.params.dtype)
         with blas_limits(self.n_samples, self.n_threads):
             loss = mlp_loss_and_gradient(
                 self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads, self.units,

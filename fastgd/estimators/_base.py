@@ -119,7 +119,8 @@ N_THREADS_DOC = """    n_threads : int or None, default=None
         at most 64 blocks, and no more threads run than blocks; that split
         depends on the batch and the model only, never on the thread count:
         results are bitwise identical with 1 and with 64 threads. An MLP's
-        batch of 16 rows or more is split into one part per thread, each part
+        batch of 16 rows or more (L-BFGS: the training set) is split into
+        one part per thread, each part
         at least 8 rows (``fastgd.backends.cpu_mlp.batch_parts``); each thread
         runs the forward and backward pass of its part (its matrix products on
         one BLAS thread), then adds up and updates a share of the parameters.

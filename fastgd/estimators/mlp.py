@@ -22,7 +22,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from ..backends.cpu import make_update_rule
-from ..backends.cpu_mlp import MLPTrainer, layer_offsets
+from ..backends.cpu_mlp import MLPTrainer, blas_limits, layer_offsets
 from ..engine import History, LoopConfig, run_epochs
 from ..kernels.activations import ACTIVATION_CODES
 from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR, mlp_forward
@@ -364,10 +364,13 @@ class _BaseMLP(BaseEstimator):
         schedule = Schedule("constant", self.learning_rate_init, self.max_iter)
         rule = make_update_rule(optimizer, schedule, params.size, None, None)
         trainer = self._trainer(X, Y, sample_weight, params, state, rule, X.shape[0])
-        result = scipy.optimize.minimize(
-            trainer.loss_and_gradient, params.astype(np.float64), method="L-BFGS-B", jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                     "iprint": self.verbose - 1 if self.verbose else -1})
+        # L-BFGS's own vector arithmetic on one BLAS thread: woken BLAS threads would spin on the cores
+        # that the loss and gradient evaluations use (they set their own limits)
+        with blas_limits(1, 1):
+            result = scipy.optimize.minimize(
+                trainer.loss_and_gradient, params.astype(np.float64), method="L-BFGS-B", jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                         "iprint": self.verbose - 1 if self.verbose else -1})
         if result.status != 0 and result.nit >= self.max_iter:
             warnings.warn(f"lbfgs failed to converge after {result.nit} iterations: {result.message}. Increase "
                           "max_iter or scale the data.", ConvergenceWarning, stacklevel=3)

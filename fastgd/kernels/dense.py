@@ -21,8 +21,9 @@ and gradients are updated while in cache instead of in a pass of their own
 The arithmetic is that of the separate passes, element by element. All
 per-element arithmetic stays in the parameters' dtype (float32 stays float32).
 
-On several threads, :func:`mlp_epoch_split` splits every batch into parts of
-rows: each thread runs the forward and backward pass of its part (its own
+On several threads, :func:`mlp_epoch_split` (and, for L-BFGS's full batch,
+:func:`mlp_loss_and_gradient_split`) splits every batch into parts of rows
+(:func:`split_batch`): each thread runs the forward and backward pass of its part (its own
 workspaces, BLAS on one thread) and leaves sums of the loss and gradient; then
 each thread adds the parts' sums over a chunk of the parameters, finishes them
 (L2 term, division by the batch's sample weights) and updates that chunk while
@@ -509,63 +510,91 @@ def finish_summed_gradient(grads, part_grads, n_parts, params, units, offsets, a
         wsq[layer] += layer_wsq
 
 
-@jit(parallel=True, reduction=True)
-def mlp_epoch_split(X, Y, sample_weight, order, params, grads, part_grads, slots, units, offsets, hidden_code,
-                    out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts, rule, step, alpha,
-                    batch_size, part_sq, norm_sums):
-    """:func:`mlp_epoch` with each batch split into parts of rows, computed on Numba's threads.
+@jit(parallel=True, reduction=True, **INNER_OPTIONS)
+def split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_grads, units, offsets, hidden_code,
+                out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts, alpha, part_sq,
+                part_loss, layer_sq, rule, update, slots, step, lr):
+    """Loss of samples ``order[start:stop]`` and its gradient in ``grads``, the rows split into parts on threads.
 
-    Part ``p`` is the rows ``order[start + p * part_rows:][:part_rows]`` of the batch (``part_rows =
-    x_parts.shape[1]``): its forward and backward passes run with its own workspaces (``x_parts[p]`` ...)
-    and leave the sums of its loss and gradient (:func:`batch_loss_and_gradient` without ``finish``) in
-    ``grads`` (part 0) or ``part_grads[p - 1]``. Then each thread takes a chunk of the parameters, adds
-    the parts' sums there, finishes them (L2 term, division by the batch's sample weights) and, unless the
-    gradient is clipped by its global norm, updates the chunk while it is in cache. ``part_sq`` is a
-    ``(2 * n_parts, n_layers)`` workspace. Same arguments and result as :func:`mlp_epoch` otherwise.
+    Part ``p`` is the rows ``order[start + p * part_rows:][:part_rows]`` (``part_rows = x_parts.shape[1]``):
+    its forward and backward passes run with its own workspaces (``x_parts[p]`` ...) and leave the sums of
+    its loss and gradient (:func:`batch_loss_and_gradient` without ``finish``) in ``part_loss[p]`` and in
+    ``grads`` (part 0) or ``part_grads[p - 1]``. Then each thread takes a chunk of the parameters, adds the
+    parts' sums there and finishes them (:func:`finish_summed_gradient`); with ``update``, the optimizer
+    ``rule`` then makes update number ``step`` at rate ``lr`` on the chunk while it is in cache.
+    ``part_sq`` is a ``(2 * n_parts, n_layers)`` workspace; the squared gradient norm of each layer goes to
+    ``layer_sq``. Returns the loss (scikit-learn's definition, L2 term included).
     """
-    n_samples = order.shape[0]
     n_parts, part_rows = x_parts.shape[0], x_parts.shape[1]
     n = params.size
-    n_layers = units.size - 1
     chunk = ((n + n_parts - 1) // n_parts + 15) // 16 * 16  # whole cache lines per thread
-    part_loss = np.zeros(n_parts)
+    active = (stop - start + part_rows - 1) // part_rows
+    for p in numba.prange(active):
+        lo = start + p * part_rows
+        part_loss[p] = batch_loss_and_gradient(
+            X, Y, sample_weight, order, lo, min(stop, lo + part_rows), params,
+            grads if p == 0 else part_grads[p - 1], units, offsets, hidden_code, out_code, loss_kind,
+            x_parts[p], y_parts[p], sw_parts[p], activation_parts[p], delta_parts[p], alpha, layer_sq, rule,
+            False, False, slots, 0, 0.0)[0]
+    inv_weight_sum = 1.0 / batch_weight_sum(sample_weight, order, start, stop)
+    part_sq[:] = 0.0
+    for c in numba.prange(n_parts):
+        lo = c * chunk
+        hi = min(n, lo + chunk)
+        finish_summed_gradient(grads, part_grads, active, params, units, offsets, alpha, inv_weight_sum, lo, hi,
+                               part_sq[c], part_sq[n_parts + c])
+        if update:
+            update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value, lo, hi)
+    weight_sq = 0.0
+    for layer in range(layer_sq.size):
+        sq = 0.0
+        for c in range(n_parts):
+            sq += part_sq[c, layer]
+            weight_sq += part_sq[n_parts + c, layer]
+        layer_sq[layer] = sq
+    loss = 0.5 * alpha * weight_sq
+    for p in range(active):
+        loss += part_loss[p]
+    return loss * inv_weight_sum
+
+
+@jit(reduction=True)
+def mlp_loss_and_gradient_split(X, Y, sample_weight, order, start, stop, params, grads, part_grads, units, offsets,
+                                hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts,
+                                delta_parts, alpha, part_sq, layer_sq, rule, slots):
+    """:func:`mlp_loss_and_gradient` with the rows split into parts on Numba's threads (:func:`split_batch`)."""
+    part_loss = np.zeros(x_parts.shape[0])
+    return split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_grads, units, offsets,
+                       hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts,
+                       alpha, part_sq, part_loss, layer_sq, rule, False, slots, 0, 0.0)
+
+
+@jit(reduction=True)
+def mlp_epoch_split(X, Y, sample_weight, order, params, grads, part_grads, slots, units, offsets, hidden_code,
+                    out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts, rule, step, alpha,
+                    batch_size, part_sq, layer_sq, norm_sums):
+    """:func:`mlp_epoch` with each batch split into parts of rows, computed on Numba's threads (:func:`split_batch`).
+
+    Unless the gradient is clipped by its global norm, each thread updates its chunk of the parameters as
+    soon as it is summed and finished. Same arguments and result as :func:`mlp_epoch`, plus the
+    workspaces of :func:`split_batch` (``part_grads``, ``x_parts`` ... ``delta_parts``, ``part_sq``).
+    """
+    n_samples = order.shape[0]
+    part_loss = np.zeros(x_parts.shape[0])
     loss_sum = 0.0
     norm_sums[:] = 0.0
     fuse = not rule.clip_norm < math.inf
     for start in range(0, n_samples, batch_size):
         stop = min(n_samples, start + batch_size)
-        active = (stop - start + part_rows - 1) // part_rows
         lr = update_lr(rule, step + 1)
-        for p in numba.prange(active):
-            lo = start + p * part_rows
-            part_loss[p] = batch_loss_and_gradient(
-                X, Y, sample_weight, order, lo, min(stop, lo + part_rows), params,
-                grads if p == 0 else part_grads[p - 1], units, offsets, hidden_code, out_code, loss_kind,
-                x_parts[p], y_parts[p], sw_parts[p], activation_parts[p], delta_parts[p], alpha, part_sq[p], rule,
-                False, False, slots, 0, 0.0)[0]
-        inv_weight_sum = 1.0 / batch_weight_sum(sample_weight, order, start, stop)
-        part_sq[:] = 0.0
-        for c in numba.prange(n_parts):
-            lo = c * chunk
-            hi = min(n, lo + chunk)
-            finish_summed_gradient(grads, part_grads, active, params, units, offsets, alpha, inv_weight_sum, lo,
-                                   hi, part_sq[c], part_sq[n_parts + c])
-            if fuse:
-                update_range(rule.kernel_id, params, grads, slots, rule.hyper, step + 1, lr, 1.0, rule.clip_value,
-                             lo, hi)
-        batch_loss = 0.0
+        loss = split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_grads, units, offsets,
+                           hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts,
+                           delta_parts, alpha, part_sq, part_loss, layer_sq, rule, fuse, slots, step + 1, lr)
+        loss_sum += loss * (stop - start)
         total_sq = 0.0
-        for layer in range(n_layers):
-            sq = 0.0
-            for c in range(n_parts):
-                sq += part_sq[c, layer]
-                batch_loss += part_sq[n_parts + c, layer]
-            total_sq += sq
-            norm_sums[layer] += math.sqrt(sq)
-        batch_loss = 0.5 * alpha * batch_loss
-        for p in range(active):
-            batch_loss += part_loss[p]
-        loss_sum += batch_loss * inv_weight_sum * (stop - start)
+        for layer in range(layer_sq.size):
+            total_sq += layer_sq[layer]
+            norm_sums[layer] += math.sqrt(layer_sq[layer])
         norm = math.sqrt(total_sq)
         if not (math.isfinite(norm) and math.isfinite(loss_sum)):
             return np.nan, step
@@ -575,10 +604,7 @@ def mlp_epoch_split(X, Y, sample_weight, order, params, grads, part_grads, slots
         scale = 1.0
         if norm > rule.clip_norm:
             scale = rule.clip_norm / (norm + 1e-6)
-        for c in numba.prange(n_parts):
-            lo = c * chunk
-            update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, lo,
-                         min(n, lo + chunk))
+        fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, True)
     return loss_sum, step
 
 
