@@ -274,3 +274,39 @@ def test_concurrent_fits_survive_the_workqueue_threading_layer():
                             env={**os.environ, "NUMBA_THREADING_LAYER": "workqueue"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "workqueue"
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_mlp_batches_in_pieces_match_the_serial_epoch(monkeypatch, solver):
+    """Batches larger than PIECE_ROWS run piece by piece, on one thread as on two, as the serial epoch does.
+
+    With PIECE_ROWS = 40 and 300 samples: batch 200 on one thread is one part in pieces of 40; on two
+    threads, parts of 100 rows in pieces of 40, 40 and 20; L-BFGS's 300 rows likewise. The serial
+    reference runs with PIECE_ROWS above the batch, on one thread.
+    """
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread: n_threads=2 runs one part")
+    X, y = make_classification(n_samples=300, n_features=12, n_informative=6, n_classes=3, random_state=0)
+    sample_weight = np.random.default_rng(0).uniform(0.5, 2.0, size=y.size)
+    options = {"solver": solver, "batch_size": 200, "max_iter": 3, "random_state": 0, "tol": 0, "alpha": 0.01}
+
+    def fit(n_threads):
+        return MLPClassifier((16, 8), n_threads=n_threads, **options).fit(X, y, sample_weight=sample_weight)
+
+    monkeypatch.setattr(cpu_mlp, "PIECE_ROWS", 10**9)
+    serial = fit(1)
+    monkeypatch.setattr(cpu_mlp, "PIECE_ROWS", 40)
+    seen = []
+    original = cpu_mlp.MLPTrainer._allocate_parts
+
+    def recording(trainer, n_parts, dtype):
+        original(trainer, n_parts, dtype)
+        seen.append((n_parts, trainer.x_parts.shape[1], trainer.piece_grads.shape[0]))
+
+    monkeypatch.setattr(cpu_mlp.MLPTrainer, "_allocate_parts", recording)
+    for n_threads in (1, 2):
+        pieces = fit(n_threads)
+        for a, b in zip(pieces.coefs_ + pieces.intercepts_, serial.coefs_ + serial.intercepts_, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-11)
+        np.testing.assert_allclose(pieces.loss_, serial.loss_, rtol=1e-10)
+    assert [s[0] for s in seen] == [1, 2] and all(rows == 40 and buffers > 0 for _, rows, buffers in seen)

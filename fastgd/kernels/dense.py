@@ -24,7 +24,8 @@ per-element arithmetic stays in the parameters' dtype (float32 stays float32).
 On several threads, :func:`mlp_epoch_split` (and, for L-BFGS's full batch,
 :func:`mlp_loss_and_gradient_split`) splits every batch into parts of rows
 (:func:`split_batch`): each thread runs the forward and backward pass of its part (its own
-workspaces, BLAS on one thread) and leaves sums of the loss and gradient; then
+workspaces, BLAS on one thread; a large part piece by piece, adding the pieces' sums) and leaves
+sums of the loss and gradient; then
 each thread adds the parts' sums over a chunk of the parameters, finishes them
 (L2 term, division by the batch's sample weights) and updates that chunk while
 it is in cache. The arithmetic per element is the serial epoch's; the sums over
@@ -510,32 +511,49 @@ def finish_summed_gradient(grads, part_grads, n_parts, params, units, offsets, a
         wsq[layer] += layer_wsq
 
 
+@jit(reduction=True, inlined=True)
+def add_into(total, term):
+    """``total += term`` (flat arrays of one size)."""
+    for i in range(total.size):
+        total[i] += term[i]
+
+
 @jit(parallel=True, reduction=True, **INNER_OPTIONS)
-def split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_grads, units, offsets, hidden_code,
-                out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts, alpha, part_sq,
-                part_loss, layer_sq, rule, update, slots, step, lr):
+def split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_grads, piece_grads, part_rows, units,
+                offsets, hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts,
+                alpha, part_sq, part_loss, layer_sq, rule, update, slots, step, lr):
     """Loss of samples ``order[start:stop]`` and its gradient in ``grads``, the rows split into parts on threads.
 
-    Part ``p`` is the rows ``order[start + p * part_rows:][:part_rows]`` (``part_rows = x_parts.shape[1]``):
-    its forward and backward passes run with its own workspaces (``x_parts[p]`` ...) and leave the sums of
-    its loss and gradient (:func:`batch_loss_and_gradient` without ``finish``) in ``part_loss[p]`` and in
-    ``grads`` (part 0) or ``part_grads[p - 1]``. Then each thread takes a chunk of the parameters, adds the
-    parts' sums there and finishes them (:func:`finish_summed_gradient`); with ``update``, the optimizer
-    ``rule`` then makes update number ``step`` at rate ``lr`` on the chunk while it is in cache.
-    ``part_sq`` is a ``(2 * n_parts, n_layers)`` workspace; the squared gradient norm of each layer goes to
-    ``layer_sq``. Returns the loss (scikit-learn's definition, L2 term included).
+    Part ``p`` is the rows ``order[start + p * part_rows:][:part_rows]`` (at most ``x_parts.shape[0]``
+    parts): its forward and backward passes run with its own workspaces (``x_parts[p]`` ...), in pieces of
+    ``x_parts.shape[1]`` rows, and leave the sums of its loss and gradient (:func:`batch_loss_and_gradient`
+    without ``finish``) in ``part_loss[p]`` and in ``grads`` (part 0) or ``part_grads[p - 1]``; each piece
+    after the first goes through ``piece_grads[p]`` (empty rows when parts are one piece). Then each thread
+    takes a chunk of the parameters, adds the parts' sums there and finishes them
+    (:func:`finish_summed_gradient`); with ``update``, the optimizer ``rule`` then makes update number
+    ``step`` at rate ``lr`` on the chunk while it is in cache. ``part_sq`` is a ``(2 * n_parts, n_layers)``
+    workspace; the squared gradient norm of each layer goes to ``layer_sq``. Returns the loss
+    (scikit-learn's definition, L2 term included).
     """
-    n_parts, part_rows = x_parts.shape[0], x_parts.shape[1]
+    n_parts, work_rows = x_parts.shape[0], x_parts.shape[1]
     n = params.size
     chunk = ((n + n_parts - 1) // n_parts + 15) // 16 * 16  # whole cache lines per thread
     active = (stop - start + part_rows - 1) // part_rows
     for p in numba.prange(active):
         lo = start + p * part_rows
-        part_loss[p] = batch_loss_and_gradient(
-            X, Y, sample_weight, order, lo, min(stop, lo + part_rows), params,
-            grads if p == 0 else part_grads[p - 1], units, offsets, hidden_code, out_code, loss_kind,
-            x_parts[p], y_parts[p], sw_parts[p], activation_parts[p], delta_parts[p], alpha, layer_sq, rule,
-            False, False, slots, 0, 0.0)[0]
+        hi = min(stop, lo + part_rows)
+        part_sum = grads if p == 0 else part_grads[p - 1]
+        loss = 0.0
+        for piece_lo in range(lo, hi, work_rows):
+            first = piece_lo == lo
+            loss += batch_loss_and_gradient(
+                X, Y, sample_weight, order, piece_lo, min(hi, piece_lo + work_rows), params,
+                part_sum if first else piece_grads[p], units, offsets, hidden_code, out_code, loss_kind,
+                x_parts[p], y_parts[p], sw_parts[p], activation_parts[p], delta_parts[p], alpha, layer_sq, rule,
+                False, False, slots, 0, 0.0)[0]
+            if not first:
+                add_into(part_sum, piece_grads[p])
+        part_loss[p] = loss
     inv_weight_sum = 1.0 / batch_weight_sum(sample_weight, order, start, stop)
     part_sq[:] = 0.0
     for c in numba.prange(n_parts):
@@ -559,37 +577,41 @@ def split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_gra
 
 
 @jit(reduction=True)
-def mlp_loss_and_gradient_split(X, Y, sample_weight, order, start, stop, params, grads, part_grads, units, offsets,
-                                hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts,
-                                delta_parts, alpha, part_sq, layer_sq, rule, slots):
+def mlp_loss_and_gradient_split(X, Y, sample_weight, order, start, stop, params, grads, part_grads, piece_grads,
+                                units, offsets, hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts,
+                                activation_parts, delta_parts, alpha, part_sq, layer_sq, rule, slots):
     """:func:`mlp_loss_and_gradient` with the rows split into parts on Numba's threads (:func:`split_batch`)."""
     part_loss = np.zeros(x_parts.shape[0])
-    return split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_grads, units, offsets,
-                       hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts,
-                       alpha, part_sq, part_loss, layer_sq, rule, False, slots, 0, 0.0)
+    part_rows = -(-(stop - start) // x_parts.shape[0])
+    return split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_grads, piece_grads, part_rows,
+                       units, offsets, hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts,
+                       delta_parts, alpha, part_sq, part_loss, layer_sq, rule, False, slots, 0, 0.0)
 
 
 @jit(reduction=True)
-def mlp_epoch_split(X, Y, sample_weight, order, params, grads, part_grads, slots, units, offsets, hidden_code,
-                    out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts, rule, step, alpha,
-                    batch_size, part_sq, layer_sq, norm_sums):
+def mlp_epoch_split(X, Y, sample_weight, order, params, grads, part_grads, piece_grads, slots, units, offsets,
+                    hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts, delta_parts, rule,
+                    step, alpha, batch_size, part_sq, layer_sq, norm_sums):
     """:func:`mlp_epoch` with each batch split into parts of rows, computed on Numba's threads (:func:`split_batch`).
 
     Unless the gradient is clipped by its global norm, each thread updates its chunk of the parameters as
     soon as it is summed and finished. Same arguments and result as :func:`mlp_epoch`, plus the
-    workspaces of :func:`split_batch` (``part_grads``, ``x_parts`` ... ``delta_parts``, ``part_sq``).
+    workspaces of :func:`split_batch` (``part_grads``, ``piece_grads``, ``x_parts`` ... ``delta_parts``,
+    ``part_sq``). Parts have ``ceil(batch_size / n_parts)`` rows.
     """
     n_samples = order.shape[0]
     part_loss = np.zeros(x_parts.shape[0])
+    part_rows = -(-batch_size // x_parts.shape[0])
     loss_sum = 0.0
     norm_sums[:] = 0.0
     fuse = not rule.clip_norm < math.inf
     for start in range(0, n_samples, batch_size):
         stop = min(n_samples, start + batch_size)
         lr = update_lr(rule, step + 1)
-        loss = split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_grads, units, offsets,
-                           hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts, activation_parts,
-                           delta_parts, alpha, part_sq, part_loss, layer_sq, rule, fuse, slots, step + 1, lr)
+        loss = split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_grads, piece_grads,
+                           part_rows, units, offsets, hidden_code, out_code, loss_kind, x_parts, y_parts, sw_parts,
+                           activation_parts, delta_parts, alpha, part_sq, part_loss, layer_sq, rule, fuse, slots,
+                           step + 1, lr)
         loss_sum += loss * (stop - start)
         total_sq = 0.0
         for layer in range(layer_sq.size):
