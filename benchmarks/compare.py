@@ -693,7 +693,7 @@ def section_partial_fit() -> None:
         "optimizer, schedule": [("fastgd/estimators", "make_optimizer"), ("fastgd/estimators", "_make_optimizer"),
                                 ("fastgd/estimators", "make_schedule"), ("fastgd/backends", "make_update_rule")],
         "trainer": [("fastgd/backends", "__init__")],
-        "thread limits": [("fastgd/backends", "blas_limits"), ("fastgd/backends", "numba_threads")],
+        "thread limits": [("fastgd/backends", "one_blas_thread"), ("fastgd/backends", "numba_threads")],
         "compiled epoch": [("fastgd/backends", "run_epoch")],
         "engine": [("fastgd/engine.py", "run_epochs")],
     }

@@ -211,17 +211,14 @@ def test_mlp_batches_split_across_threads_match_the_serial_epoch(batch_size):
         np.testing.assert_allclose(split.gradient_norms_, serial.gradient_norms_, rtol=1e-9)
 
 
-def test_explicit_n_threads_sets_the_mlp_blas_threads_from_128_rows():
+def test_one_blas_thread_limits_and_restores():
     def blas_threads():
         return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
 
-    most = min(blas_threads())  # BLAS's own count: the CPUs it was started on
-    with cpu_mlp.blas_limits(cpu_mlp.EXPLICIT_THREADED_BLAS_MIN_BATCH, 2):
-        assert blas_threads() and all(n == min(2, most) for n in blas_threads())
-    with cpu_mlp.blas_limits(cpu_mlp.EXPLICIT_THREADED_BLAS_MIN_BATCH - 1, 2):
-        assert all(n == 1 for n in blas_threads())
-    with cpu_mlp.blas_limits(cpu_mlp.THREADED_BLAS_MIN_BATCH - 1, None):  # the default: one thread below it
-        assert all(n == 1 for n in blas_threads())
+    before = blas_threads()
+    with cpu_mlp.one_blas_thread():
+        assert blas_threads() and all(n == 1 for n in blas_threads())
+    assert blas_threads() == before
 
 
 def test_blocked_csr_gradients_match_the_serial_pass(monkeypatch):

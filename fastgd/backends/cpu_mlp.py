@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
 
@@ -21,17 +20,6 @@ from ..kernels.dense import (
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
 from .cpu import FlatParameterSnapshots, numba_threads, parallel_section, resolve_n_threads
-
-#: Full-batch evaluations (L-BFGS) on one thread (a busy machine, ``n_threads=None``) of at least this many
-#: rows multiply on every BLAS thread; smaller ones on one. Below it, waking the threads costs more than they
-#: save, and the spinning threads of NumPy's and SciPy's OpenBLAS (the latter runs Numba's ``np.dot``) slow
-#: each other down. With two or more threads, epochs and full-batch evaluations split their rows across
-#: Numba's threads instead (:func:`batch_parts`), each multiplying on one BLAS thread.
-THREADED_BLAS_MIN_BATCH = int(os.environ.get("FASTGD_THREADED_BLAS_MIN_BATCH", 8192))
-
-#: With ``n_threads`` given explicitly, full-batch evaluations that are not split (fewer rows than two parts)
-#: multiply on that many BLAS threads from this many rows (the caller vouches for idle cores).
-EXPLICIT_THREADED_BLAS_MIN_BATCH = 128
 
 #: Fewest rows of one part of a batch split across Numba's threads. On an idle 2-vCPU machine (the
 #: 100-256-128-10 network, float32, Adam) two parts of 8 rows trained 1.13x faster than one batch of 16;
@@ -67,26 +55,24 @@ def blas_controller() -> ThreadpoolController:
     return _controller[1]
 
 
-def blas_limits(batch_size: int, n_threads: int | None = None) -> AbstractContextManager:
-    """BLAS thread limits for training with ``batch_size``.
+def one_blas_thread() -> AbstractContextManager:
+    """Limit the loaded BLAS libraries to one thread for the block (nothing to do where they already are).
 
-    One thread below :data:`THREADED_BLAS_MIN_BATCH`; from it on, ``n_threads``
-    (None: BLAS's own count, left as it is). A ``n_threads`` given explicitly
-    applies from :data:`EXPLICIT_THREADED_BLAS_MIN_BATCH` rows on.
+    fastgd's MLPs multiply on one BLAS thread, always, and use Numba's threads
+    instead (:func:`batch_parts`): OpenBLAS threads woken by a call at the
+    default count keep spinning for a while afterwards, on the cores that
+    Numba's threads need (measured: a 2-thread epoch ran no faster than one
+    while they spun, cpu time twice the wall time).
     """
-    threshold = THREADED_BLAS_MIN_BATCH if n_threads is None else EXPLICIT_THREADED_BLAS_MIN_BATCH
-    limit = n_threads if batch_size >= min(threshold, THREADED_BLAS_MIN_BATCH) else 1
-    if limit is None:
-        return nullcontext()
     controller = blas_controller()
     blas = [lib for lib in controller.lib_controllers if lib.user_api == "blas"]
-    if all(lib.num_threads == limit for lib in blas):  # nothing to change
+    if all(lib.num_threads == 1 for lib in blas):  # nothing to change
         return nullcontext()
-    return controller.limit(limits=limit, user_api="blas")
+    return controller.limit(limits=1, user_api="blas")
 
 
 def batch_parts(batch_size: int, threads: int, n_params: int) -> int:
-    """Parts each batch of ``batch_size`` rows is split into, one per thread; 1: the serial epoch.
+    """Parts each batch of ``batch_size`` rows is split into, one per thread.
 
     As many as ``threads``, but parts keep :data:`MIN_PART_ROWS` rows and their gradient buffers
     :data:`MAX_PART_ELEMENTS` elements (see :func:`fastgd.kernels.dense.mlp_epoch_split`).
@@ -135,10 +121,7 @@ class MLPTrainer(FlatParameterSnapshots):
         Threads (:func:`fastgd.backends.cpu.resolve_n_threads`; None: the idle
         CPUs). With two or more, each batch -- and L-BFGS's full batch -- is
         split into parts of rows computed on Numba's threads
-        (:func:`batch_parts`); epochs multiply on one BLAS thread. Unsplit
-        full-batch evaluations multiply on ``n_threads`` BLAS threads from
-        :data:`EXPLICIT_THREADED_BLAS_MIN_BATCH` rows (None: BLAS's own count
-        from :data:`THREADED_BLAS_MIN_BATCH` rows).
+        (:func:`batch_parts`). Matrix products run on one BLAS thread.
         Parts add their gradients in another order than one batch does: the
         results of different thread counts differ by round-off.
     """
@@ -188,7 +171,7 @@ class MLPTrainer(FlatParameterSnapshots):
             return self._run_split_epoch(order, lr)
         step_before = self.state.step
         parallel = parallel_section() if self.numba_threads is not None else nullcontext()
-        with blas_limits(1, 1), parallel, numba_threads(self.numba_threads):
+        with one_blas_thread(), parallel, numba_threads(self.numba_threads):
             loss_sum, step = mlp_epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
@@ -216,7 +199,7 @@ class MLPTrainer(FlatParameterSnapshots):
         if self.part_grads is None:
             self._allocate_parts(self.n_parts, self.params.dtype)
         step_before = self.state.step
-        with blas_limits(1, 1), parallel_section(), numba_threads(self.n_parts):
+        with one_blas_thread(), parallel_section(), numba_threads(self.n_parts):
             loss_sum, step = mlp_epoch_split(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.part_grads,
                 self.piece_grads, self.state.slots, self.units, self.offsets, self.hidden_code, self.out_code,
@@ -246,7 +229,7 @@ class MLPTrainer(FlatParameterSnapshots):
         if self.split and self.batch_size >= self.n_samples:
             if self.part_grads is None:
                 self._allocate_parts(self.n_parts, self.params.dtype)
-            with blas_limits(1, 1), parallel_section(), numba_threads(self.n_parts):
+            with one_blas_thread(), parallel_section(), numba_threads(self.n_parts):
                 loss = mlp_loss_and_gradient_split(
                     self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads,
                     self.part_grads, self.piece_grads, self.units, self.offsets, self.hidden_code, self.out_code,
@@ -256,7 +239,7 @@ class MLPTrainer(FlatParameterSnapshots):
             return float(loss), self.grads.astype(np.float64)
         if self.x_batch.shape[0] < self.n_samples:
             self._allocate(self.n_samples, self.params.dtype)
-        with blas_limits(self.n_samples, self.n_threads):
+        with one_blas_thread():
             loss = mlp_loss_and_gradient(
                 self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
@@ -269,7 +252,7 @@ class MLPTrainer(FlatParameterSnapshots):
         See :meth:`fastgd.engine.Trainer.outputs_finite`.
         """
         out = np.empty((min(n_rows, self.n_samples), self.units[-1]), dtype=self.params.dtype)
-        with blas_limits(out.shape[0], self.n_threads):
+        with one_blas_thread():
             mlp_forward(self.X, self.params, self.units, self.offsets, self.hidden_code, self.out_code, out,
                         out.shape[0])
         return bool(np.isfinite(out).all())

@@ -22,7 +22,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from ..backends.cpu import make_update_rule
-from ..backends.cpu_mlp import MLPTrainer, blas_limits, layer_offsets
+from ..backends.cpu_mlp import MLPTrainer, layer_offsets, one_blas_thread
 from ..engine import History, LoopConfig, run_epochs
 from ..kernels.activations import ACTIVATION_CODES
 from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR, mlp_forward
@@ -366,7 +366,7 @@ class _BaseMLP(BaseEstimator):
         trainer = self._trainer(X, Y, sample_weight, params, state, rule, X.shape[0])
         # L-BFGS's own vector arithmetic on one BLAS thread: woken BLAS threads would spin on the cores
         # that the loss and gradient evaluations use (they set their own limits)
-        with blas_limits(1, 1):
+        with one_blas_thread():
             result = scipy.optimize.minimize(
                 trainer.loss_and_gradient, params.astype(np.float64), method="L-BFGS-B", jac=True,
                 options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
