@@ -98,7 +98,7 @@ def fused_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, cli
         update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, 0, n)
 
 
-@jit(parallel=True)
+@jit()
 def optimizer_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, threaded):
     """:func:`fused_step` called from Python (:meth:`fastgd.optim.Optimizer.step`): the cached entry point.
 
