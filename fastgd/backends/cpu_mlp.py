@@ -144,7 +144,6 @@ class MLPTrainer(FlatParameterSnapshots):
         self.loss_kind = int(loss_kind)
         self.alpha = float(alpha)
         self.batch_size = int(batch_size)
-        self.n_threads = n_threads
         threads = resolve_n_threads(n_threads)
         self.numba_threads = threads if rule.threaded else None
         self.n_parts = batch_parts(self.batch_size, threads, params.size)

@@ -52,6 +52,7 @@ from ..optim._registry import fused_step, update_range
 from ..optim.schedules import update_lr
 from ._cast import cast_like
 from .activations import LEAKY_SLOPE, add_bias_and_activate, derivative, multiply_by_derivative
+from .linear import norm_and_clip_scale
 from .rows import prefetch_row, prefetch_targets, run_overload
 
 SQUARED_ERROR = 0
@@ -141,7 +142,8 @@ def finish_weight_block(grads, params, lo, hi, a, inv):
     """``grads[lo:hi] = (grads[lo:hi] + a params[lo:hi]) inv``, flat; returns the sums of ``g^2`` and ``w^2``.
 
     A block of whole rows of a layer's weights in one loop: row by row, a narrow layer (8 outputs) spent
-    more in each row's loop set-up and sums than in its arithmetic.
+    more in each row's loop set-up and sums than in its arithmetic (a 100-8-10 network, one sample's step
+    without the update: 3.16 us row by row, 2.28 us in blocks).
     """
     g = grads[lo:hi]
     w = params[lo:hi]
@@ -272,6 +274,16 @@ def small_backward(A_in, delta, W, gW, gb, delta_in, code, alpha, inv_weight_sum
         if fuse:
             update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value, lo, hi)
     return sq, wsq
+
+
+@jit(inlined=True)
+def add_layer_norms(layer_sq, norm_sums):
+    """Add each layer's gradient norm ``sqrt(layer_sq)`` to ``norm_sums``; returns the squared global norm."""
+    total_sq = 0.0
+    for layer in range(layer_sq.size):
+        total_sq += layer_sq[layer]
+        norm_sums[layer] += math.sqrt(layer_sq[layer])
+    return total_sq
 
 
 @jit(reduction=True, inlined=True)
@@ -456,21 +468,21 @@ def mlp_epoch(X, Y, sample_weight, order, params, grads, slots, units, offsets, 
                                                 sw_batch, activations, deltas, alpha, layer_sq, rule, True,
                                                 fuse, slots, step + 1, lr)
         loss_sum += loss * (stop - start)
-        total_sq = 0.0
-        for layer in range(layer_sq.size):
-            total_sq += layer_sq[layer]
-            norm_sums[layer] += math.sqrt(layer_sq[layer])
-        norm = math.sqrt(total_sq)
+        norm, scale = norm_and_clip_scale(add_layer_norms(layer_sq, norm_sums), rule.clip_norm)
         if not (math.isfinite(norm) and math.isfinite(loss_sum)):
             return np.nan, step
         step += 1
         if updated:  # NaN parameters, if any, are caught by the trainer (the engine restores the last good epoch)
             continue
-        scale = 1.0
-        if norm > rule.clip_norm:
-            scale = rule.clip_norm / (norm + 1e-6)
         fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, rule.threaded)
     return loss_sum, step
+
+
+@jit(reduction=True, inlined=True)
+def add_into(total, term):
+    """``total += term`` (flat arrays of one size)."""
+    for i in range(total.size):
+        total[i] += term[i]
 
 
 @jit(reduction=True, inlined=True)
@@ -485,7 +497,6 @@ def finish_summed_gradient(grads, part_grads, n_parts, params, units, offsets, a
     """
     a = cast_like(alpha, grads)
     inv = cast_like(inv_weight_sum, grads)
-    zero = cast_like(0.0, grads)
     for layer in range(units.size - 1):
         w_lo = offsets[layer]
         b_lo = w_lo + units[layer] * units[layer + 1]
@@ -495,31 +506,15 @@ def finish_summed_gradient(grads, part_grads, n_parts, params, units, offsets, a
             continue
         g = grads[first:last]
         for p in range(n_parts - 1):
-            gp = part_grads[p, first:last]
-            for i in range(g.size):
-                g[i] += gp[i]
+            add_into(g, part_grads[p, first:last])
         n_weights = max(0, min(last, b_lo) - first)
-        w = params[first:first + n_weights]
-        layer_sq = zero
-        layer_wsq = zero
-        for i in range(n_weights):
-            gi = (g[i] + a * w[i]) * inv
-            g[i] = gi
-            layer_sq += gi * gi
-            layer_wsq += w[i] * w[i]
+        layer_sq, layer_wsq = finish_weight_block(grads, params, first, first + n_weights, a, inv)
         for i in range(n_weights, g.size):
             gi = g[i] * inv
             g[i] = gi
             layer_sq += gi * gi
         sq[layer] += layer_sq
         wsq[layer] += layer_wsq
-
-
-@jit(reduction=True, inlined=True)
-def add_into(total, term):
-    """``total += term`` (flat arrays of one size)."""
-    for i in range(total.size):
-        total[i] += term[i]
 
 
 @jit(parallel=True, reduction=True, **INNER_OPTIONS)
@@ -617,19 +612,12 @@ def mlp_epoch_split(X, Y, sample_weight, order, params, grads, part_grads, piece
                            activation_parts, delta_parts, alpha, part_sq, part_loss, layer_sq, rule, fuse, slots,
                            step + 1, lr)
         loss_sum += loss * (stop - start)
-        total_sq = 0.0
-        for layer in range(layer_sq.size):
-            total_sq += layer_sq[layer]
-            norm_sums[layer] += math.sqrt(layer_sq[layer])
-        norm = math.sqrt(total_sq)
+        norm, scale = norm_and_clip_scale(add_layer_norms(layer_sq, norm_sums), rule.clip_norm)
         if not (math.isfinite(norm) and math.isfinite(loss_sum)):
             return np.nan, step
         step += 1
         if fuse:
             continue
-        scale = 1.0
-        if norm > rule.clip_norm:
-            scale = rule.clip_norm / (norm + 1e-6)
         fused_step(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, scale, rule.clip_value, True)
     return loss_sum, step
 
