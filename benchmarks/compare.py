@@ -752,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
     print("# fastgd vs peers" + (" (--quick sizes)" if args.quick else ""))
     print()
     # the --stream, --threads and --partial-fit sections leave PyTorch unimported: it would weigh on the peak RSS
-    print("\n".join(machine_lines(with_torch=run_all or args.sgd or args.optim or args.mlp)))
+    print("\n".join(machine_lines(with_torch=run_all or args.sgd or args.optim or args.mlp or args.cuda)))
     if run_all or args.sgd:
         section_sgd(args.quick)
     if run_all or args.optim:

@@ -142,8 +142,31 @@ def _lock_simulator_shared_arrays() -> None:
     kernelapi.FakeCUDAShared.array = array
 
 
+def _check_launch_dimensions_as_a_gpu_does() -> None:
+    """Make the simulator refuse grid and block sizes that are not Python ints, as numba-cuda does on a GPU.
+
+    On hardware, ``kernel[np.int64(9), 128]`` raises ``ValueError: LaunchConfig.grid must be an int, or a tuple
+    with up to 3 ints``; the simulator took any integer, so a NumPy batch bound reached the launcher unnoticed
+    until the first run on a GPU (19 of the CUDA tests failed there). With this check the simulator fails the same way.
+    """
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+
+    original = FakeCUDAKernel.__getitem__
+
+    def configure(self, configuration):
+        for name, dims in zip(("grid", "block"), configuration[:2], strict=True):
+            for dim in dims if isinstance(dims, tuple) else (dims,):
+                if type(dim) is not int:
+                    raise ValueError(f"LaunchConfig.{name} must be an int, or a tuple with up to 3 ints "
+                                     f"(got {dims!r}): numba-cuda on a GPU takes Python ints only")
+        return original(self, configuration)
+
+    FakeCUDAKernel.__getitem__ = configure
+
+
 if _simulated():
     _lock_simulator_shared_arrays()
+    _check_launch_dimensions_as_a_gpu_does()
 
 import pytest  # noqa: E402
 

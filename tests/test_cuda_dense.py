@@ -224,6 +224,34 @@ def test_column_sums_of_one_row_and_of_many():
         np.testing.assert_array_equal(out.copy_to_host(), M.sum(axis=0))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_layer_squared_norms_in_one_launch_match_numpy(dtype):
+    """Per-layer and total gradient norms and the weights' L2 sum of an MLP 5-19-3-2, against NumPy slices."""
+    from fastgd.backends.cpu_mlp import layer_offsets
+
+    units = np.array([5, 19, 3, 2])
+    offsets = layer_offsets(units)
+    n_params = int(sum((units[i] + 1) * units[i + 1] for i in range(3)))
+    rng = np.random.default_rng(3)
+    params = (rng.standard_normal(n_params) * 3).astype(dtype)
+    grads = rng.standard_normal(n_params).astype(dtype)
+    bounds = dense.layer_bounds(offsets, units)
+    weight_sq, total_sq = _dev(np.array([0.0, 1.5])), _dev(np.array([0.0, 2.5]))
+    layer_sq = _dev(np.full(6, 0.5))
+    dense.layer_squared_norms(_dev(params), _dev(grads), bounds, weight_sq, layer_sq, total_sq, 1)
+    p64, g64 = params.astype(np.float64), grads.astype(np.float64)
+    layer_ref, weight_ref = [], 0.0
+    for i in range(3):
+        lo, n_in, n_out = int(offsets[i]), int(units[i]), int(units[i + 1])
+        layer_ref.append(np.sum(g64[lo:lo + (n_in + 1) * n_out] ** 2))
+        weight_ref += np.sum(p64[lo:lo + n_in * n_out] ** 2)  # weights only: the biases follow them
+    np.testing.assert_allclose(layer_sq.copy_to_host(), [0.5] * 3 + [0.5 + v for v in layer_ref], rtol=1e-13)
+    np.testing.assert_allclose(total_sq.copy_to_host(), [0.0, 2.5 + np.sum(g64 ** 2)], rtol=1e-13)
+    np.testing.assert_allclose(weight_sq.copy_to_host(), [0.0, 1.5 + weight_ref], rtol=1e-13)
+    with pytest.raises(ValueError, match="layer_sq has 6 entries"):
+        dense.layer_squared_norms(_dev(params), _dev(grads), bounds, weight_sq, layer_sq, total_sq, 2)
+
+
 def test_wrong_inputs_are_refused_before_any_launch():
     A = cuda.device_array((3, 4))
     B = cuda.device_array((4, 2))

@@ -156,6 +156,22 @@ def test_cuda_without_a_gpu_says_how_to_fix_it():
     assert resolve_device("cpu") == "cpu"
 
 
+def test_a_numba_cuda_that_cannot_compile_is_reported_before_any_fit(monkeypatch, capsys):
+    """numba-cuda 0.30.4 under NumPy 2.5 fails at its first compile (np.row_stack is gone): seen on an H200."""
+    import fastgd.cuda
+
+    def broken():
+        raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    monkeypatch.setattr(fastgd.cuda, "_import_compiler", broken)
+    reason = fastgd.cuda.unavailable_reason()
+    assert "row_stack" in reason and 'pip install "numpy<2.5"' in reason
+    with pytest.raises(RuntimeError, match="cannot compile kernels with NumPy"):
+        MLPClassifier((3,), max_iter=1, device="cuda").fit(X, Y_MULTI)
+    model = LinearClassifier(max_iter=1, batch_size=9, device="auto", verbose=1).fit(X, Y_BINARY)
+    assert model.device_ == "cpu" and "numpy<2.5" in capsys.readouterr().out
+
+
 def test_nonfinite_training_on_the_device_restores_the_last_good_epoch():
     from fastgd import NonFiniteTrainingWarning
 

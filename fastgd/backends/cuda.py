@@ -20,8 +20,6 @@ order: results agree within float32 round-off, not bitwise.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import cuda
 
@@ -256,6 +254,7 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         self.layer_sq = cuda.device_array(n_batches * n_layers, dtype=np.float64)
         self.total_sq = cuda.device_array(n_batches, dtype=np.float64)
         self.weight_sum_views = [self.weight_sums[k:k + 1] for k in range(n_batches)]
+        self.d_layer_bounds = dense.layer_bounds(self.offsets, self.units)
 
     def _allocate(self, rows: int, dtype) -> None:
         """The host workspaces of the CPU trainer are not needed: see :meth:`_allocate_device`."""
@@ -293,13 +292,12 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         layers = []
         a_offset = 0
         for layer in range(n_layers):
-            n_in, n_out = int(self.units[layer]), int(self.units[layer + 1])
-            lo = int(self.offsets[layer])
+            n_out = int(self.units[layer + 1])
             W, bias = self._layer(params, layer)
             gW, gb = self._layer(grads, layer)
             A = self.d_activations[a_offset:a_offset + b * n_out].reshape(b, n_out)
             delta = self.d_deltas[a_offset:a_offset + b * n_out].reshape(b, n_out)
-            layers.append((W, bias, gW, gb, W.reshape(W.size), grads[lo:lo + (n_in + 1) * n_out], A, delta))
+            layers.append((W, bias, gW, gb, A, delta))
             inputs.append(A)
             a_offset += rows * n_out
         views = (inputs, layers, self.d_y_batch[:b], self.d_sw_batch[:b])
@@ -322,14 +320,14 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         delta = layers[-1][-1]
         dense.mlp_output_delta(inputs[-1], y, sw, self.out_code, self.loss_kind, delta, self.loss_sums, k)
         for layer in range(n_layers - 1, -1, -1):
-            W, _, gW, gb, W_flat, layer_grads, _, _ = layers[layer]
-            squared_norm(W_flat, self.weight_sq, k)  # the L2 term of the loss, before the update
+            W, _, gW, gb, *_ = layers[layer]
             dense.weight_gradient(inputs[layer], delta, W, self.alpha, gW, gb=gb)
             if layer > 0:
                 delta_in = layers[layer - 1][-1]
                 dense.backprop_delta(delta, W, inputs[layer], self.hidden_code, delta_in)
                 delta = delta_in
-            squared_norm(layer_grads, self.layer_sq, k * n_layers + layer)
+        # per-layer and total gradient norms and the loss's L2 term (parameters before the update): one launch
+        dense.layer_squared_norms(params, grads, self.d_layer_bounds, self.weight_sq, self.layer_sq, self.total_sq, k)
 
     def _reset_accumulators(self) -> None:
         for accumulator in (self.loss_sums, self.weight_sums, self.weight_sq, self.layer_sq, self.total_sq):
@@ -351,12 +349,9 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         n_layers = self.units.size - 1
         self._reset_accumulators()
         step = self.state.step
-        clip_by_norm = rule.clip_norm < math.inf
         for k, b in enumerate(self.batch_lengths):
             start = k * self.batch_size
-            self._batch_gradient(order, start, start + b, k, self.d_params, self.d_grads)
-            if clip_by_norm:
-                squared_norm(self.d_grads, self.total_sq, k)
+            self._batch_gradient(order, start, start + b, k, self.d_params, self.d_grads)  # total_sq[k] too
             step += 1
             self._update(rule, step, learning_rate(rule, step), self.total_sq, k, self.weight_sum_views[k])
         self.state.step = step

@@ -12,9 +12,15 @@ machines without a GPU.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 DEVICES = ("cpu", "cuda", "auto")
+
+#: A module that numba-cuda imports when it compiles its first kernel. numba-cuda 0.30.4 (the last release, in
+#: maintenance) fails there under NumPy 2.5, which removed ``np.row_stack``: seen on an H200 as an AttributeError
+#: at the first kernel launch of a fit. Importing it up front turns that into a reason that says what to do.
+COMPILER_MODULE = "numba.cuda.np.arrayobj"
 
 
 def simulated() -> bool:
@@ -29,13 +35,30 @@ def unavailable_reason() -> str | None:
     except ImportError as exc:  # pragma: no cover - numba always ships numba.cuda or numba-cuda provides it
         return f"numba.cuda cannot be imported ({exc}); install the CUDA extra: pip install \"fastgd[cuda]\""
     try:
-        if cuda.is_available():
-            return None
+        available = cuda.is_available()
     except Exception as exc:  # a broken driver raises many kinds of errors
         return f"the CUDA driver reports an error ({exc})"
+    if available:
+        return _compiler_reason()
     return ("no usable CUDA GPU was found (numba.cuda.is_available() is False): check that the machine has an "
             "NVIDIA GPU, that its driver is installed (nvidia-smi), and that numba-cuda is installed "
             "(pip install \"fastgd[cuda]\")")
+
+
+def _import_compiler() -> None:
+    importlib.import_module(COMPILER_MODULE)
+
+
+def _compiler_reason() -> str | None:
+    """Why numba-cuda cannot compile kernels with the installed NumPy, or None when it can."""
+    try:
+        _import_compiler()
+    except (AttributeError, ImportError) as exc:
+        import numpy as np
+
+        return (f"numba-cuda cannot compile kernels with NumPy {np.__version__} ({type(exc).__name__}: {exc}); "
+                "numba-cuda 0.30 and earlier predate NumPy 2.5: install an older NumPy (pip install \"numpy<2.5\")")
+    return None
 
 
 def is_available() -> bool:

@@ -41,5 +41,5 @@ def l1_shrink(params, n_coefs: int, amount: float, stream=0) -> None:
     """
     if n_coefs <= 0:
         return
-    blocks = min(MAX_BLOCKS, (n_coefs + THREADS - 1) // THREADS)
+    blocks = int(min(MAX_BLOCKS, (n_coefs + THREADS - 1) // THREADS))  # numba-cuda on a GPU takes Python ints only
     _l1_shrink_kernel[blocks, THREADS, stream](params, np.int64(n_coefs), params.dtype.type(amount))

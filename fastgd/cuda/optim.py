@@ -92,7 +92,7 @@ def launch_blocks(n: int) -> int:
     int
         ``ceil(n / THREADS_PER_BLOCK)``, at least 1 and at most :func:`max_blocks`.
     """
-    return max(1, min((n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, max_blocks()))
+    return int(max(1, min((n + THREADS_PER_BLOCK - 1) // THREADS_PER_BLOCK, max_blocks())))
 
 
 _launchers: dict[tuple, Any] = {}
