@@ -810,7 +810,7 @@ def layer_squared_norms(params: Any, grads: Any, bounds: Any, weight_sq: Any, la
 
     Nothing is zeroed first. One launch instead of one :func:`fastgd.cuda.optim.squared_norm` per vector and
     layer (2L launches, 2L + 1 with clip_norm): an MLP batch on a GPU is bound by the host's launch overhead, not
-    by arithmetic. Measured on an H200 whose host spent 60-120 us per launch (100-256-128-10, Adam, float32, two
+    by arithmetic. Measured on an H200 whose host spent 30-120 us per launch (100-256-128-10, Adam, float32, two
     alternating runs each): 1222-1318 -> 980-999 us per batch of 32, 1189-1391 -> 1052-1084 at 128,
     1470-1524 -> 1277-1281 at 1024.
 
