@@ -512,7 +512,7 @@ def section_mlp(quick: bool) -> None:
                 candidates["fastgd 2t"] = (MLPClassifier, Xb, {"n_threads": 2})
             for name, (cls, Xc, kwargs) in candidates.items():
                 # one BLAS thread for scikit-learn: on a few cores the spinning threads of several pools cost
-                # it 2-10x; fastgd's trainer sets its own BLAS threads (n_threads) in any case
+                # it 2-10x; fastgd multiplies on one BLAS thread in any case (Numba's threads split its batches)
                 # the accuracy too: BLAS threads woken by a prediction keep spinning into the next timing
                 with threadpoolctl.threadpool_limits(1, user_api="blas"):
                     step, est = _sk_mlp_stepper(cls, Xc, yb, batch_size, **kwargs)

@@ -296,9 +296,11 @@ def test_mlp_batches_in_pieces_match_the_serial_epoch(monkeypatch, solver):
     seen = []
     original = cpu_mlp.MLPTrainer._allocate_parts
 
-    def recording(trainer, n_parts, dtype):
-        original(trainer, n_parts, dtype)
-        seen.append((n_parts, trainer.x_parts.shape[1], trainer.piece_grads.shape[0]))
+    def recording(trainer):
+        first = trainer.part_grads is None
+        original(trainer)
+        if first:
+            seen.append((trainer.n_parts, trainer.x_parts.shape[1], trainer.piece_grads.shape[0]))
 
     monkeypatch.setattr(cpu_mlp.MLPTrainer, "_allocate_parts", recording)
     for n_threads in (1, 2):

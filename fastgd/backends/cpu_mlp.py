@@ -178,8 +178,11 @@ class MLPTrainer(FlatParameterSnapshots):
                 self.alpha, self.batch_size, self.layer_sq, self.norm_sums)
         return self._epoch_result(loss_sum, step_before, step)
 
-    def _allocate_parts(self, n_parts: int, dtype) -> None:
-        """Workspaces of :func:`fastgd.kernels.dense.split_batch`: one set per part of a batch."""
+    def _allocate_parts(self) -> None:
+        """Workspaces of :func:`fastgd.kernels.dense.split_batch`, one set per part of a batch (once)."""
+        if self.part_grads is not None:
+            return
+        n_parts, dtype = self.n_parts, self.params.dtype
         part_rows = min(-(-self.batch_size // n_parts), PIECE_ROWS)
         width = int(self.units[1:].sum())
         self.x_parts = np.empty((n_parts, part_rows, self.units[0]), dtype=dtype)
@@ -195,15 +198,13 @@ class MLPTrainer(FlatParameterSnapshots):
     def _run_split_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
         """One epoch with every batch split into :attr:`n_parts` parts on as many Numba threads (pieces of
         :data:`PIECE_ROWS` rows at most)."""
-        if self.part_grads is None:
-            self._allocate_parts(self.n_parts, self.params.dtype)
+        self._allocate_parts()
         step_before = self.state.step
         with one_blas_thread(), parallel_section(), numba_threads(self.n_parts):
             loss_sum, step = mlp_epoch_split(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.part_grads,
                 self.piece_grads, self.state.slots, self.units, self.offsets, self.hidden_code, self.out_code,
-                self.loss_kind,
-                self.x_parts, self.y_parts, self.sw_parts, self.activation_parts, self.delta_parts,
+                self.loss_kind, self.x_parts, self.y_parts, self.sw_parts, self.activation_parts, self.delta_parts,
                 self.rule._replace(lr=float(lr)), step_before, self.alpha, self.batch_size, self.part_sq,
                 self.layer_sq, self.norm_sums)
         return self._epoch_result(loss_sum, step_before, step)
@@ -226,15 +227,13 @@ class MLPTrainer(FlatParameterSnapshots):
         order = np.arange(self.n_samples, dtype=np.int64)
         params = np.ascontiguousarray(params, dtype=self.params.dtype)
         if self.split and self.batch_size >= self.n_samples:
-            if self.part_grads is None:
-                self._allocate_parts(self.n_parts, self.params.dtype)
+            self._allocate_parts()
             with one_blas_thread(), parallel_section(), numba_threads(self.n_parts):
                 loss = mlp_loss_and_gradient_split(
                     self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads,
                     self.part_grads, self.piece_grads, self.units, self.offsets, self.hidden_code, self.out_code,
-                    self.loss_kind,
-                    self.x_parts, self.y_parts, self.sw_parts, self.activation_parts, self.delta_parts, self.alpha,
-                    self.part_sq, self.layer_sq, self.rule, self.state.slots)
+                    self.loss_kind, self.x_parts, self.y_parts, self.sw_parts, self.activation_parts,
+                    self.delta_parts, self.alpha, self.part_sq, self.layer_sq, self.rule, self.state.slots)
             return float(loss), self.grads.astype(np.float64)
         if self.x_batch.shape[0] < self.n_samples:
             self._allocate(self.n_samples, self.params.dtype)
