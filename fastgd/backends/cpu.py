@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from .._config import PARALLEL_MIN_SIZE
 from ..engine import EpochResult
+from ..kernels.float_env import subnormals_flushed
 from ..kernels.linear import linear_epoch, linear_epoch_blocked, linear_epoch_threaded
 from ..optim import Optimizer, OptimizerState
 from ..optim.schedules import Schedule, UpdateRule
@@ -257,7 +258,8 @@ class LinearTrainer(FlatParameterSnapshots):
             epoch = linear_epoch_blocked
         else:
             epoch = linear_epoch_threaded if self.rule.threaded else linear_epoch
-        with parallel_section() if self.n_threads is not None else nullcontext(), numba_threads(self.n_threads):
+        parallel = parallel_section() if self.n_threads is not None else nullcontext()
+        with parallel, numba_threads(self.n_threads), subnormals_flushed():
             loss_sum, step, norm_sum = epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots,
                 self.z, self.dz, self.norms, self.lazy, self.rule._replace(lr=float(lr)), step_before, self.loss_code,

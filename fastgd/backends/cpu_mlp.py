@@ -17,6 +17,7 @@ from ..kernels.dense import (
     mlp_loss_and_gradient,
     mlp_loss_and_gradient_split,
 )
+from ..kernels.float_env import subnormals_flushed
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
 from .cpu import FlatParameterSnapshots, numba_threads, parallel_section, resolve_n_threads
@@ -170,7 +171,7 @@ class MLPTrainer(FlatParameterSnapshots):
             return self._run_split_epoch(order, lr)
         step_before = self.state.step
         parallel = parallel_section() if self.numba_threads is not None else nullcontext()
-        with one_blas_thread(), parallel, numba_threads(self.numba_threads):
+        with one_blas_thread(), parallel, numba_threads(self.numba_threads), subnormals_flushed():
             loss_sum, step = mlp_epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
@@ -200,7 +201,7 @@ class MLPTrainer(FlatParameterSnapshots):
         :data:`PIECE_ROWS` rows at most)."""
         self._allocate_parts()
         step_before = self.state.step
-        with one_blas_thread(), parallel_section(), numba_threads(self.n_parts):
+        with one_blas_thread(), parallel_section(), numba_threads(self.n_parts), subnormals_flushed():
             loss_sum, step = mlp_epoch_split(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.part_grads,
                 self.piece_grads, self.state.slots, self.units, self.offsets, self.hidden_code, self.out_code,
@@ -228,7 +229,7 @@ class MLPTrainer(FlatParameterSnapshots):
         params = np.ascontiguousarray(params, dtype=self.params.dtype)
         if self.split and self.batch_size >= self.n_samples:
             self._allocate_parts()
-            with one_blas_thread(), parallel_section(), numba_threads(self.n_parts):
+            with one_blas_thread(), parallel_section(), numba_threads(self.n_parts), subnormals_flushed():
                 loss = mlp_loss_and_gradient_split(
                     self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads,
                     self.part_grads, self.piece_grads, self.units, self.offsets, self.hidden_code, self.out_code,
@@ -237,7 +238,7 @@ class MLPTrainer(FlatParameterSnapshots):
             return float(loss), self.grads.astype(np.float64)
         if self.x_batch.shape[0] < self.n_samples:
             self._allocate(self.n_samples, self.params.dtype)
-        with one_blas_thread():
+        with one_blas_thread(), subnormals_flushed():
             loss = mlp_loss_and_gradient(
                 self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,

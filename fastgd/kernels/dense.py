@@ -18,7 +18,7 @@ pass, a block of :data:`FUSED_ROWS` weight rows at a time, as soon as the
 block's gradient is final and nothing reads its weights any more: parameters
 and gradients are updated while in cache instead of in a pass of their own
 (the optimizer kernels are inlined, :func:`fastgd.optim._registry.update_range`).
-The arithmetic is that of the separate passes, element by element. All
+The arithmetic is that of the separate passes, up to where a fused multiply-add rounds once. All
 per-element arithmetic stays in the parameters' dtype (float32 stays float32).
 
 On several threads, :func:`mlp_epoch_split` (and, for L-BFGS's full batch,
@@ -52,6 +52,7 @@ from ..optim._registry import fused_step, update_range
 from ..optim.schedules import update_lr
 from ._cast import cast_like
 from .activations import LEAKY_SLOPE, add_bias_and_activate, derivative, multiply_by_derivative
+from .float_env import adopt_float_control, float_control, restore_float_control
 from .linear import norm_and_clip_scale
 from .rows import prefetch_row, prefetch_targets, run_overload
 
@@ -209,6 +210,46 @@ def small_forward(A_in, W, A):
 
 
 @jit(reduction=True, inlined=True)
+def weight_gradient_row(A_in, delta, i, Wi, gWi, a, inv):
+    """``gWi = (A_in[:, i] @ delta + a Wi) inv`` for a few rows of ``delta``; returns the sums of ``g^2`` and ``w^2``.
+
+    The last row's product, the L2 term, the division and both sums are made in one pass over the row (one
+    pass in all for a single sample: per-sample Adam on 100-256-128-10, float32, 41-42.5 -> 38-40 us per
+    sample, three alternating runs). Zero inputs (ReLU's) are skipped in the rows before the last.
+    """
+    b = delta.shape[0]
+    n_out = gWi.size
+    if b > 1:
+        for j in range(np.uint64(n_out)):
+            gWi[j] = 0
+        for r in range(b - 1):
+            s = A_in[r, i]
+            if s != 0:
+                dr = delta[r]
+                for j in range(np.uint64(n_out)):
+                    gWi[j] += s * dr[j]
+    s = A_in[b - 1, i]
+    d = delta[b - 1]
+    g_sq = cast_like(0.0, Wi)
+    w_sq = cast_like(0.0, Wi)
+    if b == 1:  # nothing summed before: the row is written in this pass alone
+        for j in range(np.uint64(n_out)):
+            w = Wi[j]
+            g = (s * d[j] + a * w) * inv
+            gWi[j] = g
+            g_sq += g * g
+            w_sq += w * w
+    else:
+        for j in range(np.uint64(n_out)):
+            w = Wi[j]
+            g = (gWi[j] + s * d[j] + a * w) * inv
+            gWi[j] = g
+            g_sq += g * g
+            w_sq += w * w
+    return g_sq, w_sq
+
+
+@jit(reduction=True, inlined=True)
 def small_backward(A_in, delta, W, gW, gb, delta_in, code, alpha, inv_weight_sum, with_delta_in, fuse, rule,
                    params, grads, slots, step, lr, w_lo):
     """One layer's backward pass for a few rows, fused row by row of ``W``.
@@ -246,15 +287,6 @@ def small_backward(A_in, delta, W, gW, gb, delta_in, code, alpha, inv_weight_sum
         block_hi = min(n_in, block_lo + FUSED_ROWS)
         for i in range(block_lo, block_hi):
             Wi = W[i]
-            gWi = gW[i]
-            for j in range(np.uint64(n_out)):
-                gWi[j] = 0
-            for r in range(b):
-                s = A_in[r, i]
-                if s != 0:
-                    dr = delta[r]
-                    for j in range(np.uint64(n_out)):
-                        gWi[j] += s * dr[j]
             if with_delta_in:
                 for r in range(b):
                     d = derivative(code, A_in[r, i], one, slope)
@@ -266,13 +298,12 @@ def small_backward(A_in, delta, W, gW, gb, delta_in, code, alpha, inv_weight_sum
                         delta_in[r, i] = dot * d
                     else:
                         delta_in[r, i] = 0
-        lo = w_lo + block_lo * n_out
-        hi = w_lo + block_hi * n_out
-        block_sq, block_wsq = finish_weight_block(grads, params, lo, hi, a, inv)
-        sq += block_sq
-        wsq += block_wsq
+            row_sq, row_wsq = weight_gradient_row(A_in, delta, i, Wi, gW[i], a, inv)
+            sq += row_sq
+            wsq += row_wsq
         if fuse:
-            update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value, lo, hi)
+            update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value,
+                         w_lo + block_lo * n_out, w_lo + block_hi * n_out)
     return sq, wsq
 
 
@@ -538,7 +569,9 @@ def split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_gra
     n = params.size
     chunk = ((n + n_parts - 1) // n_parts + 15) // 16 * 16  # whole cache lines per thread
     active = (stop - start + part_rows - 1) // part_rows
+    mode = float_control()  # Numba's threads compute in the calling thread's mode (float_env)
     for p in numba.prange(active):
+        previous = adopt_float_control(mode)
         lo = start + p * part_rows
         hi = min(stop, lo + part_rows)
         part_sum = grads if p == 0 else part_grads[p - 1]
@@ -553,15 +586,18 @@ def split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_gra
             if not first:
                 add_into(part_sum, piece_grads[p])
         part_loss[p] = loss
+        restore_float_control(previous)
     inv_weight_sum = 1.0 / batch_weight_sum(sample_weight, order, start, stop)
     part_sq[:] = 0.0
     for c in numba.prange(n_parts):
+        previous = adopt_float_control(mode)
         lo = c * chunk
         hi = min(n, lo + chunk)
         finish_summed_gradient(grads, part_grads, active, params, units, offsets, alpha, inv_weight_sum, lo, hi,
                                part_sq[c], part_sq[n_parts + c])
         if update:
             update_range(rule.kernel_id, params, grads, slots, rule.hyper, step, lr, 1.0, rule.clip_value, lo, hi)
+        restore_float_control(previous)
     weight_sq = 0.0
     for layer in range(layer_sq.size):
         sq = 0.0

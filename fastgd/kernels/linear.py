@@ -49,6 +49,7 @@ from .._config import INNER_OPTIONS, jit
 from ..optim._registry import SGD_KERNEL_ID, fused_step, update_range
 from ..optim.schedules import update_lr
 from ._cast import cast_like
+from .float_env import adopt_float_control, float_control, restore_float_control
 from .losses import output_loss
 from .penalty import l1_shrink
 from .rows import (
@@ -125,7 +126,9 @@ def block_gradients(X, Y, sample_weight, order, start, stop, params, block_grads
     """
     n_features = params.size // n_outputs - 1
     n_blocks = (stop - start + block_rows - 1) // block_rows
+    mode = float_control()  # Numba's threads compute in the calling thread's mode (float_env)
     for b in numba.prange(n_blocks):
+        previous = adopt_float_control(mode)
         lo = start + b * block_rows
         hi = min(stop, lo + block_rows)
         g = block_grads[b, :params.size]
@@ -143,6 +146,7 @@ def block_gradients(X, Y, sample_weight, order, start, stop, params, block_grads
                 dz[k] *= weight
             accumulate(X, order, i, dz, g, n_features, n_outputs, fit_intercept, i == lo)
         block_loss[b] = block_sum
+        restore_float_control(previous)
     return n_blocks
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numba
 
 from .._config import INNER_OPTIONS, PARALLEL_CHUNK, jit
+from ..kernels.float_env import adopt_float_control, float_control, restore_float_control
 from ._base import Optimizer
 from .adagrad import Adagrad, adagrad_update
 from .adam import Adam, adam_update
@@ -90,10 +91,13 @@ def fused_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, cli
     n = params.size
     if threaded:
         n_chunks = (n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK
+        mode = float_control()  # Numba's threads compute in the calling thread's mode (kernels.float_env)
         for c in numba.prange(n_chunks):
+            previous = adopt_float_control(mode)
             lo = c * PARALLEL_CHUNK
             update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value,
                          lo, min(n, lo + PARALLEL_CHUNK))
+            restore_float_control(previous)
     else:
         update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, 0, n)
 
