@@ -19,6 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ..backends.cpu import LinearTrainer, make_update_rule
 from ..engine import History, NonFiniteTrainingWarning, run_epochs
+from ..kernels.float_env import subnormals_flushed
 from ..kernels.linear import linear_gradient_sum
 from ..kernels.losses import LOSS_CODES, MULTINOMIAL
 from ..optim.schedules import PER_EPOCH
@@ -340,9 +341,10 @@ class _LinearGD(BaseEstimator):
                 X = X.astype(params.dtype, copy=False)
                 rows = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)) if sp.issparse(X) else X
                 weights = self._sample_weight(y, sample_weight, X, incremental=False)
-                loss_sum += linear_gradient_sum(rows, Y.astype(params.dtype, copy=False), weights, params, grads, z,
-                                                dz, loss_code, getattr(self, "loss_epsilon", 0.0), n_outputs,
-                                                self.fit_intercept)
+                with subnormals_flushed():  # as in the in-memory epochs
+                    loss_sum += linear_gradient_sum(rows, Y.astype(params.dtype, copy=False), weights, params, grads,
+                                                    z, dz, loss_code, getattr(self, "loss_epsilon", 0.0), n_outputs,
+                                                    self.fit_intercept)
                 grad_total = grads.astype(np.float64) if grad_total is None else grad_total + grads
                 n_total += X.shape[0]
             n_coefs = params.size - n_outputs
@@ -356,8 +358,9 @@ class _LinearGD(BaseEstimator):
                 break
             lr = schedule.epoch_lr(epoch)
             history.gradient_norms.append(np.array([np.linalg.norm(gradient)]))
-            optimizer.step(params, gradient.astype(params.dtype), state, lr=lr, clip_value=self.clip_value,
-                           clip_norm=self.clip_norm)
+            with subnormals_flushed():
+                optimizer.step(params, gradient.astype(params.dtype), state, lr=lr, clip_value=self.clip_value,
+                               clip_norm=self.clip_norm)
             if l1 > 0:
                 shrink = lr * l1
                 params[:n_coefs] = np.sign(params[:n_coefs]) * np.maximum(np.abs(params[:n_coefs]) - shrink, 0)
