@@ -6,7 +6,8 @@ n_classes=10)``: 2,000 samples at batch size 1, 10,000 otherwise. ``setup`` fits
 kernels are compiled (or loaded from Numba's cache) before any timing; each timed call is one more epoch of
 the same model (``warm_start=True``, ``max_iter=1``). ``MLPEpoch`` trains on one thread (``n_threads=1``: the
 serial epoch, comparable across machines and with earlier commits); ``MLPEpochThreads`` on one and two (Adam,
-float32), where two threads split each batch into two parts.
+float32), where two threads split each batch into two parts; ``MLPEpochLate`` per-sample Adam after five
+epochs, when subnormal numbers have appeared.
 """
 
 from __future__ import annotations
@@ -106,6 +107,31 @@ class MLPEpochThreads(MLPEpoch):
 
     track_samples_per_second.unit = "samples/s"
 
+
+
+class MLPEpochLate(MLPEpoch):
+    """Per-sample Adam on float32 after five epochs: the regime where subnormal numbers appear.
+
+    By then 15-25 % of the weights have decayed below 1e-19 (``benchmarks/subnormal_epochs.py``); arithmetic
+    on what they produce is slow on x86 unless it is flushed to zero, as fastgd's epochs do
+    (``fastgd.kernels.float_env``). An early epoch (``MLPEpoch``) does not show it.
+    """
+
+    params = ([1],)
+    param_names = ["batch_size"]
+
+    def setup(self, batch_size: int) -> None:
+        super().setup("adam", batch_size, "float32")
+        for _ in range(4):
+            self.epoch()
+
+    def time_epoch(self, batch_size: int) -> None:
+        self.epoch()
+
+    def track_samples_per_second(self, batch_size: int) -> float:
+        return samples_per_second(self.epoch, self.X.shape[0])
+
+    track_samples_per_second.unit = "samples/s"
 
 def _cuda_reason() -> str | None:
     """Why the CUDA benchmarks cannot run here (None when they can)."""
