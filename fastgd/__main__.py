@@ -149,8 +149,9 @@ class Lecture:
         deep = (32,) * 8
         fitted = {}
         for act in ("logistic", "relu"):
+            # lr 0.01: at 0.05 the ReLU net's test accuracy ranged 0.41-0.74 over seeds and thread counts
             clf, _, _ = self.fit(hidden_layer_sizes=deep, activation=act, solver="sgd", momentum=0.9,
-                                 learning_rate_init=0.05, batch_size=self.args.batch_size,
+                                 learning_rate_init=0.01, batch_size=self.args.batch_size,
                                  max_iter=min(self.args.epochs, 10))
             fitted[act] = clf
         layers = [f"layer {i + 1}" for i in range(9)]
