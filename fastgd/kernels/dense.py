@@ -18,8 +18,9 @@ pass, a block of :data:`FUSED_ROWS` weight rows at a time, as soon as the
 block's gradient is final and nothing reads its weights any more: parameters
 and gradients are updated while in cache instead of in a pass of their own
 (the optimizer kernels are inlined, :func:`fastgd.optim._registry.update_range`).
-The arithmetic is that of the separate passes, up to where a fused multiply-add rounds once. All
-per-element arithmetic stays in the parameters' dtype (float32 stays float32).
+The arithmetic is that of the separate passes, up to where a fused multiply-add
+rounds once. All per-element arithmetic stays in the parameters' dtype (float32
+stays float32).
 
 On several threads, :func:`mlp_epoch_split` (and, for L-BFGS's full batch,
 :func:`mlp_loss_and_gradient_split`) splits every batch into parts of rows
@@ -142,9 +143,12 @@ def column_sums(delta, out):
 def finish_weight_block(grads, params, lo, hi, a, inv):
     """``grads[lo:hi] = (grads[lo:hi] + a params[lo:hi]) inv``, flat; returns the sums of ``g^2`` and ``w^2``.
 
-    A block of whole rows of a layer's weights in one loop: row by row, a narrow layer (8 outputs) spent
-    more in each row's loop set-up and sums than in its arithmetic (a 100-8-10 network, one sample's step
-    without the update: 3.16 us row by row, 2.28 us in blocks).
+    A block of whole rows of a layer's weights in one loop (the BLAS and split paths, where the products
+    were summed first). The small-batch path finishes each row as it computes it instead
+    (:func:`weight_gradient_row`): a pass of its own per row had cost a narrow layer more in loop set-up and
+    sums than in arithmetic (100-8-10, one sample's step without the update: 3.16 us row by row, 2.28 us in
+    blocks), while finishing in the product's own pass costs nothing extra (per-sample Adam on 100-8-10:
+    2.97-3.24 us with blocks, 2.66-2.71 us now).
     """
     g = grads[lo:hi]
     w = params[lo:hi]
@@ -214,8 +218,9 @@ def weight_gradient_row(A_in, delta, i, Wi, gWi, a, inv):
     """``gWi = (A_in[:, i] @ delta + a Wi) inv`` for a few rows of ``delta``; returns the sums of ``g^2`` and ``w^2``.
 
     The last row's product, the L2 term, the division and both sums are made in one pass over the row (one
-    pass in all for a single sample: per-sample Adam on 100-256-128-10, float32, 41-42.5 -> 38-40 us per
-    sample, three alternating runs). Zero inputs (ReLU's) are skipped in the rows before the last.
+    pass in all for a single sample: per-sample Adam, float32, 41-44 -> 37-40 us per sample on
+    100-256-128-10, 3.0-3.2 -> 2.7 us on 100-8-10, alternating runs). Zero inputs (ReLU's) are skipped in the
+    rows before the last.
     """
     b = delta.shape[0]
     n_out = gWi.size
