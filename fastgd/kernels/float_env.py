@@ -51,7 +51,7 @@ DENORMALS_ARE_ZERO = 0x0040
 HAS_MXCSR = platform.machine().lower() in {"x86_64", "amd64", "i386", "i686", "x86"}
 
 
-def _mxcsr_call(builder, name: str, slot) -> None:
+def _mxcsr_call(builder, name: str, slot) -> None:  # pragma: no cover - code generation, compiled only
     """Call ``llvm.x86.sse.<name>`` (``stmxcsr`` or ``ldmxcsr``) on the 32-bit stack slot ``slot``."""
     i8p = ir.IntType(8).as_pointer()
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p]), f"llvm.x86.sse.{name}")
@@ -59,9 +59,9 @@ def _mxcsr_call(builder, name: str, slot) -> None:
 
 
 @intrinsic
-def _read_mxcsr(typingctx):
+def _read_mxcsr(typingctx):  # pragma: no cover - compiled only
     """The calling thread's MXCSR control and status word."""
-    def codegen(context, builder, signature, args):
+    def codegen(context, builder, signature, args):  # pragma: no cover - compiled only
         slot = cgutils.alloca_once(builder, ir.IntType(32))
         _mxcsr_call(builder, "stmxcsr", slot)
         return builder.load(slot)
@@ -69,7 +69,7 @@ def _read_mxcsr(typingctx):
 
 
 @intrinsic
-def _write_mxcsr(typingctx, word):
+def _write_mxcsr(typingctx, word):  # pragma: no cover - compiled only
     """Load ``word`` into the calling thread's MXCSR."""
     if not isinstance(word, types.Integer):
         return None
@@ -84,7 +84,7 @@ def _write_mxcsr(typingctx, word):
 
 _MODE_BITS = np.uint32(FLUSH_TO_ZERO | DENORMALS_ARE_ZERO)
 
-if HAS_MXCSR and not numba.config.DISABLE_JIT:
+if HAS_MXCSR and not numba.config.DISABLE_JIT:  # pragma: no cover - compiled only (coverage runs without the JIT)
     @jit(inline="always", cache=False)
     def float_control():
         """The calling thread's floating-point control word (to give :func:`adopt_float_control`)."""
