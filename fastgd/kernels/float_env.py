@@ -61,7 +61,7 @@ def _mxcsr_call(builder, name: str, slot) -> None:  # pragma: no cover - code ge
 @intrinsic
 def _read_mxcsr(typingctx):  # pragma: no cover - compiled only
     """The calling thread's MXCSR control and status word."""
-    def codegen(context, builder, signature, args):  # pragma: no cover - compiled only
+    def codegen(context, builder, signature, args):
         slot = cgutils.alloca_once(builder, ir.IntType(32))
         _mxcsr_call(builder, "stmxcsr", slot)
         return builder.load(slot)
@@ -95,10 +95,10 @@ if HAS_MXCSR and not numba.config.DISABLE_JIT:  # pragma: no cover - compiled on
         """Set the calling thread's FTZ and DAZ bits as they are in ``word``; returns its previous control word.
 
         A parallel kernel reads :func:`float_control` before its ``prange`` and
-        each iteration adopts it: Numba's threads then compute as the thread
-        that launched them does (with subnormals flushed inside a fastgd epoch,
-        as they were outside one, in :meth:`fastgd.optim.Optimizer.step` for
-        instance). Each iteration ends with :func:`restore_float_control`.
+        each iteration adopts it, so Numba's threads compute as the thread that
+        launched them: with subnormals flushed inside a fastgd epoch, with them
+        kept in a threaded :meth:`fastgd.optim.Optimizer.step` called from user
+        code. Each iteration ends with :func:`restore_float_control`.
         """
         previous = _read_mxcsr()
         _write_mxcsr((previous & ~_MODE_BITS) | (np.uint32(word) & _MODE_BITS))
