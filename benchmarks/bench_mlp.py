@@ -79,10 +79,11 @@ class MLPEpoch:
             warnings.simplefilter("ignore")  # ConvergenceWarning: one epoch is not convergence
             self.model.fit(self.X, self.y)
 
-    def time_epoch(self, optimizer: str, batch_size: int, dtype: str) -> None:
+    # ``*params``: asv passes each class's parameters; the subclasses time and track the same way
+    def time_epoch(self, *params) -> None:
         self.epoch()
 
-    def track_samples_per_second(self, optimizer: str, batch_size: int, dtype: str) -> float:
+    def track_samples_per_second(self, *params) -> float:
         return samples_per_second(self.epoch, self.X.shape[0])
 
     track_samples_per_second.unit = "samples/s"
@@ -98,15 +99,6 @@ class MLPEpochThreads(MLPEpoch):
         super().setup("adam", batch_size, "float32")
         self.model.set_params(n_threads=n_threads)
         self.epoch()  # the split epoch's kernels, on two threads
-
-    def time_epoch(self, batch_size: int, n_threads: int) -> None:
-        self.epoch()
-
-    def track_samples_per_second(self, batch_size: int, n_threads: int) -> float:
-        return samples_per_second(self.epoch, self.X.shape[0])
-
-    track_samples_per_second.unit = "samples/s"
-
 
 
 class MLPEpochLate(MLPEpoch):
@@ -125,13 +117,6 @@ class MLPEpochLate(MLPEpoch):
         for _ in range(4):
             self.epoch()
 
-    def time_epoch(self, batch_size: int) -> None:
-        self.epoch()
-
-    def track_samples_per_second(self, batch_size: int) -> float:
-        return samples_per_second(self.epoch, self.X.shape[0])
-
-    track_samples_per_second.unit = "samples/s"
 
 def _cuda_reason() -> str | None:
     """Why the CUDA benchmarks cannot run here (None when they can)."""
@@ -144,7 +129,7 @@ def _cuda_reason() -> str | None:
     return unavailable_reason()
 
 
-class MLPEpochCUDA:
+class MLPEpochCUDA(MLPEpoch):
     """One epoch of MLP training with ``device="cuda"`` (Adam, float32); skipped without a usable GPU."""
 
     params = ([32, 128, 1024],)
@@ -168,11 +153,3 @@ class MLPEpochCUDA:
             warnings.simplefilter("ignore")
             self.model.fit(self.X, self.y)
         self.synchronize()
-
-    def time_epoch(self, batch_size: int) -> None:
-        self.epoch()
-
-    def track_samples_per_second(self, batch_size: int) -> float:
-        return samples_per_second(self.epoch, self.X.shape[0])
-
-    track_samples_per_second.unit = "samples/s"

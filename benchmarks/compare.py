@@ -394,9 +394,9 @@ def _mlp_epochs(make_and_step: Callable[[], Callable[[], None]], repeats: int) -
     return times, step
 
 
-def _sk_mlp_stepper(cls, X, y, batch_size: int, **kwargs) -> tuple[Callable[[], None], object]:
+def _sk_mlp_stepper(cls, X, y, batch_size: int, random_state: int = 0, **kwargs) -> tuple[Callable[[], None], object]:
     est = cls(hidden_layer_sizes=MLP_HIDDEN, solver="adam", batch_size=batch_size, max_iter=1, warm_start=True,
-              random_state=0, tol=0.0, n_iter_no_change=10**9, **kwargs)
+              random_state=random_state, tol=0.0, n_iter_no_change=10**9, **kwargs)
     est.fit(X, y)  # warm-up epoch (compiles fastgd's kernels)
     return lambda: est.fit(X, y), est
 
@@ -408,10 +408,9 @@ def _mlp_accuracies(cls, X, y, batch_size: int, epochs: int, seeds: range, **kwa
     scores = []
     for seed in seeds:
         with threadpoolctl.threadpool_limits(1, user_api="blas"):
-            est = cls(hidden_layer_sizes=MLP_HIDDEN, solver="adam", batch_size=batch_size, max_iter=1,
-                      warm_start=True, random_state=seed, tol=0.0, n_iter_no_change=10**9, **kwargs)
-            for _ in range(epochs):
-                est.fit(X, y)
+            step, est = _sk_mlp_stepper(cls, X, y, batch_size, random_state=seed, **kwargs)  # the first epoch
+            for _ in range(epochs - 1):
+                step()
             scores.append(est.score(X, y))
     return scores
 

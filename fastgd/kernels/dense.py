@@ -237,6 +237,8 @@ def weight_gradient_row(A_in, delta, i, Wi, gWi, a, inv):
     d = delta[b - 1]
     g_sq = cast_like(0.0, Wi)
     w_sq = cast_like(0.0, Wi)
+    # two loops, not one with ``gWi[j] if b > 1 else 0``: that one ran 100-8-10 per-sample Adam at 2.70-3.07 us
+    # instead of 2.57-2.67
     if b == 1:  # nothing summed before: the row is written in this pass alone
         for j in range(np.uint64(n_out)):
             w = Wi[j]

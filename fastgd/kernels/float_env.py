@@ -6,7 +6,7 @@ and Adam's second moment squares those gradients. Products fall below the
 smallest normal number (1.2e-38 in float32, 2.2e-308 in float64), and x86 CPUs
 take a slow path for every operation that reads or produces such a subnormal
 number. Measured with ``benchmarks/subnormal_epochs.py`` (100-256-128-10 trained
-one sample at a time with Adam, float32, 5,000 samples): 26.5-27 k samples/s
+one sample at a time with Adam, float32, 5,000 samples): 24.4-27.0 k samples/s
 per epoch with the modes below set, 17-19 k without them from the second epoch
 on, when 15-25 % of the weights had fallen below 1e-19.
 
