@@ -35,7 +35,9 @@ error model and the thread rules are decided here and nowhere else.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +122,69 @@ def jit(fn: Callable | None = None, *, parallel: bool = False, reduction: bool =
     if reduction:
         opts["fastmath"] = set(REDUCTION_FASTMATH)
     if fn is None:
-        return lambda f: numba.njit(**opts)(f)
-    return numba.njit(**opts)(fn)
+        return lambda f: _locked_cache(numba.njit(**opts)(f))
+    return _locked_cache(numba.njit(**opts)(fn))
+
+
+#: Name of the lock file beside the cached kernels (:func:`_locked_cache`).
+CACHE_LOCK_NAME = "fastgd-cache.lock"
+
+
+@contextmanager
+def cache_lock(folder: str, exclusive: bool) -> Iterator[None]:
+    """Hold the lock of the kernel cache in ``folder``: exclusive to write it, shared to read it.
+
+    A POSIX advisory lock (``fcntl.flock``) on :data:`CACHE_LOCK_NAME`, which serialises processes (and
+    threads) that write the folder's cache index. Where no lock can be had (no ``fcntl``, a folder that
+    cannot be written), the block runs without one: a read-only cache cannot be corrupted.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle = open(os.path.join(folder, CACHE_LOCK_NAME), "a+b")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _locked_cache(dispatcher):
+    """Make the reads and writes of ``dispatcher``'s cache entries hold the cache's file lock.
+
+    Numba's cache has no lock. Saving an entry reads the kernel's index file (signature -> data file),
+    picks the first free data file name, and writes the index and then the data. Two processes that
+    compile different signatures of one kernel at once (a float32 and a float64 fit, workers of a grid
+    search or a cluster starting on an empty cache) both read the same index, pick the same name, and
+    each writes its machine code to it: the index the last one wrote then maps a signature to the other's
+    code, and a later process that loads it crashes or computes garbage. Under :func:`cache_lock` the read,
+    the choice and the two writes are one step for every process, and a reader never sees an index entry
+    whose data are not written yet. Compiling itself is not serialised: only the milliseconds of the save.
+    """
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    folder = getattr(cache_file, "_cache_path", None)
+    if cache_file is None or folder is None:  # not cached, or NUMBA_DISABLE_JIT: a plain function
+        return dispatcher
+    save, load = cache_file.save, cache_file.load
+
+    def locked_save(key, data):
+        with cache_lock(folder, exclusive=True):
+            save(key, data)
+
+    def locked_load(key):
+        with cache_lock(folder, exclusive=False):
+            return load(key)
+
+    cache_file.save, cache_file.load = locked_save, locked_load
+    return dispatcher
 
 
 def _cache_dirs(source_dirs: list[Path]) -> list[Path]:
@@ -172,16 +235,16 @@ def _clear_stale_kernel_cache() -> None:
                 continue
         except OSError:
             pass
-        for cached in [*cache_dir.glob("*.nbi"), *cache_dir.glob("*.nbc")]:
+        with cache_lock(str(cache_dir), exclusive=True):  # no other process saves or loads meanwhile
+            for cached in [*cache_dir.glob("*.nbi"), *cache_dir.glob("*.nbc")]:
+                try:
+                    cached.unlink()
+                except OSError:  # another process removed it, or the folder is read-only
+                    pass
             try:
-                cached.unlink()
-            except OSError:  # another process removed it, or the folder is read-only
+                stamp_file.write_text(stamp)
+            except OSError:
                 pass
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            stamp_file.write_text(stamp)
-        except OSError:
-            pass
 
 
 _clear_stale_kernel_cache()

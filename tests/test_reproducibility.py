@@ -19,57 +19,112 @@ from fastgd import LinearClassifier, MLPClassifier
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-# Fits whose parameters are hashed in a fresh interpreter. The wide regressor has more parameters than
-# fastgd._config.PARALLEL_MIN_SIZE, so its optimizer updates run on Numba's threads; the classifiers on
-# 4,000 x 100 samples have batches large enough (fastgd.backends.cpu.block_partition) for their gradients to
-# be computed in blocks of rows on Numba's threads, with the default n_threads and with n_threads=1.
+#: Fits whose parameters are hashed in a child process, every estimator and solver on batches that are split:
+#: MLP batches of 48 rows (6 parts) and full batches (8 parts, in pieces), the linear models' batches of 1,500
+#: rows x 101 parameters (blocks of rows) and a linear model of 135,450 parameters (its updates on Numba's
+#: threads). Each is fitted with n_threads None (the default, from the machine's idle CPUs), 1, 2, 4 and 64,
+#: which must all give the same bits; the child prints one digest per model. The data come from the parent as
+#: a file: regression targets made with BLAS would themselves change with OPENBLAS_NUM_THREADS.
 _FIT_AND_HASH = textwrap.dedent("""
-    import hashlib, warnings
+    import hashlib, sys, warnings
     import numpy as np
-    from sklearn.datasets import load_digits
-    from fastgd import LinearClassifier, LinearRegressor, MLPClassifier
+    import scipy.sparse as sp
+    from fastgd import LinearClassifier, LinearRegressor, MLPClassifier, MLPRegressor
     warnings.simplefilter("ignore")
-    X, y = load_digits(return_X_y=True)
-    X = (X[:500] / 16).astype(np.float32)
-    y = y[:500]
-    rng = np.random.default_rng(0)
-    W = rng.normal(size=(300, 450)).astype(np.float32)
-    Xw = rng.normal(size=(64, 300)).astype(np.float32)
-    models = [
-        MLPClassifier((32, 16), max_iter=3, random_state=0).fit(X, y),
-        LinearClassifier(loss="log_loss", solver="adam", batch_size=16, max_iter=3, random_state=0).fit(X, y),
-        LinearRegressor(solver="adam", learning_rate="constant", batch_size=8, max_iter=2, random_state=0,
-                        tol=None).fit(Xw, Xw @ W),
+    data = np.load(sys.argv[1])
+    X, y, Xr, yr, Xb, yb, Xw, Yw = (data[k] for k in ("X", "y", "Xr", "yr", "Xb", "yb", "Xw", "Yw"))
+    mlp = dict(hidden_layer_sizes=(16, 8), max_iter=2, random_state=0, tol=0)
+    cases = [(MLPClassifier(solver=s, batch_size=48, **mlp), X, y)
+             for s in ("sgd", "adam", "rmsprop", "adamw", "adagrad")]
+    cases += [
+        (MLPClassifier(solver="lbfgs", **mlp), X, y),
+        (MLPClassifier(solver="adam", batch_size=None, clip_norm=0.5, **mlp), X, y),
+        (MLPClassifier(solver="sgd", batch_size=64, early_stopping=True, **mlp), X.astype(np.float64), y),
+        (MLPClassifier(solver="adam", batch_size=40, **mlp), sp.csr_matrix(np.where(X > 0.5, X, 0)), y),
+        (MLPRegressor(solver="adam", batch_size=48, **mlp), Xr, yr),
+        (MLPRegressor(solver="lbfgs", **mlp), Xr, yr),
     ]
-    Xb = rng.normal(size=(4000, 100)).astype(np.float32)
-    yb = (Xb[:, :10].sum(axis=1) > 0).astype(int)
-    for n_threads in (None, 1):
-        models.append(LinearClassifier(loss="log_loss", solver="adam", batch_size=1500, learning_rate="constant",
-                                       max_iter=3, tol=None, random_state=0, n_threads=n_threads).fit(Xb, yb))
-        models.append(LinearClassifier(loss="hinge", batch_size=None, learning_rate="constant", max_iter=3,
-                                       tol=None, random_state=0, n_threads=n_threads).fit(Xb.astype(float), yb))
-    assert np.array_equal(models[3].coef_, models[5].coef_) and np.array_equal(models[4].coef_, models[6].coef_)
-    digest = hashlib.sha256()
-    for m in models:
-        for a in getattr(m, "coefs_", []) + getattr(m, "intercepts_", []) + [getattr(m, "coef_", np.zeros(0))]:
-            digest.update(np.ascontiguousarray(a).tobytes())
-    print(digest.hexdigest())
+    lin = dict(learning_rate="constant", max_iter=2, tol=None, random_state=0)
+    cases += [(LinearClassifier(loss="log_loss", solver=s, batch_size=1500, **lin), Xb, yb)
+              for s in ("sgd", "adam", "rmsprop", "adamw", "adagrad")]
+    cases += [
+        (LinearClassifier(loss="hinge", batch_size=None, **lin), Xb.astype(np.float64), yb),
+        (LinearRegressor(solver="adam", batch_size=1500, **lin), Xb, Xb[:, 0] - Xb[:, 1]),
+        (LinearRegressor(solver="adam", batch_size=8, **lin), Xw, Yw),
+    ]
+    for estimator, features, target in cases:
+        digests = set()
+        for n_threads in (None, 1, 2, 4, 64):
+            model = estimator.set_params(n_threads=n_threads).fit(features, target)
+            digest = hashlib.sha256()
+            for a in getattr(model, "coefs_", []) + getattr(model, "intercepts_", []) + [
+                    getattr(model, "coef_", np.zeros(0)), np.asarray(model.loss_curve_)]:
+                digest.update(np.ascontiguousarray(a).tobytes())
+            digests.add(digest.hexdigest())
+        assert len(digests) == 1, f"{estimator!r}: {len(digests)} different models for 5 thread counts"
+        print(type(estimator).__name__, estimator.solver, digests.pop())
 """)
 
 
-def _hash_in_fresh_process(**env) -> str:
-    result = subprocess.run([sys.executable, "-c", _FIT_AND_HASH], capture_output=True, text=True, check=True,
-                            env={**os.environ, **env}, timeout=600)
-    return result.stdout.strip()
+@pytest.fixture(scope="module")
+def hash_inputs(tmp_path_factory):
+    """The children's data, made once (without BLAS) and saved."""
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(300, 450)).astype(np.float32)
+    Xw = rng.normal(size=(64, 300)).astype(np.float32)
+    Xb = rng.normal(size=(2000, 100)).astype(np.float32)
+    path = tmp_path_factory.mktemp("hash-inputs") / "data.npz"
+    np.savez(path, X=(X[:400] / 16).astype(np.float32), y=y[:400], Xr=(X[:400] / 16).astype(np.float32),
+             yr=np.c_[X[:400, 10] - X[:400, 20], X[:400, 30]] / 16, Xb=Xb, yb=(Xb[:, :10].sum(axis=1) > 0).astype(int),
+             Xw=Xw, Yw=(Xw[:, :, None] * W[None]).sum(axis=1))
+    return path
+
+
+def _hashes_in_child(data_path, **env) -> list[str]:
+    result = subprocess.run([sys.executable, "-c", _FIT_AND_HASH, str(data_path)], capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.split("\n")
+    lines = [line for line in lines if line]
+    assert len(lines) == 19 and all(len(line.split()[-1]) == 64 for line in lines), result.stdout
+    return lines
+
+
+def _threading_layers() -> list[str]:
+    """The threading layers Numba can load here (tbb only where the tbb package is installed)."""
+    layers = []
+    for layer in ("omp", "tbb", "workqueue"):
+        probe = ("import numba, numpy as np\n@numba.njit(parallel=True)\ndef f(a):\n"
+                 "    for i in numba.prange(a.size): a[i] += 1\nf(np.zeros(4)); print(numba.threading_layer())")
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "NUMBA_THREADING_LAYER": layer})
+        if done.returncode == 0 and done.stdout.strip() == layer:
+            layers.append(layer)
+    return layers
 
 
 @pytest.mark.slow
-def test_bitwise_identical_across_processes_and_thread_counts():
-    one = _hash_in_fresh_process(NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    two = _hash_in_fresh_process(NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
-    again = _hash_in_fresh_process(NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
-    assert len(one) == 64
-    assert one == two == again
+def test_same_bits_on_any_thread_count_threading_layer_and_load(hash_inputs):
+    """Every estimator and solver trains the same bits whatever the threads and the machine's load.
+
+    Children with 1, 2 and 4 of Numba's threads (and 4 BLAS threads), under each threading layer, and one
+    while two busy-loop processes compete for the cores; each fits every model with n_threads None, 1, 2, 4
+    and 64 (capped at Numba's pool) and checks those agree.
+    """
+    reference = _hashes_in_child(hash_inputs, NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    runs = {"NUMBA_NUM_THREADS=4": {"NUMBA_NUM_THREADS": "4", "OPENBLAS_NUM_THREADS": "4"}}
+    for layer in _threading_layers():  # and 2 threads
+        runs[f"layer {layer}"] = {"NUMBA_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "NUMBA_THREADING_LAYER": layer}
+    for name, env in runs.items():
+        assert _hashes_in_child(hash_inputs, **env) == reference, name
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        assert _hashes_in_child(hash_inputs) == reference, "under load"
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="module")

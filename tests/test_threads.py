@@ -1,6 +1,8 @@
 """``n_threads``: validation, the blocked mini-batch gradient, thread counts set for the fit only."""
 
+import os
 import threading
+import time
 
 import numba
 import numpy as np
@@ -45,13 +47,58 @@ def test_resolve_n_threads_caps_at_numba_pool_and_leaves_busy_cpus_alone(monkeyp
     assert 1 <= resolve_n_threads(None) <= cap
     monkeypatch.setattr(cpu, "available_cpus", lambda: 64)
     monkeypatch.setattr(cpu.numba.config, "NUMBA_NUM_THREADS", 64)
-    for load, threads in [(0.0, 64), (0.4, 64), (0.6, 63), (10.5, 54), (63.2, 1), (200.0, 1)]:
-        monkeypatch.setattr(cpu, "load_average", lambda load=load: load)
-        assert resolve_n_threads(None) == threads, load
+    for idle, threads in [(64.0, 64), (63.6, 64), (63.4, 63), (53.5, 54), (0.8, 1), (0.0, 1)]:
+        monkeypatch.setattr(cpu, "idle_cpus", lambda idle=idle: idle)
+        assert resolve_n_threads(None) == threads, idle
     monkeypatch.setattr(cpu, "available_cpus", lambda: 2)
-    for load, threads in [(0.3, 2), (0.6, 1), (1.0, 1), (1.6, 1), (4.0, 1)]:
+    for idle, threads in [(2.0, 2), (1.7, 2), (1.4, 1), (1.0, 1), (0.0, 1)]:
+        monkeypatch.setattr(cpu, "idle_cpus", lambda idle=idle: idle)
+        assert resolve_n_threads(None) == threads, idle
+    # without /proc/stat: the 1-minute load average
+    monkeypatch.setattr(cpu, "idle_cpus", lambda: None)
+    for load, threads in [(0.3, 2), (0.6, 1), (1.0, 1), (4.0, 1)]:
         monkeypatch.setattr(cpu, "load_average", lambda load=load: load)
         assert resolve_n_threads(None) == threads, load
+
+
+def _spin(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="idle_cpus reads /proc/stat (Linux)")
+def test_idle_cpus_leaves_out_this_process_and_counts_other_load(monkeypatch):
+    """This process's own CPU use is not load; another process's is.
+
+    The counters are swapped for made-up ones, so that the test does not depend on what else the machine runs:
+    4 CPUs, a window of 1 s (400 ticks at 100 Hz).
+    """
+    samples = []
+
+    def sample():
+        return samples.pop(0)
+
+    monkeypatch.setattr(cpu, "_cpu_sample", sample)
+    monkeypatch.setattr(cpu.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(cpu.os, "sysconf", lambda name: 100)
+    start = cpu._CpuSample(time=0.0, idle=0, total=0, own=0.0)
+    # 1 s in which this process used 2 CPUs and the other 2 were idle: all 4 are free for it
+    monkeypatch.setattr(cpu, "_idle_state", {"sample": start, "cpus": None})
+    samples.append(cpu._CpuSample(time=1.0, idle=200, total=400, own=2.0))
+    assert cpu.idle_cpus() == pytest.approx(4.0)
+    # the next second another process kept 3 CPUs busy and this one used the fourth: 1 is free for it
+    samples.append(cpu._CpuSample(time=2.0, idle=200, total=800, own=3.0))
+    assert cpu.idle_cpus() == pytest.approx(1.0)
+    # a call 0.05 s later reads nothing new: the last figure
+    samples.append(cpu._CpuSample(time=2.05, idle=210, total=820, own=3.0))
+    assert cpu.idle_cpus() == pytest.approx(1.0)
+    # the real counters, twice, move forward; a busy second reads as this process's own
+    monkeypatch.undo()
+    before = cpu._cpu_sample()
+    _spin(0.3)
+    after = cpu._cpu_sample()
+    assert after.total > before.total and after.own - before.own >= 0.25
 
 
 def test_block_partition_depends_on_the_batch_only():
@@ -129,7 +176,7 @@ def test_numba_threads_set_for_the_fit_and_restored(wide, monkeypatch):
     assert seen == [1, 1]
     assert numba.get_num_threads() == before
     seen.clear()
-    monkeypatch.setattr(cpu, "load_average", lambda: 0.0)  # an idle machine: the default takes every CPU
+    monkeypatch.setattr(cpu, "idle_cpus", lambda: 64.0)  # an idle machine: the default takes every CPU
     LinearClassifier(batch_size=None, learning_rate="constant", max_iter=1, tol=None).fit(X, y)
     assert seen == [min(cpu.available_cpus(), numba.config.NUMBA_NUM_THREADS, block_partition(len(y), 101.0, 101)[1])]
 
@@ -167,32 +214,29 @@ def test_mlp_epochs_multiply_on_one_blas_thread(monkeypatch):
 
     for name in ("mlp_epoch", "mlp_epoch_split"):
         monkeypatch.setattr(cpu_mlp, name, recording(name))
-    MLPClassifier((8,), batch_size=300, max_iter=1, n_threads=1, random_state=0).fit(X, y)
+    MLPClassifier((8,), batch_size=8, max_iter=1, n_threads=1, random_state=0).fit(X, y)
     MLPClassifier((8,), batch_size=32, max_iter=1, n_threads=2, random_state=0).fit(X, y)
-    assert len(seen["mlp_epoch"]) == 1 and all(n == 1 for n in seen["mlp_epoch"][0])  # a large batch, one thread
-    split = seen["mlp_epoch_split"]  # two threads: the batch is split across Numba's threads, one BLAS thread each
+    assert len(seen["mlp_epoch"]) == 1 and all(n == 1 for n in seen["mlp_epoch"][0])  # a batch of one part
+    split = seen["mlp_epoch_split"]  # parts of a batch on Numba's threads, one BLAS thread each
     assert len(split) == 1 and all(n == 1 for n in split[0])
 
 
-def test_batch_parts_keep_enough_rows_and_bounded_buffers():
-    assert cpu_mlp.batch_parts(32, 2, 60_000) == 2
-    assert cpu_mlp.batch_parts(32, 1, 60_000) == 1                        # one thread: the serial epoch
-    assert cpu_mlp.batch_parts(15, 2, 60_000) == 1                        # two parts would have 7 and 8 rows
-    assert cpu_mlp.batch_parts(32, 64, 60_000) == 32 // cpu_mlp.MIN_PART_ROWS
-    assert cpu_mlp.batch_parts(4096, 64, 10**6) == cpu_mlp.MAX_PART_ELEMENTS // 10**6 + 1
-    assert cpu_mlp.batch_parts(4096, 64, 10**8) == 2                      # a huge model: one extra buffer
+def test_batch_parts_depend_on_the_batch_and_model_only():
+    assert cpu_mlp.batch_parts(32, 60_000) == 32 // cpu_mlp.MIN_PART_ROWS
+    assert cpu_mlp.batch_parts(15, 60_000) == 1                          # two parts would have 7 and 8 rows
+    assert cpu_mlp.batch_parts(4096, 60_000) == cpu_mlp.MAX_PARTS
+    assert cpu_mlp.batch_parts(4096, 10**6) == min(cpu_mlp.MAX_PARTS, cpu_mlp.MAX_PART_ELEMENTS // 10**6 + 1)
+    assert cpu_mlp.batch_parts(4096, 10**8) == 2                         # a huge model: one extra buffer
 
 
 @pytest.mark.parametrize("batch_size", [16, 48, 300, 1000])
-def test_mlp_batches_split_across_threads_match_the_serial_epoch(batch_size):
-    """Split batches (n_threads=2) compute the serial epoch's update to float64 round-off.
+def test_mlp_batches_split_into_parts_match_the_serial_epoch_on_any_thread_count(batch_size, monkeypatch):
+    """Split batches compute the serial epoch's update to float64 round-off, and the same bits on 1 and 2 threads.
 
-    The serial epoch is checked against scikit-learn and finite differences in test_mlp.py. Parts have
-    ``ceil(batch_size / 2)`` rows: the last batch of 16 (8 rows) and of 300 (100 rows) is one part, that of
-    48 (40 rows) two parts of 24 and 16 rows; 1000 is the full batch.
+    The serial epoch (one part: ``MAX_PARTS = 1``) is checked against scikit-learn and finite differences in
+    test_mlp.py. The last batch of 300 (100 rows) and of 48 (40 rows) have fewer parts than the full ones;
+    1000 is the full batch.
     """
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("Numba has one thread: n_threads=2 runs the serial epoch")
     X, y = make_classification(n_samples=1000, n_features=12, n_informative=6, n_classes=3, random_state=0)
     rng = np.random.default_rng(0)
     sample_weight = rng.uniform(0.5, 2.0, size=y.size)
@@ -200,15 +244,24 @@ def test_mlp_batches_split_across_threads_match_the_serial_epoch(batch_size):
     cases = [(MLPClassifier, X, y, {"alpha": 0.1}),
              (MLPClassifier, Xs, y, {"solver": "sgd", "momentum": 0.9, "clip_norm": 0.5}),
              (MLPRegressor, X, np.c_[X[:, 0], X[:, 1] - X[:, 2]], {"activation": "tanh", "solver": "adamw"})]
+    assert cpu_mlp.batch_parts(batch_size, 1) >= 2
     for cls, data, target, options in cases:
-        models = [cls((16, 8), batch_size=batch_size, max_iter=3, shuffle=True, random_state=0, tol=0,
-                      n_threads=n, **options).fit(data, target, sample_weight=sample_weight) for n in (1, 2)]
-        serial, split = models
-        assert cpu_mlp.batch_parts(batch_size, 2, 1) == 2
-        np.testing.assert_allclose(split.loss_curve_, serial.loss_curve_, rtol=1e-12)
-        for a, b in zip(split.coefs_ + split.intercepts_, serial.coefs_ + serial.intercepts_, strict=True):
+        def fit(n_threads, cls=cls, data=data, target=target, options=options):
+            return cls((16, 8), batch_size=batch_size, max_iter=3, shuffle=True, random_state=0, tol=0,
+                       n_threads=n_threads, **options).fit(data, target, sample_weight=sample_weight)
+
+        split = [fit(n) for n in (1, 2)]
+        with monkeypatch.context() as m:
+            m.setattr(cpu_mlp, "MAX_PARTS", 1)
+            m.setattr(cpu_mlp, "PIECE_ROWS", 10**9)
+            serial = fit(1)
+        for a, b in zip(split[0].coefs_ + split[0].intercepts_, split[1].coefs_ + split[1].intercepts_, strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(split[0].loss_curve_, split[1].loss_curve_)
+        np.testing.assert_allclose(split[0].loss_curve_, serial.loss_curve_, rtol=1e-12)
+        for a, b in zip(split[0].coefs_ + split[0].intercepts_, serial.coefs_ + serial.intercepts_, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(split.gradient_norms_, serial.gradient_norms_, rtol=1e-9)
+        np.testing.assert_allclose(split[0].gradient_norms_, serial.gradient_norms_, rtol=1e-9)
 
 
 def test_one_blas_thread_limits_and_restores():
@@ -275,14 +328,12 @@ def test_concurrent_fits_survive_the_workqueue_threading_layer():
 
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 def test_mlp_batches_in_pieces_match_the_serial_epoch(monkeypatch, solver):
-    """Batches larger than PIECE_ROWS run piece by piece, on one thread as on two, as the serial epoch does.
+    """Parts larger than PIECE_ROWS run piece by piece, on one thread as on two, as the serial epoch does.
 
-    With PIECE_ROWS = 40 and 300 samples: batch 200 on one thread is one part in pieces of 40; on two
-    threads, parts of 100 rows in pieces of 40, 40 and 20; L-BFGS's 300 rows likewise. The serial
-    reference runs with PIECE_ROWS above the batch, on one thread.
+    With PIECE_ROWS = 40, MAX_PARTS = 2 and 300 samples: batch 200 is two parts of 100 rows in pieces of 40,
+    40 and 20; L-BFGS's 300 rows likewise (parts of 150). The serial reference is one part (``MAX_PARTS = 1``)
+    with PIECE_ROWS above the batch.
     """
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("Numba has one thread: n_threads=2 runs one part")
     X, y = make_classification(n_samples=300, n_features=12, n_informative=6, n_classes=3, random_state=0)
     sample_weight = np.random.default_rng(0).uniform(0.5, 2.0, size=y.size)
     options = {"solver": solver, "batch_size": 200, "max_iter": 3, "random_state": 0, "tol": 0, "alpha": 0.01}
@@ -291,8 +342,10 @@ def test_mlp_batches_in_pieces_match_the_serial_epoch(monkeypatch, solver):
         return MLPClassifier((16, 8), n_threads=n_threads, **options).fit(X, y, sample_weight=sample_weight)
 
     monkeypatch.setattr(cpu_mlp, "PIECE_ROWS", 10**9)
+    monkeypatch.setattr(cpu_mlp, "MAX_PARTS", 1)
     serial = fit(1)
     monkeypatch.setattr(cpu_mlp, "PIECE_ROWS", 40)
+    monkeypatch.setattr(cpu_mlp, "MAX_PARTS", 2)
     seen = []
     original = cpu_mlp.MLPTrainer._allocate_parts
 
@@ -303,9 +356,11 @@ def test_mlp_batches_in_pieces_match_the_serial_epoch(monkeypatch, solver):
             seen.append((trainer.n_parts, trainer.x_parts.shape[1], trainer.piece_grads.shape[0]))
 
     monkeypatch.setattr(cpu_mlp.MLPTrainer, "_allocate_parts", recording)
-    for n_threads in (1, 2):
-        pieces = fit(n_threads)
+    fits = [fit(n_threads) for n_threads in (1, 2)]
+    for pieces in fits:
         for a, b in zip(pieces.coefs_ + pieces.intercepts_, serial.coefs_ + serial.intercepts_, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-11)
         np.testing.assert_allclose(pieces.loss_, serial.loss_, rtol=1e-10)
-    assert [s[0] for s in seen] == [1, 2] and all(rows == 40 and buffers > 0 for _, rows, buffers in seen)
+    for a, b in zip(fits[0].coefs_, fits[1].coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [s[0] for s in seen] == [2, 2] and all(rows == 40 and buffers > 0 for _, rows, buffers in seen)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .._compile_notice import compile_notice
 from .._config import PARALLEL_MIN_SIZE
 from ..engine import EpochResult
 from ..kernels.float_env import subnormals_flushed
@@ -56,22 +59,91 @@ def load_average() -> float:
         return 0.0
 
 
+#: Shortest window over which :func:`idle_cpus` measures: the kernel counts CPU time in ticks of 10 ms,
+#: so a shorter window would read a handful of ticks.
+IDLE_WINDOW = 0.2
+
+
+class _CpuSample(NamedTuple):
+    time: float  # time.monotonic()
+    idle: int  # ticks all CPUs spent idle (and waiting for I/O), from /proc/stat
+    total: int  # ticks of all CPUs
+    own: float  # CPU seconds of this process, every thread
+
+
+def _cpu_sample() -> _CpuSample | None:
+    """Now's CPU counters (None where ``/proc/stat`` cannot be read: not Linux)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != b"cpu":
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    own = os.times()
+    return _CpuSample(time.monotonic(), ticks[3] + ticks[4], sum(ticks), own.user + own.system)
+
+
+_idle_lock = threading.Lock()
+_idle_state: dict[str, Any] = {"sample": None, "cpus": None}
+
+
+def idle_cpus() -> float | None:
+    """CPUs of the machine that other processes leave idle, measured since the previous call.
+
+    From ``/proc/stat``: the idle ticks of all CPUs plus this process's own CPU time (its fits are not
+    load that it should avoid), over the time since the previous call -- at least :data:`IDLE_WINDOW`
+    (the first call in a process measures from the import of fastgd, and waits out the rest of the
+    window if that was less). Calls closer together than the window reuse the last figure, so a loop of
+    ``partial_fit`` calls reads nothing. None where ``/proc/stat`` cannot be read (not Linux).
+    """
+    with _idle_lock:
+        previous = _idle_state["sample"]
+        now = _cpu_sample()
+        if now is None or previous is None:
+            return None
+        if now.time - previous.time < IDLE_WINDOW:
+            if _idle_state["cpus"] is not None:
+                return _idle_state["cpus"]
+            time.sleep(IDLE_WINDOW - (now.time - previous.time))
+            now = _cpu_sample()
+        ticks = now.total - previous.total
+        if ticks <= 0:
+            return _idle_state["cpus"]
+        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        cpus = os.cpu_count() or 1
+        own_ticks = (now.own - previous.own) * hz
+        idle = min(cpus, max(0.0, (now.idle - previous.idle + own_ticks) / ticks * cpus))
+        _idle_state["sample"], _idle_state["cpus"] = now, idle
+        return idle
+
+
+_idle_state["sample"] = _cpu_sample()  # the first window starts at import
+
+
 def resolve_n_threads(n_threads: int | None) -> int:
     """Threads an estimator's ``n_threads`` stands for.
 
-    ``None`` is the CPUs this process may run on that the 1-minute load
-    average leaves idle, rounded: ``clip(round(cpus - load), 1, cpus)`` --
-    all of them on an idle machine, one on a busy one. On a machine with no
-    idle core a second thread does not just fail to pay: Numba's OpenMP
-    threads spin at each batch's barrier while the thread they wait for is
+    ``None`` is the CPUs this process may run on that other processes leave
+    idle (:func:`idle_cpus`), rounded: ``clip(round(idle), 1, cpus)`` -- all
+    of them on an idle machine, one on a busy one. On a machine with no idle
+    core a second thread does not just fail to pay: Numba's OpenMP threads
+    spin at each batch's barrier while the thread they wait for is
     descheduled, and training was measured 3 to 100 times slower on two
-    threads than on one (2 vCPUs, load average 2 to 5). Any number is capped
-    at ``numba.config.NUMBA_NUM_THREADS``, the threads Numba launched.
+    threads than on one (2 vCPUs, load average 2 to 5). The 1-minute load
+    average, used where ``/proc/stat`` is missing, would count the fit's own
+    threads as load after a minute of training. Any number is capped at
+    ``numba.config.NUMBA_NUM_THREADS``, the threads Numba launched. The
+    count changes the speed of training only, never its result.
     """
     cap = int(numba.config.NUMBA_NUM_THREADS)
     if n_threads is None:
         cpus = available_cpus()
-        wanted = min(cpus, max(1, math.floor(cpus - load_average() + 0.5)))
+        idle = idle_cpus()
+        if idle is None:
+            idle = cpus - load_average()
+        wanted = min(cpus, max(1, math.floor(idle + 0.5)))
     else:
         wanted = int(n_threads)
     return max(1, min(wanted, cap))
@@ -244,6 +316,8 @@ class LinearTrainer(FlatParameterSnapshots):
         self.block_loss = np.zeros((rows, pad))[:, 0]
         self.block_z = np.empty((rows, n_outputs + pad), dtype=dtype)
         self.block_dz = np.empty((rows, n_outputs + pad), dtype=dtype)
+        #: What compiles on first use, for :func:`fastgd._compile_notice.compile_notice`.
+        self.kernels = f"{dtype.name} linear-model kernels" + (" for CSR input" if sp.issparse(X) else "")
         # None: nothing runs on Numba's threads, their count is left alone
         self.n_threads: int | None = None
         if self.block_rows:
@@ -259,7 +333,7 @@ class LinearTrainer(FlatParameterSnapshots):
         else:
             epoch = linear_epoch_threaded if self.rule.threaded else linear_epoch
         parallel = parallel_section() if self.n_threads is not None else nullcontext()
-        with parallel, numba_threads(self.n_threads), subnormals_flushed():
+        with compile_notice(self.kernels), parallel, numba_threads(self.n_threads), subnormals_flushed():
             loss_sum, step, norm_sum = epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots,
                 self.z, self.dz, self.norms, self.lazy, self.rule._replace(lr=float(lr)), step_before, self.loss_code,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
 
@@ -9,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
+from .._compile_notice import compile_notice
 from ..engine import EpochResult
 from ..kernels.dense import (
     mlp_epoch,
@@ -22,10 +24,13 @@ from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
 from .cpu import FlatParameterSnapshots, numba_threads, parallel_section, resolve_n_threads
 
-#: Fewest rows of one part of a batch split across Numba's threads. On an idle 2-vCPU machine (the
-#: 100-256-128-10 network, float32, Adam) two parts of 8 rows trained 1.13x faster than one batch of 16;
-#: batches of 8 gained nothing from two parts of 4.
-MIN_PART_ROWS = 8
+#: Fewest rows of one part of a batch. On an idle 2-vCPU machine (the 100-256-128-10 network, float32, Adam)
+#: two parts of 8 rows on two threads trained 1.13x faster than one batch of 16; batches of 8 gained nothing
+#: from two parts of 4.
+MIN_PART_ROWS = int(os.environ.get("FASTGD_MIN_PART_ROWS", 8))
+
+#: Most parts a batch is split into, whatever the thread count: at most this many threads share a batch.
+MAX_PARTS = int(os.environ.get("FASTGD_MAX_PARTS", 8))
 
 #: Rows a part computes at a time: a larger part is computed piece by piece, each piece's gradient sums added
 #: to the part's, so that its activations and deltas stay in cache and take memory for this many rows only.
@@ -72,14 +77,17 @@ def one_blas_thread() -> AbstractContextManager:
     return controller.limit(limits=1, user_api="blas")
 
 
-def batch_parts(batch_size: int, threads: int, n_params: int) -> int:
-    """Parts each batch of ``batch_size`` rows is split into, one per thread.
+def batch_parts(batch_size: int, n_params: int) -> int:
+    """Parts each batch of ``batch_size`` rows is split into: a function of the batch and the model only.
 
-    As many as ``threads``, but parts keep :data:`MIN_PART_ROWS` rows and their gradient buffers
-    :data:`MAX_PART_ELEMENTS` elements (see :func:`fastgd.kernels.dense.mlp_epoch_split`).
+    Never of the thread count, so that the order in which the parts' sums are added -- hence every bit
+    of the trained model -- is the same on 1 thread and on 64, whatever the machine's load: threads only
+    pick which parts they compute. At most :data:`MAX_PARTS` parts of at least :data:`MIN_PART_ROWS`
+    rows, and few enough that their gradient buffers stay within :data:`MAX_PART_ELEMENTS` elements
+    (see :func:`fastgd.kernels.dense.mlp_epoch_split`).
     """
     most_buffers = max(1, MAX_PART_ELEMENTS // max(n_params, 1))
-    return max(1, min(threads, batch_size // MIN_PART_ROWS, most_buffers + 1))
+    return max(1, min(MAX_PARTS, batch_size // MIN_PART_ROWS, most_buffers + 1))
 
 
 def layer_offsets(units: np.ndarray) -> np.ndarray:
@@ -120,11 +128,11 @@ class MLPTrainer(FlatParameterSnapshots):
         Samples per update.
     n_threads : int or None, default=None
         Threads (:func:`fastgd.backends.cpu.resolve_n_threads`; None: the idle
-        CPUs). With two or more, each batch -- and L-BFGS's full batch -- is
-        split into parts of rows computed on Numba's threads
-        (:func:`batch_parts`). Matrix products run on one BLAS thread.
-        Parts add their gradients in another order than one batch does: the
-        results of different thread counts differ by round-off.
+        CPUs). A batch of at least ``2 * MIN_PART_ROWS`` rows -- and L-BFGS's
+        full batch -- is split into parts of rows (:func:`batch_parts`), the
+        same parts on any thread count; the threads share them out. Matrix
+        products run on one BLAS thread. The thread count changes the speed
+        only: the trained parameters are the same to the bit.
     """
 
     def __init__(self, X, Y, sample_weight, params, state: OptimizerState, rule: UpdateRule, *, units, hidden_code,
@@ -147,7 +155,9 @@ class MLPTrainer(FlatParameterSnapshots):
         self.batch_size = int(batch_size)
         threads = resolve_n_threads(n_threads)
         self.numba_threads = threads if rule.threaded else None
-        self.n_parts = batch_parts(self.batch_size, threads, params.size)
+        self.n_parts = batch_parts(self.batch_size, params.size)
+        #: Threads that compute a split batch's parts (no more than there are parts).
+        self.part_threads = min(threads, self.n_parts)
         # batches run split into parts (one per thread, or one part of several pieces: a batch larger than
         # PIECE_ROWS on one thread), or in the serial epoch
         self.split = self.n_parts > 1 or self.batch_size > PIECE_ROWS
@@ -156,6 +166,8 @@ class MLPTrainer(FlatParameterSnapshots):
         self.part_grads: np.ndarray | None = None
         self.layer_sq = np.zeros(self.units.size - 1)
         self.norm_sums = np.zeros(self.units.size - 1)
+        #: What compiles on first use, for :func:`fastgd._compile_notice.compile_notice`.
+        self.kernels = f"{dtype.name} MLP kernels" + (" for CSR input" if sp.issparse(X) else "")
 
     def _allocate(self, rows: int, dtype) -> None:
         width = int(self.units[1:].sum())
@@ -171,7 +183,8 @@ class MLPTrainer(FlatParameterSnapshots):
             return self._run_split_epoch(order, lr)
         step_before = self.state.step
         parallel = parallel_section() if self.numba_threads is not None else nullcontext()
-        with one_blas_thread(), parallel, numba_threads(self.numba_threads), subnormals_flushed():
+        with compile_notice(self.kernels), one_blas_thread(), parallel, numba_threads(self.numba_threads), \
+                subnormals_flushed():
             loss_sum, step = mlp_epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
@@ -197,11 +210,12 @@ class MLPTrainer(FlatParameterSnapshots):
         self.part_sq = np.zeros((2 * n_parts, self.units.size - 1))
 
     def _run_split_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
-        """One epoch with every batch split into :attr:`n_parts` parts on as many Numba threads (pieces of
-        :data:`PIECE_ROWS` rows at most)."""
+        """One epoch with every batch split into :attr:`n_parts` parts, computed on :attr:`part_threads` of
+        Numba's threads (pieces of :data:`PIECE_ROWS` rows at most)."""
         self._allocate_parts()
         step_before = self.state.step
-        with one_blas_thread(), parallel_section(), numba_threads(self.n_parts), subnormals_flushed():
+        with compile_notice(self.kernels), one_blas_thread(), parallel_section(), numba_threads(self.part_threads), \
+                subnormals_flushed():
             loss_sum, step = mlp_epoch_split(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.part_grads,
                 self.piece_grads, self.state.slots, self.units, self.offsets, self.hidden_code, self.out_code,
@@ -229,7 +243,8 @@ class MLPTrainer(FlatParameterSnapshots):
         params = np.ascontiguousarray(params, dtype=self.params.dtype)
         if self.split and self.batch_size >= self.n_samples:
             self._allocate_parts()
-            with one_blas_thread(), parallel_section(), numba_threads(self.n_parts), subnormals_flushed():
+            with compile_notice(self.kernels), one_blas_thread(), parallel_section(), \
+                    numba_threads(self.part_threads), subnormals_flushed():
                 loss = mlp_loss_and_gradient_split(
                     self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads,
                     self.part_grads, self.piece_grads, self.units, self.offsets, self.hidden_code, self.out_code,
@@ -238,7 +253,7 @@ class MLPTrainer(FlatParameterSnapshots):
             return float(loss), self.grads.astype(np.float64)
         if self.x_batch.shape[0] < self.n_samples:
             self._allocate(self.n_samples, self.params.dtype)
-        with one_blas_thread(), subnormals_flushed():
+        with compile_notice(self.kernels), one_blas_thread(), subnormals_flushed():
             loss = mlp_loss_and_gradient(
                 self.X, self.Y, self.sample_weight, order, 0, self.n_samples, params, self.grads, self.units,
                 self.offsets, self.hidden_code, self.out_code, self.loss_kind, self.x_batch, self.y_batch,
@@ -251,7 +266,7 @@ class MLPTrainer(FlatParameterSnapshots):
         See :meth:`fastgd.engine.Trainer.outputs_finite`.
         """
         out = np.empty((min(n_rows, self.n_samples), self.units[-1]), dtype=self.params.dtype)
-        with one_blas_thread():
+        with compile_notice(self.kernels), one_blas_thread():
             mlp_forward(self.X, self.params, self.units, self.offsets, self.hidden_code, self.out_code, out,
                         out.shape[0])
         return bool(np.isfinite(out).all())

@@ -1,0 +1,117 @@
+"""Concurrent cold compiles on one Numba cache leave it sound (fastgd._config.cache_lock).
+
+Numba's cache has no lock of its own: two processes that save different signatures of one kernel at once
+can map a signature to the other's machine code, and a later process that loads it crashes or computes
+garbage. These tests compile in several processes at once on an empty shared cache, with the window
+between reading and writing the cache index widened to 0.3 s in every process (so that, without fastgd's
+lock, the saves of two processes overlap every time instead of by chance), then load everything in a
+further process and compare its models, bit for bit, with models trained on a cache of their own.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")]
+
+#: Put before a child's script: the cache index's read-modify-write made slow (see the module docstring).
+_SLOW_INDEX = textwrap.dedent("""
+    import time
+    from numba.core import caching
+    _save_index = caching.IndexDataCacheFile._save_index
+    def _slow_save_index(self, overloads):
+        time.sleep(0.3)
+        _save_index(self, overloads)
+    caching.IndexDataCacheFile._save_index = _slow_save_index
+""")
+
+#: Fits float32 and float64 models in the order given by argv[1] and prints their parameters' digests: two
+#: such processes, in opposite orders, save the two signatures of the same kernels at the same moments.
+_FIT = textwrap.dedent("""
+    import hashlib, sys, warnings
+    import numpy as np
+    from fastgd import LinearClassifier
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    y = (X[:, 0] - X[:, 1] > 0).astype(int)
+    dtypes = ["float32", "float64"] if sys.argv[1] == "32" else ["float64", "float32"]
+    digests = {}
+    for dtype in dtypes:
+        model = LinearClassifier(loss="log_loss", batch_size=1, max_iter=3, tol=None, random_state=0)
+        digests[dtype] = hashlib.sha256(model.fit(X.astype(dtype), y).coef_.tobytes()).hexdigest()
+    print(digests["float32"], digests["float64"])
+""")
+
+#: The same fits run by a grid search whose two worker processes start on the empty cache at once.
+_GRID_SEARCH = textwrap.dedent("""
+    import hashlib, warnings
+    import numpy as np
+    from sklearn.model_selection import GridSearchCV
+    from fastgd import LinearClassifier
+    warnings.simplefilter("ignore")
+    if __name__ == "__main__":
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(300, 6))
+        y = (X[:, 0] - X[:, 1] > 0).astype(int)
+        grid = {"loss": ["log_loss", "hinge"], "batch_size": [1, 16]}
+        search = GridSearchCV(LinearClassifier(max_iter=3, tol=None, random_state=0), grid, cv=2, n_jobs=2)
+        print(hashlib.sha256(search.fit(X.astype(np.float32), y).cv_results_["mean_test_score"].tobytes())
+              .hexdigest())
+""")
+
+
+def _start(script: str, cache, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache), "FASTGD_COMPILE_NOTICE": "0"}
+    return subprocess.Popen([sys.executable, "-c", _SLOW_INDEX + script, *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _result(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=900)
+    assert process.returncode == 0, f"exit status {process.returncode}: {err[-3000:]}"
+    return out.strip()
+
+
+def test_two_processes_compiling_at_once_leave_a_sound_cache(tmp_path):
+    reference = _result(_start(_FIT, tmp_path / "own-cache", "32"))
+    assert len(reference.split()) == 2
+    for attempt in range(2):
+        shared = tmp_path / f"shared-{attempt}"
+        first, second = _start(_FIT, shared, "32"), _start(_FIT, shared, "64")
+        assert _result(first) == reference
+        assert _result(second) == reference
+        # a third process loads both signatures from what the two left
+        assert _result(_start(_FIT, shared, "32")) == reference
+        assert _result(_start(_FIT, shared, "64")) == reference
+
+
+def test_grid_search_workers_compiling_at_once_leave_a_sound_cache(tmp_path):
+    reference = _result(_start(_GRID_SEARCH, tmp_path / "own-cache"))
+    shared = tmp_path / "shared"
+    assert _result(_start(_GRID_SEARCH, shared)) == reference
+    assert _result(_start(_GRID_SEARCH, shared)) == reference
+
+
+def test_the_lock_serialises_writers(tmp_path):
+    """Two holders of the exclusive lock never overlap: each appends start/end marks under it."""
+    script = textwrap.dedent("""
+        import sys, time
+        from fastgd._config import cache_lock
+        for _ in range(5):
+            with cache_lock(sys.argv[1], exclusive=True):
+                with open(sys.argv[2], "a") as log:
+                    log.write("start\\n")
+                time.sleep(0.05)
+                with open(sys.argv[2], "a") as log:
+                    log.write("end\\n")
+    """)
+    log = tmp_path / "log.txt"
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), str(log)]) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=300) == 0
+    marks = log.read_text().split()
+    assert marks == ["start", "end"] * 10
