@@ -4,6 +4,7 @@ Importing fastgd compiles nothing: kernels compile on first use and load from
 Numba's cache afterwards.
 """
 
+from ._compile_notice import set_compile_notice
 from .engine import EpochRecord, NonFiniteTrainingError, NonFiniteTrainingWarning
 from .estimators.linear import LinearClassifier, LinearRegressor
 from .estimators.mlp import MLPClassifier, MLPRegressor
@@ -19,4 +20,5 @@ __all__ = [
     "NonFiniteTrainingError",
     "NonFiniteTrainingWarning",
     "__version__",
+    "set_compile_notice",
 ]

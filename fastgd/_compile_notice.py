@@ -48,15 +48,16 @@ def set_compile_notice(enabled: bool) -> bool:
 class _FirstCompile(event.Listener):
     """Notes the first compile started on the thread that installed it, and says so on stderr."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
+    def __init__(self) -> None:
         self.thread = threading.get_ident()
         self.started: float | None = None
+        self.what = ""
 
     def on_start(self, ev: event.Event) -> None:
         if self.started is not None or threading.get_ident() != self.thread:
             return
         self.started = time.perf_counter()
+        self.what = _active.labels[-1]  # the innermost block says best what compiles
         print(f"fastgd: compiling the {self.what} (first use on this machine, cached afterwards)...",
               file=sys.stderr, flush=True)
 
@@ -73,18 +74,26 @@ def compile_notice(what: str) -> Iterator[None]:
     what : str
         What compiles, as it reads after "compiling the", e.g. ``"float32 MLP kernels"``.
 
-    Nested blocks on one thread say nothing more than the outermost.
+    Blocks nest: the outermost one on a thread (a whole ``fit``) prints at most one line when the first
+    compile starts, naming it by the innermost block open at that moment, and one when it ends.
     """
-    if not _enabled or getattr(_active, "on", False):
-        yield
+    labels = getattr(_active, "labels", None)
+    if labels is None:
+        labels = _active.labels = []
+    if not _enabled or labels:  # off, or nested: name what compiles, the outer block speaks
+        labels.append(what)
+        try:
+            yield
+        finally:
+            labels.pop()
         return
-    listener = _FirstCompile(what)
-    _active.on = True
+    listener = _FirstCompile()
+    labels.append(what)
     try:
         with event.install_listener("numba:compile", listener):
             yield
     finally:
-        _active.on = False
+        labels.pop()
         if listener.started is not None:
-            print(f"fastgd: compiled the {what} in {time.perf_counter() - listener.started:.1f} s",
+            print(f"fastgd: compiled the {listener.what} in {time.perf_counter() - listener.started:.1f} s",
                   file=sys.stderr, flush=True)

@@ -110,6 +110,12 @@ class LoopConfig:
     callbacks: Sequence[Callable[[EpochRecord], Any]] = ()
     epoch_offset: int = 0
     check_convergence: bool = True
+    #: The samples an epoch visits, as row indices (early stopping's training rows); None: every sample.
+    #: The trainer's ``n_samples`` must be their number. Not for trainers that draw orders themselves.
+    rows: np.ndarray | None = None
+    #: Called only after a non-finite epoch: a sentence on the data (e.g. far from unit scale) that leads
+    #: the cures of the warning or error, or None.
+    nonfinite_hint: Callable[[], str | None] | None = None
 
 
 @dataclass
@@ -189,11 +195,21 @@ class EpochOrders:
         Number of samples.
     random_state : numpy.random.RandomState or None
         Source of the shuffles; None visits the samples in their order.
+    rows : ndarray of int, optional
+        The samples to visit (copied), in the order of the first unshuffled
+        epoch; default ``arange(n_samples)``. Each epoch's order is then
+        ``rows`` permuted by the very shuffles that permute ``arange(len(rows))``:
+        training on ``rows`` of ``X`` visits the rows that training on the
+        copy ``X[rows]`` visits, in the same order.
     """
 
-    def __init__(self, n_samples: int, random_state: np.random.RandomState | None) -> None:
+    def __init__(self, n_samples: int, random_state: np.random.RandomState | None,
+                 rows: np.ndarray | None = None) -> None:
         self.random_state = random_state
-        self._order = np.arange(n_samples, dtype=np.int64)
+        if rows is None:
+            self._order = np.arange(n_samples, dtype=np.int64)
+        else:
+            self._order = np.array(rows, dtype=np.int64)
         self._spare: np.ndarray | None = None
         self._helper_state: np.random.RandomState | None = None
         self._pending: tuple[threading.Thread, np.ndarray] | None = None
@@ -239,7 +255,13 @@ def _copy_and_shuffle(source: np.ndarray, out: np.ndarray, random_state: np.rand
 def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
     random_state = config.random_state if config.shuffle else None
     make_orders = getattr(trainer, "make_orders", None)
-    orders = EpochOrders(trainer.n_samples, random_state) if make_orders is None else make_orders(random_state)
+    if config.rows is not None and (make_orders is not None or len(config.rows) != trainer.n_samples):
+        raise ValueError("LoopConfig.rows needs a trainer whose n_samples is their number and that takes the "
+                         "engine's orders.")
+    if make_orders is None:
+        orders = EpochOrders(trainer.n_samples, random_state, config.rows)
+    else:
+        orders = make_orders(random_state)
     no_improvement = 0
     best_snapshot = None
     last_good = trainer.snapshot()
@@ -256,7 +278,8 @@ def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
         if not (math.isfinite(result.loss) and trainer.outputs_finite()):
             trainer.restore(last_good)
             history.diverged_at = global_epoch + 1
-            _report_nonfinite(global_epoch + 1, config.on_nonfinite)
+            hint = config.nonfinite_hint() if config.nonfinite_hint is not None else None
+            _report_nonfinite(global_epoch + 1, config.on_nonfinite, hint)
             break
         if epoch + 1 < config.max_iter:  # the copy the next epoch would fall back on
             last_good = trainer.snapshot()
@@ -307,10 +330,23 @@ def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
         trainer.restore(best_snapshot)
 
 
-def _report_nonfinite(epoch: int, on_nonfinite: str) -> None:
+#: The cures the non-finite warning lists.
+NONFINITE_CURES = ("Cures: scale the features (sklearn.preprocessing.StandardScaler, in a pipeline), lower "
+                   "learning_rate_init, set clip_norm (gradient clipping), raise alpha (L2), or use a ReLU-family "
+                   "activation.")
+
+
+def nonfinite_message(epoch: int, hint: str | None = None) -> str:
+    """The message of a non-finite epoch: what happened, ``hint`` (a sentence on the data) if any, the cures."""
     message = (f"The training loss became NaN or infinite in epoch {epoch}; training stopped and the parameters "
-               "were restored to the end of the last finite epoch. Cures: lower learning_rate_init, set clip_norm "
-               "(gradient clipping), raise alpha (L2), or use a ReLU-family activation.")
+               "were restored to the end of the last finite epoch. ")
+    if hint:
+        message += hint + " "
+    return message + NONFINITE_CURES
+
+
+def _report_nonfinite(epoch: int, on_nonfinite: str, hint: str | None = None) -> None:
+    message = nonfinite_message(epoch, hint)
     if on_nonfinite == "raise":
         raise NonFiniteTrainingError(message)
     warnings.warn(message, NonFiniteTrainingWarning, stacklevel=4)

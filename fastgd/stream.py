@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -31,9 +32,40 @@ from sklearn.utils import check_random_state
 
 def chunk_bounds(n_samples: int, chunk_size: int) -> list[tuple[int, int]]:
     """``(start, stop)`` of consecutive chunks of at most ``chunk_size`` rows."""
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    n_samples = _check_count("n_samples", n_samples, minimum=0)
+    chunk_size = _check_count("chunk_size", chunk_size)
     return [(start, min(n_samples, start + chunk_size)) for start in range(0, n_samples, chunk_size)]
+
+
+def _check_count(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as an int when it is an integer (not a bool) of at least ``minimum``; else an error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r} of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _check_arguments(X: Any, y: Any, sample_weight: Any, chunk_size: Any, epochs: Any) -> tuple[int, int, int]:
+    """Validate what both public functions take; return ``(n_samples, chunk_size, epochs)``."""
+    shape = getattr(X, "shape", None)
+    if shape is None or len(shape) != 2 or not hasattr(X, "__getitem__"):
+        raise TypeError("X must be a 2-D array-like with a shape and row slicing (ndarray, np.memmap, HDF5 or "
+                        f"Zarr dataset), got {type(X).__name__}" + ("" if shape is None else f" of shape {shape}")
+                        + ".")
+    n_samples = int(shape[0])
+    if n_samples < 1:
+        raise ValueError("X has no rows.")
+    chunk_size = _check_count("chunk_size", chunk_size)
+    epochs = _check_count("epochs", epochs)
+    for name, values in (("y", y), ("sample_weight", sample_weight)):
+        if values is None and name == "sample_weight":
+            continue
+        if values is None or not hasattr(values, "__len__") or not hasattr(values, "__getitem__"):
+            raise TypeError(f"{name} must be an array-like sliceable by rows, got {type(values).__name__}.")
+        if len(values) != n_samples:
+            raise ValueError(f"X has {n_samples} rows but {name} has {len(values)}.")
+    return n_samples, chunk_size, epochs
 
 
 class ChunkReader:
@@ -112,10 +144,11 @@ def fit_chunks(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epo
     y : array-like of shape (n_samples,) or (n_samples, n_targets)
         Targets, sliceable the same way.
     chunk_size : int, default=100_000
-        Rows read at a time; memory use is about ``2 * chunk_size * n_features``
-        values (the chunk as read and shuffled) plus the estimator's.
+        Rows read at a time, an integer >= 1; memory use is about
+        ``2 * chunk_size * n_features`` values (the chunk as read and
+        shuffled) plus the estimator's.
     epochs : int, default=1
-        Passes over the data.
+        Passes over the data, an integer >= 1.
     shuffle : bool, default=True
         Shuffle the chunk order and the rows within each chunk, per epoch.
     random_state : int, RandomState instance or None, default=None
@@ -129,14 +162,19 @@ def fit_chunks(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epo
     -------
     estimator
         The trained estimator.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument of the wrong type or value, named in the message.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}.")
-    n_samples = X.shape[0]
-    if len(y) != n_samples:
-        raise ValueError(f"X has {n_samples} rows but y has {len(y)}.")
+    if not callable(getattr(estimator, "partial_fit", None)):
+        raise TypeError(f"fit_chunks trains an estimator by its partial_fit; {type(estimator).__name__} has none.")
+    n_samples, chunk_size, epochs = _check_arguments(X, y, sample_weight, chunk_size, epochs)
+    if not isinstance(shuffle, bool | np.bool_):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}.")
+    rng = _random_state(random_state)
     bounds = chunk_bounds(n_samples, chunk_size)
-    rng = check_random_state(random_state)
     readers = [ChunkReader(a, chunk_size) if a is not None else None for a in (X, y, sample_weight)]
     kwargs: dict[str, Any] = {}
     if is_classifier(estimator):
@@ -156,6 +194,14 @@ def fit_chunks(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000, epo
                 w_chunk = None if w_chunk is None else w_chunk[rows]
             estimator.partial_fit(X_chunk, y_chunk, sample_weight=w_chunk, **kwargs)
     return estimator
+
+
+def _random_state(random_state: Any) -> np.random.RandomState:
+    try:
+        return check_random_state(random_state)
+    except ValueError:
+        raise ValueError("random_state must be None, an int or a numpy.random.RandomState, got "
+                         f"{random_state!r}.") from None
 
 
 def _all_classes(y: ChunkReader, bounds: list[tuple[int, int]]) -> np.ndarray:
@@ -181,9 +227,9 @@ def fit_full_batch(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000,
     y : array-like of shape (n_samples,) or (n_samples, n_targets)
         Targets, sliceable the same way.
     chunk_size : int, default=100_000
-        Rows read at a time.
+        Rows read at a time, an integer >= 1.
     epochs : int, optional
-        Number of updates (default: the estimator's ``max_iter``).
+        Number of updates, an integer >= 1 (default: the estimator's ``max_iter``).
     classes : array-like, optional
         All class labels (classifiers); default: read from ``y``.
     sample_weight : array-like of shape (n_samples,), optional
@@ -193,12 +239,17 @@ def fit_full_batch(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000,
     -------
     estimator
         The fitted estimator.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An argument of the wrong type or value, named in the message.
     """
     if not hasattr(estimator, "_fit_full_batch"):
         raise TypeError(f"fit_full_batch trains fastgd's linear estimators, got {type(estimator).__name__}.")
-    n_samples = X.shape[0]
-    if len(y) != n_samples:
-        raise ValueError(f"X has {n_samples} rows but y has {len(y)}.")
+    # epochs=None: the estimator's max_iter, which its own parameter validation checks
+    n_samples, chunk_size, _ = _check_arguments(X, y, sample_weight, chunk_size, 1 if epochs is None else epochs)
+    epochs = estimator.max_iter if epochs is None else int(epochs)
     bounds = chunk_bounds(n_samples, chunk_size)
     readers = [ChunkReader(a, chunk_size) if a is not None else None for a in (X, y, sample_weight)]
     if is_classifier(estimator) and classes is None:
@@ -208,4 +259,4 @@ def fit_full_batch(estimator: Any, X: Any, y: Any, *, chunk_size: int = 100_000,
         for start, stop in bounds:
             yield tuple(None if r is None else r.read(start, stop) for r in readers)
 
-    return estimator._fit_full_batch(read_chunks, estimator.max_iter if epochs is None else int(epochs), classes)
+    return estimator._fit_full_batch(read_chunks, epochs, classes)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fastgd import LinearClassifier, LinearRegressor
+from fastgd import LinearClassifier, LinearRegressor, MLPClassifier
 
 X = np.random.default_rng(0).normal(size=(20, 3))
 y_class = np.arange(20) % 2
@@ -37,6 +37,27 @@ def test_bad_targets_and_weights():
         LinearClassifier().fit(X, y_class, sample_weight=np.ones(5))
     with pytest.raises(ValueError, match="Unknown label type"):
         LinearClassifier().fit(X, y_reg)
+    with pytest.raises(ValueError, match=r"sample_weight must be non-negative; got min -1"):
+        LinearRegressor().fit(X, y_reg, sample_weight=-np.ones(20))
+
+
+@pytest.mark.parametrize("Estimator", [LinearClassifier, MLPClassifier])
+def test_continuous_or_unseen_labels_get_a_short_message(Estimator):
+    y_long = np.random.default_rng(1).normal(size=200)  # every value distinct: printed whole, a long message
+    X_long = np.random.default_rng(2).normal(size=(200, 3))
+    with pytest.raises(ValueError, match="Unknown label type: continuous") as caught:
+        Estimator(max_iter=2).fit(X_long, y_long)
+    assert len(str(caught.value)) < 300
+    fitted = Estimator(max_iter=2).partial_fit(X_long[:20], np.arange(20) % 2, classes=[0, 1])
+    with pytest.raises(ValueError, match="Unknown label type: continuous") as caught:
+        fitted.partial_fit(X_long, y_long)
+    assert len(str(caught.value)) < 300
+    with pytest.raises(ValueError, match=r"labels not in classes_: \[2, 3, 4, 5, 6, \.\.\.\] \(198 values\)") as caught:
+        fitted.partial_fit(X_long, np.arange(200))
+    assert len(str(caught.value)) < 300
+    with pytest.raises(ValueError, match=r"classes=\[0, 1, 2, 3, 4, \.\.\.\] \(200 values\) differs") as caught:
+        fitted.partial_fit(X_long, np.arange(200) % 2, classes=np.arange(200))
+    assert len(str(caught.value)) < 300
 
 
 @pytest.mark.parametrize(("params", "name"), [
@@ -46,6 +67,7 @@ def test_bad_targets_and_weights():
     ({"batch_size": 0}, "batch_size"),
     ({"learning_rate_init": -1.0}, "learning_rate_init"),
     ({"beta_1": 1.0}, "beta_1"),
+    ({"momentum": 1.0}, "momentum"),
     ({"penalty": "l3"}, "penalty"),
     ({"clip_norm": 0.0}, "clip_norm"),
     ({"on_nonfinite": "ignore"}, "on_nonfinite"),

@@ -355,7 +355,7 @@ COMMON_PARAMS: dict[str, tuple[list, list]] = {
     "n_iter_no_change": ([1, 2, 100], [0, -1, 1.5]),
     "early_stopping": ([False, True], ["yes"]),
     "validation_fraction": ([1e-3, 0.1, 0.5, 0.9], [1.0, -0.1, 1.5]),
-    "momentum": ([0.0, 0.5, 0.9, 1.0], [-0.1, 1.0001, math.nan]),
+    "momentum": ([0.0, 0.5, 0.9, 1 - 1e-12], [-0.1, 1.0001, math.nan]),
     "nesterovs_momentum": ([True, False], [None]),
     "beta_1": ([0.0, 0.9, 1 - 1e-12], [1.0, -0.1]),
     "beta_2": ([0.0, 0.999, 1 - 1e-12], [1.0, -0.1]),
@@ -370,6 +370,7 @@ COMMON_PARAMS: dict[str, tuple[list, list]] = {
 }
 
 LINEAR_PARAMS: dict[str, tuple[list, list]] = {
+    "momentum": ([0.0, 0.5, 0.9, 1 - 1e-12], [-0.1, 1.0, 1.0001, math.nan]),  # 1.0 diverges: refused
     "solver": (list(SOLVERS), ["lbfgs", "folded_adam"]),
     "learning_rate": (["constant", "invscaling", "optimal", "adaptive", "step", "cosine"], ["linear"]),
     "tol": ([None, 0.0, 1e-3, 1e10], [-1.0, math.nan]),
@@ -380,6 +381,7 @@ LINEAR_PARAMS: dict[str, tuple[list, list]] = {
 }
 
 MLP_PARAMS: dict[str, tuple[list, list]] = {
+    "momentum": ([0.0, 0.5, 0.9, 1.0], [-0.1, 1.0001, math.nan]),  # 1.0: scikit-learn's range (fastgd warns)
     "solver": (list(MLP_SOLVERS), ["folded_adam", "newton"]),
     "learning_rate": (["constant", "invscaling", "adaptive", "step", "cosine"], ["optimal"]),
     "tol": ([0.0, 1e-4, 1e10], [None, -1.0]),

@@ -20,8 +20,11 @@ so each array is compared with ``atol = rtol * max(1, max|reference|)``.
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import os
+import pickle
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -32,7 +35,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastgd._config import PARALLEL_CHUNK, PARALLEL_MIN_SIZE
-from fastgd.optim import OPTIMIZERS, SGD, Adagrad, Adam, AdamW, FoldedAdam, OptimizerState, RMSprop, VelocitySGD
+from fastgd.optim import (
+    OPTIMIZERS,
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    FoldedAdam,
+    OptimizerState,
+    RMSprop,
+    StateMaker,
+    VelocitySGD,
+)
 from fastgd.optim._registry import fused_step
 
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
@@ -436,6 +450,7 @@ INVALID_HYPERPARAMETERS = [
     (SGD, {"lr": -0.1}, "lr"),
     (SGD, {"lr": math.nan}, "lr"),
     (SGD, {"momentum": -0.5}, "momentum"),
+    (SGD, {"momentum": 1.5}, r"momentum must be a finite real number in \[0, 1\]"),
     (SGD, {"dampening": -0.1}, "dampening"),
     (SGD, {"dampening": 1.5}, "dampening"),
     (SGD, {"weight_decay": -1e-3}, "weight_decay"),
@@ -447,9 +462,10 @@ INVALID_HYPERPARAMETERS = [
     (RMSprop, {"eps": 0.0}, "eps"),
     (RMSprop, {"eps": -1e-8}, "eps"),
     (RMSprop, {"momentum": -0.9}, "momentum"),
+    (RMSprop, {"momentum": 1.5}, r"momentum must be a finite real number in \[0, 1\]"),
     (RMSprop, {"weight_decay": -1.0}, "weight_decay"),
     (Adam, {"lr": -1e-3}, "lr"),
-    (Adam, {"betas": (1.0, 0.999)}, r"betas\[0\]"),
+    (Adam, {"betas": (1.0, 0.999)}, r"betas\[0\] must be a finite real number in \[0, 1\)"),
     (Adam, {"betas": (-0.1, 0.999)}, r"betas\[0\]"),
     (Adam, {"betas": (0.9, 1.0)}, r"betas\[1\]"),
     (Adam, {"betas": (0.9, 1.5)}, r"betas\[1\]"),
@@ -457,7 +473,7 @@ INVALID_HYPERPARAMETERS = [
     (Adam, {"betas": (0.9,)}, "betas"),
     (Adam, {"betas": (0.9, 0.99, 0.999)}, "betas"),
     (Adam, {"betas": 0.9}, "betas"),
-    (Adam, {"eps": 0.0}, "eps"),
+    (Adam, {"eps": 0.0}, r"eps must be a finite real number in \(0, inf\)"),
     (Adam, {"weight_decay": -0.1}, "weight_decay"),
     (AdamW, {"betas": (0.9, 1.0)}, r"betas\[1\]"),
     (AdamW, {"eps": -1.0}, "eps"),
@@ -578,13 +594,244 @@ def test_state_of_another_configuration_is_rejected():
         SGD(momentum=0.9).step(params, np.ones(3), SGD().init(params))
     with pytest.raises(ValueError, match="state does not belong"):
         RMSprop(centered=True).step(params, np.ones(3), RMSprop().init(params))
+    # Same class, same number of rows, rows that mean other things: (square_avg, momentum_buffer) is not
+    # (square_avg, grad_avg).
+    state = RMSprop(momentum=0.9).init(params)
+    with pytest.raises(ValueError, match=r"made by RMSprop\(.*momentum=0\.9.*square_avg, momentum_buffer"):
+        RMSprop(centered=True).step(params, np.ones(3), state)
+    assert state.step == 0
+    np.testing.assert_array_equal(state.slots, 0.0)
+
+
+# --- which optimizer made a state --------------------------------------------------------------------------------
+
+#: Configurations of each optimizer by number of state rows, so that a foreign state can be offered with the
+#: shape the stepping optimizer expects (the case that a shape check alone lets through).
+SLOT_CONFIGS: dict[str, list[dict[str, Any]]] = {
+    "sgd": [{}, {"momentum": 0.9}],
+    "rmsprop": [{}, {"momentum": 0.9}, {"centered": True}, {"momentum": 0.9, "centered": True}],
+    "adam": [{}, {"amsgrad": True}],
+    "adamw": [{}, {"amsgrad": True}],
+    "adagrad": [{}],
+    "velocity_sgd": [{}],
+    "folded_adam": [{}],
+}
+PAIRS = list(itertools.permutations(NAMES, 2))
+
+
+def _configs_alike(maker: str, stepper: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword arguments of ``maker`` and ``stepper`` with the same number of state rows (defaults if none)."""
+    for kw_maker, kw_stepper in itertools.product(SLOT_CONFIGS.get(maker, [{}]), SLOT_CONFIGS.get(stepper, [{}])):
+        if OPTIMIZERS[maker](**kw_maker).n_slots() == OPTIMIZERS[stepper](**kw_stepper).n_slots():
+            return kw_maker, kw_stepper
+    return {}, {}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_records_the_optimizer_that_made_it(name):
+    for kwargs in SLOT_CONFIGS.get(name, [{}]):
+        opt = OPTIMIZERS[name](**kwargs)
+        state = opt.init(np.zeros(4))
+        maker = state.made_by
+        assert isinstance(maker, StateMaker)
+        assert maker.optimizer == type(opt).__name__
+        assert maker.hyperparameters == tuple(opt.get_params().items())
+        assert maker.rows == opt.slot_names()
+        assert len(maker.rows) == opt.n_slots() == state.slots.shape[0]
+        assert type(opt).__name__ in str(maker)
+
+
+@pytest.mark.parametrize(("maker", "stepper"), PAIRS, ids=[f"{a}-state-to-{b}" for a, b in PAIRS])
+def test_a_state_made_by_another_optimizer_is_refused(maker, stepper):
+    kw_maker, kw_stepper = _configs_alike(maker, stepper)
+    foreign, opt = OPTIMIZERS[maker](**kw_maker), OPTIMIZERS[stepper](**kw_stepper)
+    params = np.linspace(-1.0, 1.0, 5)
+    state = foreign.init(params)
+    state.slots[:] = 0.25
+    message = (rf"state does not belong to this optimizer: it was made by {type(foreign).__name__}\(.*"
+               rf"this optimizer is {type(opt).__name__}\(.*Make a state for this optimizer with its init: "
+               r"state = opt\.init\(params\)")
+    with pytest.raises(ValueError, match=message):
+        opt.step(params, np.ones(5), state)
+    # Nothing changed.
+    assert state.step == 0
+    np.testing.assert_array_equal(state.slots, 0.25)
+    np.testing.assert_array_equal(params, np.linspace(-1.0, 1.0, 5))
+    # The optimizer's own state works.
+    opt.step(params, np.ones(5), opt.init(params))
+
+
+def test_adam_refuses_a_centered_rmsprop_state_and_other_look_alikes():
+    """The example of the bug: Adam's step used to accept a centered RMSprop's state (2 rows each)."""
+    assert OPTIMIZERS["rmsprop"](**_configs_alike("rmsprop", "adam")[0]).n_slots() == Adam().n_slots()
+    params = np.ones(4)
+    with pytest.raises(ValueError, match=r"made by RMSprop\(.*centered=True.*this optimizer is Adam\("):
+        Adam().step(params, np.ones(4), RMSprop(centered=True).init(params))
+    with pytest.raises(ValueError, match=r"made by Adam\(.*this optimizer is AdamW\("):  # even with the same kernel
+        AdamW().step(params, np.ones(4), Adam().init(params))
+    with pytest.raises(ValueError, match=r"made by SGD\(.*this optimizer is VelocitySGD\("):
+        VelocitySGD().step(params, np.ones(4), SGD(momentum=0.9).init(params))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", NAMES)
+def test_a_state_from_the_same_optimizer_with_other_step_sizes_still_works(name, dtype):
+    """Hyperparameters that leave the rows' meaning alone may change (a run continued with another lr)."""
+    rng = np.random.default_rng(3)
+    start = rng.standard_normal(6).astype(dtype)
+    grads = [rng.standard_normal(6).astype(dtype) for _ in range(4)]
+    first, second = OPTIMIZERS[name](lr=0.05), OPTIMIZERS[name](lr=0.01)
+    p1, p2 = start.copy(), start.copy()
+    s1, s2 = first.init(p1), first.init(p2)
+    for g in grads[:2]:
+        first.step(p1, g, s1)
+        first.step(p2, g, s2)
+    for g in grads[2:]:
+        second.step(p1, g, s1)              # a state that `first` made
+        first.step(p2, g, s2, lr=0.01)      # the same update through the lr override
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(s1.slots, s2.slots)
+    assert s1.step == s2.step == 4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_state_of_unknown_maker_is_accepted(name):
+    """``made_by=None``: a state built directly (as the estimators copy theirs) steps as one from init."""
+    opt = OPTIMIZERS[name]()
+    rng = np.random.default_rng(4)
+    p1 = rng.standard_normal(5)
+    p2 = p1.copy()
+    s1 = opt.init(p1)
+    s2 = OptimizerState(slots=opt.init(p2).slots.copy())
+    assert s2.made_by is None
+    for _ in range(3):
+        g = rng.standard_normal(5)
+        opt.step(p1, g, s1)
+        opt.step(p2, g, s2)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(s1.slots, s2.slots)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_states_pickle_with_their_maker(name):
+    opt = OPTIMIZERS[name]()
+    rng = np.random.default_rng(5)
+    params = rng.standard_normal(6)
+    state = opt.init(params)
+    opt.step(params, rng.standard_normal(6), state)
+    params_copy = params.copy()
+    restored = pickle.loads(pickle.dumps(state))
+    assert restored.made_by == state.made_by
+    assert restored.step == state.step == 1
+    np.testing.assert_array_equal(restored.slots, state.slots)
+    g = rng.standard_normal(6)
+    opt.step(params, g, state)
+    opt.step(params_copy, g, restored)
+    np.testing.assert_array_equal(params, params_copy)
+    np.testing.assert_array_equal(restored.slots, state.slots)
+    # The record survives pickling: another optimizer still refuses it.
+    other = OPTIMIZERS[next(n for n in NAMES if n != name)]()
+    with pytest.raises(ValueError, match=f"made by {type(opt).__name__}"):
+        other.step(params_copy, g, restored)
+    # A state pickled before states recorded their maker unpickles as "maker unknown" and steps.
+    old = opt.init(params)
+    del old.__dict__["made_by"]
+    old = pickle.loads(pickle.dumps(old))
+    assert old.made_by is None
+    opt.step(params, g, old)
+    assert old.step == 1
+
+
+# --- non-finite and out-of-range hyperparameters ------------------------------------------------------------------
+
+
+def _real_hyperparameters() -> list[tuple[str, str, str]]:
+    """(optimizer name, constructor argument, name in the error) for every real-valued hyperparameter.
+
+    Read from the constructors' signatures, so a newly registered optimizer is covered: floats, and
+    tuples of floats (``betas``) element by element.
+    """
+    cases = []
+    for name in NAMES:
+        for pname, param in inspect.signature(OPTIMIZERS[name].__init__).parameters.items():
+            default = param.default
+            if isinstance(default, float):
+                cases.append((name, pname, pname))
+            elif isinstance(default, tuple):
+                cases.extend((name, pname, f"{pname}[{i}]") for i in range(len(default)))
+    return cases
+
+
+REAL_HYPERPARAMETERS = _real_hyperparameters()
+NON_FINITE = [math.inf, -math.inf, math.nan, np.float64(np.inf), np.float32(np.nan)]
+
+
+def test_every_optimizer_has_real_hyperparameters_to_check():
+    found = {name for name, _, _ in REAL_HYPERPARAMETERS}
+    assert found == set(NAMES)
+    assert ("adam", "betas", "betas[1]") in REAL_HYPERPARAMETERS
+    assert ("rmsprop", "alpha", "alpha") in REAL_HYPERPARAMETERS
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=repr)
+@pytest.mark.parametrize(("name", "argument", "label"), REAL_HYPERPARAMETERS,
+                         ids=[f"{n}-{label}" for n, _, label in REAL_HYPERPARAMETERS])
+def test_non_finite_hyperparameters_are_rejected(name, argument, label, value):
+    cls = OPTIMIZERS[name]
+    default = inspect.signature(cls.__init__).parameters[argument].default
+    if isinstance(default, tuple):
+        index = int(label[len(argument) + 1:-1])
+        bad = tuple(value if i == index else v for i, v in enumerate(default))
+    else:
+        bad = value
+    message = rf"^{re.escape(label)} must be a finite real number in [\[(]\S+, \S+[\])], got "
+    with pytest.raises(ValueError, match=message):
+        cls(**{argument: bad})
+
+
+#: The allowed range of each hyperparameter, as the error message states it.
+RANGES = {
+    ("sgd", "lr"): "[0, inf)", ("sgd", "momentum"): "[0, 1]", ("sgd", "dampening"): "[0, 1]",
+    ("sgd", "weight_decay"): "[0, inf)",
+    ("rmsprop", "alpha"): "[0, 1]", ("rmsprop", "eps"): "(0, inf)", ("rmsprop", "momentum"): "[0, 1]",
+    ("adam", "betas[0]"): "[0, 1)", ("adam", "betas[1]"): "[0, 1)", ("adam", "eps"): "(0, inf)",
+    ("adamw", "weight_decay"): "[0, inf)",
+    ("adagrad", "lr_decay"): "[0, inf)", ("adagrad", "initial_accumulator_value"): "[0, inf)",
+    ("adagrad", "eps"): "(0, inf)",
+    ("velocity_sgd", "momentum"): "[0, 1]",
+    ("folded_adam", "betas[0]"): "[0, 1)", ("folded_adam", "eps"): "(0, inf)",
+}
+
+
+@pytest.mark.parametrize(("name", "label"), list(RANGES), ids=[f"{n}-{label}" for n, label in RANGES])
+def test_error_states_the_allowed_range(name, label):
+    cls = OPTIMIZERS[name]
+    argument = label.split("[")[0]
+    default = inspect.signature(cls.__init__).parameters[argument].default
+    bad = (math.inf, default[1]) if label.endswith("[0]") else (default[0], math.inf) if "[" in label else math.inf
+    with pytest.raises(ValueError, match=re.escape(f"{label} must be a finite real number in {RANGES[name, label]}")):
+        cls(**{argument: bad})
+
+
+def test_infinite_clip_bounds_clip_nothing():
+    rng = np.random.default_rng(6)
+    start, g = rng.standard_normal(5), 10.0 * rng.standard_normal(5)
+    p1, p2 = start.copy(), start.copy()
+    opt = Adam(lr=0.1)
+    s1, s2 = opt.init(p1), opt.init(p2)
+    opt.step(p1, g, s1)
+    opt.step(p2, g, s2, clip_value=math.inf, clip_norm=math.inf)
+    np.testing.assert_array_equal(p1, p2)
 
 
 @pytest.mark.parametrize(("options", "error", "match"), [
     ({"lr": -0.1}, ValueError, "lr"),
     ({"lr": math.nan}, ValueError, "lr"),
+    ({"lr": math.inf}, ValueError, "lr must be a finite"),
     ({"lr": "0.1"}, TypeError, "lr"),
     ({"grad_scale": math.nan}, ValueError, "grad_scale"),
+    ({"grad_scale": math.inf}, ValueError, "grad_scale must be a finite"),
+    ({"grad_scale": -math.inf}, ValueError, "grad_scale must be a finite"),
     ({"grad_scale": "2"}, TypeError, "grad_scale"),
     ({"clip_value": 0.0}, ValueError, "clip_value"),
     ({"clip_value": -1.0}, ValueError, "clip_value"),

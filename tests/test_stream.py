@@ -102,6 +102,53 @@ def test_full_batch_rejects_per_update_schedules(on_disk):
         fit_full_batch(MLPClassifier(), X, y)
 
 
+@pytest.mark.parametrize(("kwargs", "error", "name"), [
+    ({"chunk_size": 2.5}, TypeError, "chunk_size"),
+    ({"chunk_size": 0}, ValueError, "chunk_size"),
+    ({"chunk_size": True}, TypeError, "chunk_size"),
+    ({"chunk_size": "100"}, TypeError, "chunk_size"),
+    ({"epochs": 0}, ValueError, "epochs"),
+    ({"epochs": -1}, ValueError, "epochs"),
+    ({"epochs": 1.5}, TypeError, "epochs"),
+    ({"sample_weight": np.ones(5)}, ValueError, "sample_weight"),
+    ({"y": np.zeros(5)}, ValueError, "y has 5"),
+    ({"y": None}, TypeError, "y must be"),
+    ({"X": np.zeros(50)}, TypeError, "X must be a 2-D"),
+    ({"X": [[0.0]] * 50}, TypeError, "X must be a 2-D"),
+])
+@pytest.mark.parametrize("function", ["fit_chunks", "fit_full_batch"])
+def test_stream_arguments_are_checked_by_name(function, kwargs, error, name):
+    from fastgd import stream
+
+    rng = np.random.default_rng(0)
+    arguments = {"X": rng.normal(size=(50, 3)), "y": np.arange(50) % 2, "chunk_size": 10, "epochs": 2}
+    arguments.update(kwargs)
+    estimator = LinearClassifier(loss="log_loss", learning_rate="constant")
+    with pytest.raises(error, match=name):
+        getattr(stream, function)(estimator, arguments.pop("X"), arguments.pop("y"), **arguments)
+
+
+def test_fit_chunks_checks_its_own_arguments_by_name():
+    X, y = np.zeros((10, 2)), np.arange(10) % 2
+    with pytest.raises(TypeError, match="shuffle"):
+        fit_chunks(LinearClassifier(), X, y, shuffle="yes")
+    with pytest.raises(ValueError, match="random_state"):
+        fit_chunks(LinearClassifier(), X, y, random_state="seed")
+    with pytest.raises(TypeError, match="partial_fit"):
+        fit_chunks(object(), X, y)
+    with pytest.raises(TypeError, match="chunk_size"):
+        chunk_bounds(10, 2.5)
+
+
+def test_full_batch_epochs_default_to_max_iter():
+    from fastgd.stream import fit_full_batch
+
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    est = fit_full_batch(LinearClassifier(learning_rate="constant", max_iter=4, tol=None), X, np.arange(40) % 2,
+                         chunk_size=16)
+    assert est.n_iter_ == 4
+
+
 def _peak_rss_reset() -> bool:
     """Reset this process's peak resident set size (Linux: /proc/self/clear_refs); False where impossible."""
     try:

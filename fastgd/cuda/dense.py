@@ -37,7 +37,8 @@ Launch configurations:
   :func:`column_sums` by column), :func:`shuffle_order`, :func:`identity_order`: one thread per row (column,
   index), ``BLOCK`` threads per block. The loss sums are reduced in shared memory, one atomic add per block.
 * :func:`gather_batch`, :func:`gather_batch_csr`: one block of ``BLOCK`` threads per batch row, its threads
-  striding over the row's columns (dense) or stored entries (CSR); one atomic add per row for the weight sum.
+  striding over the row's columns (dense) or stored entries (CSR, added atomically into the zeroed row, so that
+  duplicate entries add up); one atomic add per row for the weight sum.
 * :func:`layer_squared_norms`: a grid of ``(blocks per layer, layers)`` blocks of ``BLOCK`` threads, each layer's
   blocks striding over its slice of the flat vectors; per block three shared-memory reductions, three atomic adds.
 
@@ -468,7 +469,9 @@ def _gather_csr_kernel(data, indices, indptr, Y, sw, order, start, x_out, y_out,
         x_out[r, j] = 0
     cuda.syncthreads()  # the row is zero before any thread scatters into it
     for p in range(indptr[row] + tid, indptr[row + 1], BLOCK):
-        x_out[r, indices[p]] = data[p]
+        # duplicate entries of a column add up (scipy's rule), and two threads may hold two of them: an atomic
+        # add, no slower than a store where the columns differ (as in a canonical matrix)
+        cuda.atomic.add(x_out, (r, indices[p]), data[p])
     for j in range(tid, Y.shape[1], BLOCK):
         y_out[r, j] = Y[row, j]
     if tid == 0:
@@ -1023,7 +1026,8 @@ def gather_batch_csr(data: Any, indices: Any, indptr: Any, Y: Any, sw: Any, orde
     ----------
     data, indices, indptr : DeviceNDArray
         The CSR arrays of the samples (``indices`` and ``indptr`` integers, int64 preferred; sorted indices are
-        not required, duplicates are not summed).
+        not required, and duplicate entries of a column add up, as in scipy: in the order the threads reach
+        them, so three or more of one element may round differently from one run to the next).
     Y, sw, order, start, stop, x_out, y_out, sw_out, weight_sums, batch_index, stream
         As in :func:`gather_batch`; ``x_out`` has as many columns as the samples have features.
     """

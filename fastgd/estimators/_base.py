@@ -8,8 +8,11 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight
 
+from .._compile_notice import compile_notice
 from ..engine import LoopConfig
 from ..optim import OPTIMIZERS, SOLVERS, Optimizer
 from ..optim.schedules import SCHEDULES, Schedule
@@ -26,7 +29,8 @@ GD_PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {
     "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "early_stopping": ["boolean"],
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-    "momentum": [Interval(Real, 0, 1, closed="both")],
+    # 1 is excluded: a velocity that never decays sums every past gradient, and training diverges
+    "momentum": [Interval(Real, 0, 1, closed="left")],
     "nesterovs_momentum": ["boolean"],
     "beta_1": [Interval(Real, 0, 1, closed="left")],
     "beta_2": [Interval(Real, 0, 1, closed="left")],
@@ -79,6 +83,153 @@ def unique_labels_and_index(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, index.reshape(-1)
 
 
+def check_sample_weight(sample_weight, X, dtype) -> np.ndarray:
+    """``sample_weight`` validated against ``X`` (all ones when None), in ``dtype``; negative weights rejected.
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n_samples,) or None
+        The weights passed to ``fit`` or ``partial_fit``.
+    X : array-like or sparse matrix of shape (n_samples, n_features)
+        The validated samples.
+    dtype : numpy dtype
+        The training dtype.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,)
+        The weights; the caller's own array when it already has the right
+        dtype and layout and is writeable (it is never written to: a
+        read-only one is copied, one value per sample, so that the kernels
+        compiled for writeable arrays serve it).
+    """
+    weights = np.require(_check_sample_weight(sample_weight, X, dtype=dtype), requirements=["W"])
+    if sample_weight is not None and weights.size:
+        low = weights.min()
+        if low < 0:
+            raise ValueError(f"sample_weight must be non-negative; got min {float(low):g}. A negative weight makes "
+                             "gradient descent climb its sample's loss instead of descending it.")
+    return weights
+
+
+def short_repr(values, limit: int = 5) -> str:
+    """``repr`` of the first ``limit`` of ``values`` and how many there are, for error messages.
+
+    Parameters
+    ----------
+    values : array-like
+        Labels or other values to name.
+    limit : int, default=5
+        How many to show.
+
+    Returns
+    -------
+    str
+        E.g. ``"[0.5, 1.25, 2.0, ...] (120 values)"``, or the whole list when
+        it holds at most ``limit`` values.
+    """
+    values = np.asarray(values).reshape(-1)
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in values[:limit])
+    if values.size <= limit:
+        return f"[{shown}]"
+    return f"[{shown}, ...] ({values.size} values)"
+
+
+def validation_split(n_samples: int, validation_fraction: float, random_state: np.random.RandomState,
+                     stratify=None) -> tuple[np.ndarray, np.ndarray]:
+    """Rows to train on and rows held out for early stopping, as index arrays; nothing is copied.
+
+    The rows are those ``sklearn.model_selection.train_test_split`` picks
+    with ``test_size=validation_fraction``, the same ``random_state`` (which
+    it advances as that function does) and ``stratify``: the training rows
+    in the order of its training part, the held-out rows in the order of its
+    test part. The estimators copy the held-out rows only (a
+    ``validation_fraction`` of the data) and train on the others through the
+    epochs' visiting order, where ``train_test_split`` would also copy the
+    training part, holding the data twice.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of samples.
+    validation_fraction : float
+        Share of the samples held out.
+    random_state : numpy.random.RandomState
+        Source of the split.
+    stratify : array-like of shape (n_samples,) or None
+        Class labels to keep the classes' proportions in both parts.
+
+    Returns
+    -------
+    train : ndarray of int64
+        The rows to train on.
+    validation : ndarray of int64
+        The rows held out.
+    """
+    splitter = StratifiedShuffleSplit if stratify is not None else ShuffleSplit
+    placeholder = np.empty((n_samples, 0), dtype=np.int8)  # the splitters read only its length
+    try:
+        train, validation = next(splitter(test_size=validation_fraction, random_state=random_state)
+                                 .split(placeholder, stratify))
+    except ValueError as exc:
+        raise ValueError(f"early_stopping could not split off a validation set ({exc}); use more samples, a larger "
+                         "validation_fraction or early_stopping=False.") from None
+    return train.astype(np.int64, copy=False), validation.astype(np.int64, copy=False)
+
+
+def train_only_on(trainer: Any, rows: np.ndarray) -> None:
+    """Make a CPU trainer built on all the samples train on ``rows`` only (early stopping's training rows).
+
+    The engine visits ``rows`` (``LoopConfig.rows``); the trainer's
+    ``n_samples``, the count its epochs' mean loss divides by and the
+    engine's ``n_samples_seen`` adds, becomes theirs. The compiled epochs
+    read each sample (row, target, weight) at the index the order gives, so
+    the validation rows stay where they are, untouched.
+    """
+    trainer.n_samples = int(rows.size)
+
+
+#: Magnitude of an input from which the non-finite warning leads with scaling the data: standardized
+#: features are rarely beyond a few tens, while raw counts, prices or sums in the thousands and up make
+#: ``learning_rate_init * ||x||^2`` too large for a stable step at the default rates.
+LARGE_INPUT = 1e3
+
+
+def nonfinite_hint(X, y=None) -> Callable[[], str | None]:
+    """A function saying, when training diverged, whether the inputs are far from unit scale.
+
+    Computed only when it is called (after a non-finite epoch), not for
+    every fit. It names the largest magnitude of ``X`` (and of regression
+    targets ``y``) when it reaches :data:`LARGE_INPUT`.
+    """
+
+    def hint() -> str | None:
+        parts = []
+        with np.errstate(all="ignore"):
+            x_max = _max_abs(X)
+            if x_max >= LARGE_INPUT:
+                parts.append(f"X holds values as large as {x_max:.3g}: scale the features first "
+                             "(sklearn.preprocessing.StandardScaler, e.g. make_pipeline(StandardScaler(), model))")
+            if y is not None and np.asarray(y).dtype.kind == "f":
+                y_max = _max_abs(np.asarray(y))
+                if y_max >= LARGE_INPUT:
+                    parts.append(f"y holds values as large as {y_max:.3g}: standardize the targets "
+                                 "(sklearn.compose.TransformedTargetRegressor with a StandardScaler)")
+        return "; ".join(parts) + "." if parts else None
+
+    return hint
+
+
+def _max_abs(X) -> float:
+    """Largest magnitude in dense or sparse ``X``, without a temporary as large as ``X`` (dense)."""
+    if hasattr(X, "data") and hasattr(X, "indptr"):  # scipy.sparse CSR
+        X = X.data
+    X = np.asarray(X)
+    if X.size == 0:
+        return 0.0
+    return float(max(abs(float(X.max())), abs(float(X.min()))))
+
+
 #: Docstring of ``device``, shared by every estimator.
 DEVICE_DOC = """
     device : {"cpu", "cuda", "auto"}, default="cpu"
@@ -107,29 +258,25 @@ def fit_device(est: Any) -> str:
 #: Docstring of ``n_threads``, shared by every estimator.
 N_THREADS_DOC = """    n_threads : int or None, default=None
         Threads that training may use: Numba's threads for mini-batch
-        gradients and large models' optimizer updates. ``None``: the
-        CPUs this process may run on that the 1-minute load average leaves
-        idle, rounded (``clip(round(cpus - load), 1, cpus)``): every CPU of an
-        idle machine, one thread on a busy one, where a second thread waiting
-        at each batch's barrier makes training slower, not faster.
-        Any number is capped at Numba's pool (``NUMBA_NUM_THREADS``). Threads
-        are used only where they pay. A linear model's mini-batch is split
-        into blocks of rows when it holds at least 2**17 rows x parameters
-        (``fastgd.backends.cpu.THREADED_MIN_WORK``), each block at least 2**15,
-        at most 64 blocks, and no more threads run than blocks; that split
-        depends on the batch and the model only, never on the thread count:
-        results are bitwise identical with 1 and with 64 threads. An MLP's
-        batch of 16 rows or more (L-BFGS: the training set) is split into
-        one part per thread, each part
-        at least 8 rows (``fastgd.backends.cpu_mlp.batch_parts``); each thread
-        runs the forward and backward pass of its part (its matrix products on
-        one BLAS thread), then adds up and updates a share of the parameters.
-        On an idle 2-vCPU machine two threads trained a 100-256-128-10 network
-        1.46x (batch 32), 1.66x (128) and 2.02x (1024) as fast as one. The
-        parts add the gradient in another order than one pass over the batch:
-        results with 1 and 2 threads differ by round-off. The count is set for
-        the fit and for the calling thread only (Numba's count is
-        thread-local), then restored."""
+        gradients and large models' optimizer updates. It changes the speed
+        only: for a given ``random_state`` the trained parameters are the same
+        to the bit on any thread count and under any load. ``None``: the CPUs
+        this process may run on that other processes leave idle, measured from
+        ``/proc/stat`` since the previous fit (this process's own CPU use not
+        counted; the 1-minute load average where ``/proc/stat`` is missing),
+        rounded: every CPU of an idle machine, one thread on a busy one, where
+        a second thread waiting at each batch's barrier makes training slower,
+        not faster. Any number is capped at Numba's pool
+        (``NUMBA_NUM_THREADS``). A linear model's mini-batch is split into
+        blocks of rows when it holds at least 2**17 rows x parameters
+        (``fastgd.backends.cpu.THREADED_MIN_WORK``), each block at least
+        2**15, at most 64 blocks. An MLP's batch of 16 rows or more (L-BFGS:
+        the training set) is split into parts of at least 8 rows, at most 8
+        parts (``fastgd.backends.cpu_mlp.batch_parts``). Both splits depend on
+        the batch and the model, never on the thread count; the threads share
+        out the blocks or parts, and no more threads run than there are. The
+        count is set for the fit and for the calling thread only (Numba's
+        count is thread-local), then restored."""
 
 
 def keeps_attributes_on_error(fit: Callable) -> Callable:
@@ -149,6 +296,22 @@ def keeps_attributes_on_error(fit: Callable) -> Callable:
             vars(self).clear()
             vars(self).update(attributes)
             raise
+
+    return wrapper
+
+
+def announces_compiles(method: Callable) -> Callable:
+    """Decorate an estimator's ``_fit`` or ``_forward``: kernels compiled during the call are announced once.
+
+    The whole call is one :func:`fastgd._compile_notice.compile_notice` block, so a first fit prints one
+    line when its first kernel starts compiling (named by the trainer that compiles it) and one when the
+    call ends, however many kernels compile in between.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with compile_notice(f"{type(self).__name__} kernels"):
+            return method(self, *args, **kwargs)
 
     return wrapper
 

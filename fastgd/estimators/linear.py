@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, compute_class_weight
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot, softmax
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..backends.cpu import LinearTrainer, make_update_rule
-from ..engine import History, NonFiniteTrainingWarning, run_epochs
+from ..engine import History, NonFiniteTrainingWarning, nonfinite_message, run_epochs
 from ..kernels.float_env import subnormals_flushed
 from ..kernels.linear import linear_gradient_sum
 from ..kernels.losses import LOSS_CODES, MULTINOMIAL
@@ -28,13 +27,19 @@ from ._base import (
     DEVICE_DOC,
     GD_PARAMETER_CONSTRAINTS,
     N_THREADS_DOC,
+    announces_compiles,
+    check_sample_weight,
     fit_device,
     keeps_attributes_on_error,
     make_loop_config,
     make_optimizer,
     make_schedule,
+    nonfinite_hint,
     resolve_batch_size,
+    short_repr,
+    train_only_on,
     unique_labels_and_index,
+    validation_split,
 )
 
 CLASSIFIER_LOSSES = ("log_loss", "hinge", "squared_hinge", "modified_huber", "perceptron")
@@ -73,11 +78,15 @@ _LINEAR_DOC_PARAMETERS = """
         Patience of the stopping rule and of the ``adaptive`` schedule.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data, stop on its score and keep
-        the best parameters.
+        the best parameters. The held-out rows are those
+        ``sklearn.model_selection.train_test_split`` would pick with the same
+        ``random_state`` (stratified by class for the classifier); only they
+        are copied, and training visits the other rows where they are.
     validation_fraction : float, default=0.1
         Share of the training data held out for early stopping.
     momentum : float, default=0.0
-        Momentum of ``solver="sgd"``, in [0, 1].
+        Momentum of ``solver="sgd"``, in [0, 1): at 1 the velocity never
+        decays and training diverges.
     nesterovs_momentum : bool, default=True
         Use Nesterov's momentum (``solver="sgd"`` with ``momentum > 0``).
     beta_1 : float, default=0.9
@@ -201,7 +210,7 @@ class _LinearGD(BaseEstimator):
         raise NotImplementedError
 
     def _sample_weight(self, y, sample_weight, X, incremental: bool) -> np.ndarray:
-        return _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        return check_sample_weight(sample_weight, X, X.dtype)
 
     # -- fitting ----------------------------------------------------------------------------
     def _penalties(self) -> tuple[float, float]:
@@ -210,6 +219,7 @@ class _LinearGD(BaseEstimator):
         l1_share = {"l2": 0.0, "l1": 1.0, "elasticnet": self.l1_ratio}[self.penalty]
         return self.alpha * (1.0 - l1_share), self.alpha * l1_share
 
+    @announces_compiles
     @keeps_attributes_on_error
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
         if self.loss not in self._losses:
@@ -223,10 +233,11 @@ class _LinearGD(BaseEstimator):
                              dtype=X_dtype, order="C", multi_output=self._multi_output,
                              y_numeric=not isinstance(self, ClassifierMixin))
         if sp.issparse(X):
-            X.sort_indices()
+            X = _canonical(X)
         self.device_ = fit_device(self)
         Y, n_outputs, loss_code = self._encode(y, not continuing, classes, incremental)
-        Y = Y.astype(X.dtype, copy=False)
+        # a writeable array (a read-only y would be copied, not compiled for: it is one value per sample and output)
+        Y = np.require(Y, X.dtype, ["W"])
         sample_weight = self._sample_weight(y, sample_weight, X, incremental)
         dtype = X.dtype
         n_features = X.shape[1]
@@ -249,19 +260,22 @@ class _LinearGD(BaseEstimator):
 
         rng = check_random_state(self.random_state)
         validation_score = None
+        train_rows = None  # early stopping on the CPU: the rows trained on, the others held out where they are
+        hint = nonfinite_hint(X, None if isinstance(self, ClassifierMixin) else y)
         if self.early_stopping and not incremental:
             stratify = y if isinstance(self, ClassifierMixin) else None
-            try:
-                X, X_val, Y, _, sample_weight, _, y, y_val = train_test_split(
-                    X, Y, sample_weight, y, test_size=self.validation_fraction, random_state=rng, stratify=stratify)
-            except ValueError as exc:
-                raise ValueError(f"early_stopping could not split off a validation set ({exc}); use more "
-                                 "samples, a larger validation_fraction or early_stopping=False.") from None
+            train_rows, held_out = validation_split(X.shape[0], self.validation_fraction, rng, stratify)
+            X_val, y_val = X[held_out], y[held_out]  # the only copy: validation_fraction of the data
+            if self.device_ == "cuda":  # the device trainer draws its own orders over all its samples
+                X, Y, sample_weight, y = X[train_rows], Y[train_rows], sample_weight[train_rows], y[train_rows]
+                train_rows = None
+
             def validation_score():
                 coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
                 return self._validation_score(y_val, _decision(X_val, coef, params[n_outputs * n_features:]))
 
-        batch_size = resolve_batch_size(self.batch_size, X.shape[0])
+        n_train = X.shape[0] if train_rows is None else train_rows.size
+        batch_size = resolve_batch_size(self.batch_size, n_train)
         l2, l1 = self._penalties()
         # scikit-learn's ``optimal`` offset: typw = sqrt(1 / sqrt(alpha)), eta0 = typw, t0 = 1 / (eta0 * alpha)
         optimal_t0 = 1.0 / (np.sqrt(1.0 / np.sqrt(self.alpha)) * self.alpha) if self.alpha > 0 else 1.0
@@ -280,6 +294,10 @@ class _LinearGD(BaseEstimator):
                               n_threads=self.n_threads)
         config = make_loop_config(self, schedule, rng, incremental=incremental, validation_score=validation_score,
                                   epoch_offset=epoch_offset)
+        config.nonfinite_hint = hint
+        if train_rows is not None:
+            train_only_on(trainer, train_rows)
+            config.rows = train_rows
         history = run_epochs(trainer, config, None if history is None else _copy_history(history))
 
         coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
@@ -311,6 +329,8 @@ class _LinearGD(BaseEstimator):
         self._validate_params()
         if self.loss not in self._losses:
             raise ValueError(f"loss must be one of {self._losses}, got {self.loss!r}.")
+        if isinstance(epochs, bool) or not isinstance(epochs, Integral) or epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}.")
         l2, l1 = self._penalties()
         optimizer = make_optimizer(self)
         schedule = make_schedule(self, alpha=self.alpha)
@@ -339,6 +359,8 @@ class _LinearGD(BaseEstimator):
                 else:
                     Y, _, _ = self._encode(y, False, None, True)
                 X = X.astype(params.dtype, copy=False)
+                if sp.issparse(X):
+                    X = _canonical(X)
                 rows = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)) if sp.issparse(X) else X
                 weights = self._sample_weight(y, sample_weight, X, incremental=False)
                 with subnormals_flushed():  # as in the in-memory epochs
@@ -353,8 +375,8 @@ class _LinearGD(BaseEstimator):
             if not self.fit_intercept:
                 gradient[n_coefs:] = 0.0
             if not np.isfinite(loss_sum) or not np.isfinite(gradient).all():
-                warnings.warn(f"The training loss became NaN or infinite in epoch {epoch + 1}; training stopped. "
-                              "Lower learning_rate_init or set clip_norm.", NonFiniteTrainingWarning, stacklevel=3)
+                # nothing of this epoch was applied: the parameters are those of the last finite epoch
+                warnings.warn(nonfinite_message(epoch + 1), NonFiniteTrainingWarning, stacklevel=3)
                 break
             lr = schedule.epoch_lr(epoch)
             history.gradient_norms.append(np.array([np.linalg.norm(gradient)]))
@@ -409,12 +431,29 @@ class _LinearGD(BaseEstimator):
     def _validated(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, accept_sparse="csr", dtype=[np.float64, np.float32])
-        return X
+        return _canonical(X) if sp.issparse(X) else X  # duplicates summed first, as in training
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+def _canonical(X):
+    """CSR ``X`` in canonical format: itself when it is, else a copy with sorted indices and duplicates summed.
+
+    scipy allows several stored entries of one element (they add up) in any
+    order. The sparse SGD kernels keep the squared norm of each row as the
+    sum of its stored squares, which duplicates make wrong; and a row's sum
+    in another order rounds differently. A canonical copy makes the model
+    that of the matrix, whatever its storage; the caller's matrix is never
+    changed (it may be read-only).
+    """
+    if X.has_canonical_format:
+        return X
+    X = X.copy()
+    X.sum_duplicates()
+    return X
 
 
 def _decision(X, coef, intercept) -> np.ndarray:
@@ -444,8 +483,8 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         is the softmax cross-entropy.
     {_LINEAR_DOC_PARAMETERS}
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes, multiplying the sample weights; ``"balanced"``
-        uses ``n_samples / (n_classes * np.bincount(y))``.
+        Non-negative weights of the classes, multiplying the sample weights;
+        ``"balanced"`` uses ``n_samples / (n_classes * np.bincount(y))``.
 
     Attributes
     ----------
@@ -501,7 +540,9 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), optional
-            Weights of the samples' losses.
+            Non-negative weights of the samples' losses (default: all 1). A
+            negative weight raises ``ValueError``: gradient descent would climb
+            that sample's loss (scikit-learn's SGD estimators accept them).
 
         Returns
         -------
@@ -523,7 +564,9 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         classes : array-like of shape (n_classes,), optional
             All classes that can appear; required on the first call.
         sample_weight : array-like of shape (n_samples,), optional
-            Weights of the samples' losses.
+            Non-negative weights of the samples' losses (default: all 1). A
+            negative weight raises ``ValueError``: gradient descent would climb
+            that sample's loss (scikit-learn's SGD estimators accept them).
 
         Returns
         -------
@@ -547,11 +590,12 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
                 raise ValueError("LinearClassifier needs samples of at least 2 classes in the data, but the data "
                                  f"contain only one class: {self.classes_[0]!r}.")
         elif classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), self.classes_):
-            raise ValueError(f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}.")
+            raise ValueError(f"classes={short_repr(classes)} differs from the classes of the first call, "
+                             f"{short_repr(self.classes_)}.")
         unseen = np.setdiff1d(present, self.classes_)
         if unseen.size:
-            raise ValueError(f"y contains labels not in classes_: {unseen!r}. Pass every class to the first "
-                             "partial_fit call with classes=.")
+            raise ValueError(f"y contains labels not in classes_: {short_repr(unseen)}. Pass every class to the "
+                             "first partial_fit call with classes=.")
         index = np.searchsorted(self.classes_, present)[inverse]
         n_classes = self.classes_.size
         if n_classes == 2:
@@ -563,13 +607,16 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         return Y, n_classes, LOSS_CODES[self.loss]
 
     def _sample_weight(self, y, sample_weight, X, incremental):
-        weights = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        weights = check_sample_weight(sample_weight, X, X.dtype)
         if self.class_weight is None:
             return weights
         if self.class_weight == "balanced" and incremental:
             raise ValueError("class_weight='balanced' needs the whole data set; with partial_fit pass a dict "
                              "computed by sklearn.utils.compute_class_weight on all the labels.")
         per_class = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+        if per_class.min() < 0:
+            raise ValueError(f"class_weight must be non-negative; got min {float(per_class.min()):g}. A negative "
+                             "weight makes gradient descent climb its samples' loss instead of descending it.")
         return weights * per_class[np.searchsorted(self.classes_, y)].astype(X.dtype)
 
     def _validation_score(self, y, scores):
@@ -733,7 +780,9 @@ class LinearRegressor(RegressorMixin, _LinearGD):
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Targets.
         sample_weight : array-like of shape (n_samples,), optional
-            Weights of the samples' losses.
+            Non-negative weights of the samples' losses (default: all 1). A
+            negative weight raises ``ValueError``: gradient descent would climb
+            that sample's loss (scikit-learn's SGD estimators accept them).
 
         Returns
         -------
@@ -753,7 +802,9 @@ class LinearRegressor(RegressorMixin, _LinearGD):
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Its targets.
         sample_weight : array-like of shape (n_samples,), optional
-            Weights of the samples' losses.
+            Non-negative weights of the samples' losses (default: all 1). A
+            negative weight raises ``ValueError``: gradient descent would climb
+            that sample's loss (scikit-learn's SGD estimators accept them).
 
         Returns
         -------

@@ -13,13 +13,12 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ..backends.cpu import make_update_rule
 from ..backends.cpu_mlp import MLPTrainer, layer_offsets, one_blas_thread
@@ -32,9 +31,15 @@ from ._base import (
     DEVICE_ATTRIBUTE_DOC,
     DEVICE_DOC,
     N_THREADS_DOC,
+    announces_compiles,
+    check_sample_weight,
     fit_device,
     keeps_attributes_on_error,
+    nonfinite_hint,
+    short_repr,
+    train_only_on,
     unique_labels_and_index,
+    validation_split,
 )
 
 #: Hidden activations: scikit-learn's four and fastgd's ``leaky_relu``.
@@ -78,11 +83,17 @@ _MLP_DOC_PARAMETERS = """
     warm_start : bool, default=False
         Continue from the current ``coefs_`` and ``intercepts_``.
     momentum : float, default=0.9
-        Momentum of ``"sgd"``.
+        Momentum of ``"sgd"``, in [0, 1]. At 1, as scikit-learn allows, the
+        velocity never decays and training does not settle: fastgd warns
+        (``UserWarning``).
     nesterovs_momentum : bool, default=True
         Nesterov's momentum for ``"sgd"``.
     early_stopping : bool, default=False
         Stop on the score of a held-out ``validation_fraction`` and keep the best parameters.
+        The held-out rows are those of scikit-learn's split (``train_test_split``
+        with the same ``random_state``, stratified for single-label
+        classification); only they are copied, and training visits the other
+        rows where they are.
     validation_fraction : float, default=0.1
         Share of the data held out for early stopping.
     beta_1, beta_2 : float, default=0.9, 0.999
@@ -299,6 +310,10 @@ class _BaseMLP(BaseEstimator):
     def _make_optimizer(self) -> Optimizer:
         lr = self.learning_rate_init
         if self.solver == "sgd":
+            if self.momentum == 1:
+                warnings.warn("momentum=1.0 never lets the velocity decay: every gradient is added to every later "
+                              "step and training does not settle. Use a momentum below 1 (0.9 is the default).",
+                              UserWarning, stacklevel=4)
             return OPTIMIZERS["velocity_sgd"](lr=lr, momentum=self.momentum,
                                               nesterov=self.nesterovs_momentum and self.momentum > 0)
         if self.solver == "adam":
@@ -314,6 +329,7 @@ class _BaseMLP(BaseEstimator):
         return ACTIVATION_CODES[self.activation], ACTIVATION_CODES[self.out_activation_], loss_kind
 
     # -- fitting ----------------------------------------------------------------------------
+    @announces_compiles
     @keeps_attributes_on_error
     def _fit(self, X, y, sample_weight=None, *, incremental: bool, classes=None):
         first_call = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
@@ -324,11 +340,11 @@ class _BaseMLP(BaseEstimator):
                              order="C", multi_output=True, y_numeric=not is_classifier(self))
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        if sp.issparse(X):
-            X.sort_indices()
+        # CSR rows are read in any order and their duplicate entries add up (kernels.dense.gather_rows): the
+        # caller's matrix is used as it is, never sorted in place
         self.device_ = fit_device(self)
         Y = self._encode_targets(y, first_call, classes).astype(X.dtype, copy=False)
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sample_weight = check_sample_weight(sample_weight, X, X.dtype)
         rng = check_random_state(self.random_state) if first_call else self._rng
         if first_call:
             self._initialize(Y, X.dtype, rng)
@@ -385,21 +401,22 @@ class _BaseMLP(BaseEstimator):
         if state is None or state.slots.shape != (optimizer.n_slots(), params.size) or state.slots.dtype != X.dtype:
             state = optimizer.init(params)
         validation_score = None
+        train_rows = None  # early stopping on the CPU: the rows trained on, the others held out where they are
+        hint = nonfinite_hint(X, None if is_classifier(self) else y)
         early_stopping = self.early_stopping and not incremental
         if early_stopping:
             stratify = y if is_classifier(self) and type_of_target(y) != "multilabel-indicator" else None
-            try:
-                X, X_val, Y, _, sample_weight, _, y, y_val = train_test_split(
-                    X, Y, sample_weight, y, random_state=rng, test_size=self.validation_fraction, stratify=stratify)
-            except ValueError as exc:
-                raise ValueError(f"early_stopping could not split off a validation set ({exc}); use more samples, "
-                                 "a larger validation_fraction or early_stopping=False.") from None
+            train_rows, held_out = validation_split(X.shape[0], self.validation_fraction, rng, stratify)
+            X_val, y_val = X[held_out], y[held_out]  # the only copy: validation_fraction of the data
+            if self.device_ == "cuda":  # the device trainer draws its own orders over all its samples
+                X, Y, sample_weight = X[train_rows], Y[train_rows], sample_weight[train_rows]
+                train_rows = None
 
             def validation_score():
                 self._unpack(params)
                 return self._score_predictions(X_val, y_val)
 
-        n_samples = X.shape[0]
+        n_samples = X.shape[0] if train_rows is None else train_rows.size
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
         elif self.batch_size is None or self.batch_size == "full":
@@ -420,11 +437,14 @@ class _BaseMLP(BaseEstimator):
             schedule.eta = getattr(self, "_schedule_eta", schedule.eta)
         rule = make_update_rule(optimizer, schedule, params.size, self.clip_value, self.clip_norm)
         trainer = self._trainer(X, Y, sample_weight, params, state, rule, batch_size)
+        if train_rows is not None:
+            train_only_on(trainer, train_rows)
         config = LoopConfig(
             max_iter=1 if incremental else self.max_iter, schedule=schedule, random_state=rng, shuffle=self.shuffle,
             tol=self.tol, n_iter_no_change=self.n_iter_no_change + 1, validation_score=validation_score,
             verbose=self.verbose, progress=self.progress, on_nonfinite=self.on_nonfinite,
-            callbacks=tuple(self.callbacks or ()), epoch_offset=epochs_before, check_convergence=not incremental)
+            callbacks=tuple(self.callbacks or ()), epoch_offset=epochs_before, check_convergence=not incremental,
+            rows=train_rows, nonfinite_hint=hint)
         with warnings.catch_warnings():
             if incremental:
                 warnings.simplefilter("ignore", ConvergenceWarning)
@@ -444,13 +464,13 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = history.best_loss
 
     # -- prediction ---------------------------------------------------------------------------
+    @announces_compiles
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
         dtype = self.coefs_[0].dtype
         X = X.astype(dtype, copy=False)
-        if sp.issparse(X):
-            X.sort_indices()
+        if sp.issparse(X):  # rows in any order, duplicates added: the caller's matrix is not sorted in place
             X_kernel = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
         else:
             X_kernel = X
@@ -542,7 +562,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels, or a label indicator matrix for multilabel problems.
         sample_weight : array-like of shape (n_samples,), optional
-            Weights of the samples' losses.
+            Non-negative weights of the samples' losses (default: all 1). A
+            negative weight raises ``ValueError``: gradient descent would climb
+            that sample's loss.
 
         Returns
         -------
@@ -568,7 +590,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         classes : array-like of shape (n_classes,), optional
             Every class; required on the first call.
         sample_weight : array-like of shape (n_samples,), optional
-            Weights of the samples' losses.
+            Non-negative weights of the samples' losses (default: all 1). A
+            negative weight raises ``ValueError``: gradient descent would climb
+            that sample's loss.
 
         Returns
         -------
@@ -578,6 +602,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _encode_targets(self, y, first_call, classes=None):
+        if y.dtype.kind not in "iub":
+            # scikit-learn's short "Unknown label type: continuous" (LabelBinarizer would print all of y); integer
+            # labels are classification targets, and LabelBinarizer checks their kind itself
+            check_classification_targets(y)
         if first_call:
             self._label_binarizer = LabelBinarizer()
             if classes is not None:
@@ -590,13 +618,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"one class: {self.classes_[0]!r}.")
             self.out_activation_ = "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
         elif classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), self.classes_):
-            raise ValueError(f"classes={classes!r} differs from the classes of the first call, {self.classes_!r}.")
+            raise ValueError(f"classes={short_repr(classes)} differs from the classes of the first call, "
+                             f"{short_repr(self.classes_)}.")
         if not first_call and y.ndim == 1 and self._label_binarizer.y_type_ in ("binary", "multiclass"):
             return self._indicator(y)
         if self._label_binarizer.y_type_ != "multilabel-indicator":
             unseen = np.setdiff1d(unique_labels(y), self.classes_)
             if unseen.size:
-                raise ValueError(f"y contains labels not in classes_: {unseen!r}.")
+                raise ValueError(f"y contains labels not in classes_: {short_repr(unseen)}.")
         return self._label_binarizer.transform(y).astype(np.float64)
 
     def _indicator(self, y: np.ndarray) -> np.ndarray:
@@ -604,7 +633,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         present, inverse = unique_labels_and_index(y)
         unseen = np.setdiff1d(present, self.classes_)
         if unseen.size:
-            raise ValueError(f"y contains labels not in classes_: {unseen!r}.")
+            raise ValueError(f"y contains labels not in classes_: {short_repr(unseen)}.")
         index = np.searchsorted(self.classes_, present)[inverse]
         if self.classes_.size == 2:
             return (index == 1).astype(np.float64).reshape(-1, 1)
@@ -774,7 +803,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Targets.
         sample_weight : array-like of shape (n_samples,), optional
-            Weights of the samples' losses.
+            Non-negative weights of the samples' losses (default: all 1). A
+            negative weight raises ``ValueError``: gradient descent would climb
+            that sample's loss.
 
         Returns
         -------
@@ -798,7 +829,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Its targets.
         sample_weight : array-like of shape (n_samples,), optional
-            Weights of the samples' losses.
+            Non-negative weights of the samples' losses (default: all 1). A
+            negative weight raises ``ValueError``: gradient descent would climb
+            that sample's loss.
 
         Returns
         -------

@@ -10,7 +10,7 @@
 array([-0.1,  0.1,  0. ])
 """
 
-from ._base import Optimizer, OptimizerState
+from ._base import Optimizer, OptimizerState, StateMaker
 from ._registry import OPTIMIZERS, SOLVERS
 from .adagrad import Adagrad
 from .adam import Adam
@@ -31,5 +31,6 @@ __all__ = [
     "Optimizer",
     "OptimizerState",
     "RMSprop",
+    "StateMaker",
     "VelocitySGD",
 ]

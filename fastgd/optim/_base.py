@@ -43,6 +43,30 @@ def is_device_array(x: Any) -> bool:
     return bool(getattr(x, "__cuda_ndarray__", False)) or hasattr(x, "__cuda_array_interface__")
 
 
+@dataclass(frozen=True)
+class StateMaker:
+    """Which optimizer made an :class:`OptimizerState`: recorded by :meth:`Optimizer.init`.
+
+    Attributes
+    ----------
+    optimizer : str
+        The optimizer's class name, e.g. ``"Adam"``.
+    hyperparameters : tuple of (str, object) pairs
+        Its constructor arguments, as :meth:`Optimizer.get_params` gives them.
+    rows : tuple of str
+        What each state row holds (:meth:`Optimizer.slot_names`), e.g. ``("exp_avg", "exp_avg_sq")``.
+    """
+
+    optimizer: str
+    hyperparameters: tuple[tuple[str, Any], ...]
+    rows: tuple[str, ...]
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters)
+        rows = ", ".join(self.rows) if self.rows else "none"
+        return f"{self.optimizer}({args}) (state rows: {rows})"
+
+
 @dataclass
 class OptimizerState:
     """The mutable state of one optimizer on one parameter vector.
@@ -55,17 +79,35 @@ class OptimizerState:
         meaning of each row is documented by the optimizer.
     step : int
         Number of updates applied so far.
+    made_by : StateMaker or None
+        The optimizer (class, hyperparameters, meaning of the rows) whose
+        :meth:`Optimizer.init` made the state. :meth:`Optimizer.step` refuses a
+        state made by another optimizer class, or by a configuration of the
+        same class whose rows mean other things (RMSprop with momentum vs
+        centered RMSprop); hyperparameters that leave the rows' meaning alone
+        (``lr``, ``betas``, ``weight_decay``, ...) may differ, as when a
+        training run is continued with a changed learning rate. ``None`` (a
+        state built directly, or unpickled from before this field existed)
+        means "maker unknown" and is accepted.
     """
 
     slots: Any
     step: int = 0
+    made_by: StateMaker | None = None
     #: Device scratch of the clip-by-norm of device steps (squared norm, coefficient); made on first use.
     _device_scratch: Any = field(default=None, repr=False, compare=False)
 
 
+def _bound(value: float) -> str:
+    """A bound of an interval for an error message: ``0``, ``1``, ``1e-08``, ``inf``."""
+    return f"{value:g}"
+
+
 def check_real(name: str, value: Any, *, low: float = 0.0, high: float = math.inf,
-               low_open: bool = False, high_open: bool = False) -> float:
-    """Validate that ``value`` is a real number within bounds and return it as float.
+               low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> float:
+    """Validate that ``value`` is a finite real number within bounds and return it as float.
+
+    The one check of every optimizer hyperparameter (and of :meth:`Optimizer.step`'s options).
 
     Parameters
     ----------
@@ -74,9 +116,13 @@ def check_real(name: str, value: Any, *, low: float = 0.0, high: float = math.in
     value : object
         The value to check.
     low, high : float
-        Bounds of the admissible interval.
+        Bounds of the admissible interval (``-inf``/``inf``: unbounded on that side).
     low_open, high_open : bool
         Whether the bound itself is excluded.
+    allow_inf : bool, default=False
+        Accept ``+inf`` and ``-inf`` where the bounds admit them (``clip_value=inf``: no clipping).
+        Otherwise only finite values pass: an infinite learning rate or decay turns the
+        parameters into ``-inf`` or NaN at the first step.
 
     Returns
     -------
@@ -88,17 +134,20 @@ def check_real(name: str, value: Any, *, low: float = 0.0, high: float = math.in
     TypeError
         If ``value`` is not a real number.
     ValueError
-        If ``value`` is NaN or outside the interval.
+        If ``value`` is NaN, infinite (unless ``allow_inf``), or outside the interval; the
+        message names the parameter and the allowed range.
     """
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}.")
     value = float(value)
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
-    if math.isnan(value) or too_low or too_high:
-        left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value!r}.")
+    infinite = math.isinf(value) and not allow_inf
+    if math.isnan(value) or infinite or too_low or too_high:
+        left = "(" if low_open or (math.isinf(low) and not allow_inf) else "["
+        right = ")" if high_open or (math.isinf(high) and not allow_inf) else "]"
+        kind = "a real number" if allow_inf else "a finite real number"
+        raise ValueError(f"{name} must be {kind} in {left}{_bound(low)}, {_bound(high)}{right}, got {value!r}.")
     return value
 
 
@@ -130,11 +179,13 @@ def check_params(params: Any, name: str = "params") -> np.ndarray:
 class Optimizer:
     """Base class of fastgd's optimizers.
 
-    Subclasses declare their hyperparameters in ``__init__`` (validated there),
-    how many state rows they need (:meth:`n_slots`), how the hyperparameters
-    are packed for the kernel (:meth:`hyperparameters`) and the kernel itself
-    (``update_kernel``). Registering the class in :mod:`fastgd.optim._registry`
-    makes it available to the estimators and to the test-suite.
+    Subclasses declare their hyperparameters in ``__init__`` (validated there
+    with :func:`check_real`: finite, within their range), what each state row
+    holds (:meth:`slot_names`, which gives :meth:`n_slots`), how the
+    hyperparameters are packed for the kernel (:meth:`hyperparameters`) and the
+    kernel itself (``update_kernel``). Registering the class in
+    :mod:`fastgd.optim._registry` makes it available to the estimators and to
+    the test-suite.
     """
 
     #: Name used by the estimators' ``solver`` parameter.
@@ -144,9 +195,17 @@ class Optimizer:
 
     lr: float
 
-    def n_slots(self) -> int:
-        """Number of state rows this configuration needs."""
+    def slot_names(self) -> tuple[str, ...]:
+        """What each state row holds, in row order (PyTorch's state names where it has them)."""
         raise NotImplementedError
+
+    def n_slots(self) -> int:
+        """Number of state rows this configuration needs: ``len(self.slot_names())``."""
+        return len(self.slot_names())
+
+    def state_maker(self) -> StateMaker:
+        """The record of this optimizer that :meth:`init` stores in ``state.made_by``."""
+        return StateMaker(type(self).__name__, tuple(self.get_params().items()), tuple(self.slot_names()))
 
     def hyperparameters(self) -> np.ndarray:
         """The hyperparameters as the float64 vector the kernel reads."""
@@ -171,7 +230,8 @@ class Optimizer:
         OptimizerState
             Moments in the dtype of ``params`` (zero, or the optimizer's
             :meth:`initial_slot_value`), on the device when ``params`` is a
-            device array, and a step count of 0.
+            device array, a step count of 0, and ``made_by``: this optimizer
+            (:meth:`state_maker`), which :meth:`step` checks.
 
         Raises
         ------
@@ -184,10 +244,11 @@ class Optimizer:
             from ..cuda.optim import as_device_vector, zeros_like_state
 
             params = as_device_vector(params)
-            return OptimizerState(slots=zeros_like_state(self.n_slots(), params, self.initial_slot_value()))
+            return OptimizerState(slots=zeros_like_state(self.n_slots(), params, self.initial_slot_value()),
+                                  made_by=self.state_maker())
         params = check_params(params)
         slots = np.full((self.n_slots(), params.size), self.initial_slot_value(), dtype=params.dtype)
-        return OptimizerState(slots=slots)
+        return OptimizerState(slots=slots, made_by=self.state_maker())
 
     def step(self, params: Any, grads: Any, state: OptimizerState, *,
              lr: float | None = None, grad_scale: float = 1.0,
@@ -208,19 +269,22 @@ class Optimizer:
             Gradient of the objective at ``params``, same dtype and the same
             kind of array (host or device); not modified.
         state : OptimizerState
-            State from :meth:`init` for this parameter vector (on the device for
-            device parameters).
+            State from this optimizer's :meth:`init` for this parameter vector
+            (on the device for device parameters). A state made by another
+            optimizer class, or by a configuration whose state rows mean other
+            things, is refused (see :attr:`OptimizerState.made_by`).
         lr : float, optional
-            Learning rate for this step; defaults to the optimizer's ``lr``
-            (pass a scheduled value here).
+            Learning rate for this step, finite and >= 0; defaults to the
+            optimizer's ``lr`` (pass a scheduled value here).
         grad_scale : float, default=1.0
-            Factor applied to ``grads`` before anything else.
+            Factor applied to ``grads`` before anything else; finite.
         clip_value : float, optional
-            Clip each scaled gradient component to ``[-clip_value, clip_value]``.
+            Clip each scaled gradient component to ``[-clip_value, clip_value]``
+            (> 0; ``inf`` clips nothing).
         clip_norm : float, optional
             Rescale the gradient so that its global L2 norm is at most
             ``clip_norm`` (``torch.nn.utils.clip_grad_norm_``'s rule, applied
-            before ``clip_value``).
+            before ``clip_value``; > 0, ``inf`` clips nothing).
 
         Raises
         ------
@@ -228,8 +292,8 @@ class Optimizer:
             Arrays of the wrong type or dtype, host and device arrays mixed, a
             state that is not an :class:`OptimizerState`.
         ValueError
-            Shapes that do not match, a state made for other parameters, invalid
-            step options.
+            Shapes that do not match, a state made for other parameters or by
+            another optimizer, invalid step options.
         """
         from ._registry import optimizer_step  # the registry imports every optimizer
 
@@ -264,12 +328,13 @@ class Optimizer:
         if grads.shape != params.shape or grads.dtype != params.dtype:
             raise ValueError(f"grads must match params in shape and dtype: got {grads.shape} {grads.dtype}, "
                              f"expected {params.shape} {params.dtype}.")
-        check_state(state, self.n_slots(), params)
+        check_state(state, self.n_slots(), params, optimizer=self)
         lr = self.lr if lr is None else check_real("lr", lr)
         grad_scale = check_real("grad_scale", grad_scale, low=-math.inf)
-        clip = math.inf if clip_value is None else check_real("clip_value", clip_value, low_open=True)
+        clip = math.inf if clip_value is None else check_real("clip_value", clip_value, low_open=True,
+                                                                  allow_inf=True)
         if clip_norm is not None:
-            clip_norm = check_real("clip_norm", clip_norm, low_open=True)
+            clip_norm = check_real("clip_norm", clip_norm, low_open=True, allow_inf=True)
         return lr, grad_scale, clip, clip_norm
 
     def _device_step(self, params: Any, grads: Any, state: OptimizerState, *, lr: float | None,
@@ -311,13 +376,23 @@ class Optimizer:
         return f"{type(self).__name__}({args})"
 
 
-def check_state(state: Any, n_slots: int, params: Any) -> OptimizerState:
+def check_state(state: Any, n_slots: int, params: Any, *, optimizer: Optimizer | None = None) -> OptimizerState:
     """Check that ``state`` is an :class:`OptimizerState` made by ``init`` for ``params`` (``n_slots`` rows).
 
-    For device ``params`` the state rows must be a device array too.
+    For device ``params`` the state rows must be a device array too. With
+    ``optimizer`` (the one about to step), a state whose ``made_by`` names
+    another optimizer class or other state rows is refused; ``made_by=None``
+    (maker unknown) is accepted.
     """
     if not isinstance(state, OptimizerState):
         raise TypeError(f"state must be an OptimizerState from optimizer.init(params), got {type(state).__name__}.")
+    made_by = getattr(state, "made_by", None)
+    if optimizer is not None and made_by is not None and (
+            not isinstance(made_by, StateMaker) or made_by.optimizer != type(optimizer).__name__
+            or made_by.rows != tuple(optimizer.slot_names())):
+        raise ValueError(f"state does not belong to this optimizer: it was made by {made_by}, but this optimizer "
+                         f"is {optimizer.state_maker()}; stepping would read the other optimizer's rows as this "
+                         "one's. Make a state for this optimizer with its init: state = opt.init(params).")
     slots = state.slots
     if isinstance(params, np.ndarray):
         belongs = (isinstance(slots, np.ndarray) and slots.shape == (n_slots, params.size)

@@ -66,9 +66,9 @@ class Adagrad(Optimizer):
         self.initial_accumulator_value = check_real("initial_accumulator_value", initial_accumulator_value)
         self.eps = check_real("eps", eps, low_open=True)
 
-    def n_slots(self) -> int:
+    def slot_names(self) -> tuple[str, ...]:
         """One accumulator of squared gradients."""
-        return 1
+        return ("sum",)
 
     def initial_slot_value(self) -> float:
         """``initial_accumulator_value``."""

@@ -146,9 +146,9 @@ class Adam(Optimizer):
         self.weight_decay = check_real("weight_decay", weight_decay)
         self.amsgrad = bool(amsgrad)
 
-    def n_slots(self) -> int:
+    def slot_names(self) -> tuple[str, ...]:
         """First and second moments, plus the running maximum with ``amsgrad``."""
-        return 3 if self.amsgrad else 2
+        return ("exp_avg", "exp_avg_sq") + ("max_exp_avg_sq",) * self.amsgrad
 
     def hyperparameters(self) -> np.ndarray:
         """``(beta1, beta2, eps, weight_decay, amsgrad, decoupled)`` as float64."""

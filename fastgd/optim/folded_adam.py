@@ -70,9 +70,9 @@ class FoldedAdam(Optimizer):
         self.betas = check_betas(betas)
         self.eps = check_real("eps", eps, low_open=True)
 
-    def n_slots(self) -> int:
+    def slot_names(self) -> tuple[str, ...]:
         """First and second moments."""
-        return 2
+        return ("exp_avg", "exp_avg_sq")
 
     def hyperparameters(self) -> np.ndarray:
         """``(beta1, beta2, eps)`` as float64."""

@@ -7,8 +7,6 @@ decay otherwise leave them subnormal, and every later step slow.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .._config import jit
@@ -89,7 +87,7 @@ class RMSprop(Optimizer):
     weight_decay : float, default=0.0
         Coupled L2 penalty :math:`\lambda`, >= 0.
     momentum : float, default=0.0
-        Momentum factor :math:`\mu`, >= 0.
+        Momentum factor :math:`\mu`, in [0, 1].
     centered : bool, default=False
         Normalise by the estimated variance of the gradient instead of its
         second moment.
@@ -102,14 +100,14 @@ class RMSprop(Optimizer):
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False) -> None:
         self.lr = check_real("lr", lr)
         self.alpha = check_real("alpha", alpha, high=1.0)
-        self.eps = check_real("eps", eps, low_open=True, high=math.inf)
+        self.eps = check_real("eps", eps, low_open=True)
         self.weight_decay = check_real("weight_decay", weight_decay)
-        self.momentum = check_real("momentum", momentum)
+        self.momentum = check_real("momentum", momentum, high=1.0)
         self.centered = bool(centered)
 
-    def n_slots(self) -> int:
+    def slot_names(self) -> tuple[str, ...]:
         """Square average, plus momentum buffer and gradient average when used."""
-        return 1 + (self.momentum > 0) + self.centered
+        return ("square_avg",) + ("momentum_buffer",) * (self.momentum > 0) + ("grad_avg",) * self.centered
 
     def hyperparameters(self) -> np.ndarray:
         """``(alpha, eps, weight_decay, momentum, centered)`` as float64."""

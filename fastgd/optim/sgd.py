@@ -76,7 +76,7 @@ class SGD(Optimizer):
     lr : float, default=1e-3
         Learning rate :math:`\gamma`, >= 0.
     momentum : float, default=0.0
-        Momentum factor :math:`\mu`, >= 0.
+        Momentum factor :math:`\mu`, in [0, 1].
     dampening : float, default=0.0
         Dampening :math:`\tau` of the momentum, in [0, 1].
     weight_decay : float, default=0.0
@@ -91,7 +91,7 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         self.lr = check_real("lr", lr)
-        self.momentum = check_real("momentum", momentum)
+        self.momentum = check_real("momentum", momentum, high=1.0)
         self.dampening = check_real("dampening", dampening, high=1.0)
         self.weight_decay = check_real("weight_decay", weight_decay)
         self.nesterov = bool(nesterov)
@@ -99,9 +99,9 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True requires momentum > 0 and dampening == 0, "
                              f"got momentum={self.momentum}, dampening={self.dampening}.")
 
-    def n_slots(self) -> int:
+    def slot_names(self) -> tuple[str, ...]:
         """One momentum buffer when ``momentum > 0``, else none."""
-        return 1 if self.momentum > 0 else 0
+        return ("momentum_buffer",) if self.momentum > 0 else ()
 
     def hyperparameters(self) -> np.ndarray:
         """``(momentum, dampening, nesterov, weight_decay)`` as float64."""

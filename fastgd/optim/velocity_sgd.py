@@ -64,9 +64,9 @@ class VelocitySGD(Optimizer):
         self.momentum = check_real("momentum", momentum, high=1.0)
         self.nesterov = bool(nesterov)
 
-    def n_slots(self) -> int:
+    def slot_names(self) -> tuple[str, ...]:
         """One velocity row."""
-        return 1
+        return ("velocity",)
 
     def hyperparameters(self) -> np.ndarray:
         """``(momentum, nesterov)`` as float64."""
