@@ -28,8 +28,30 @@ class NonFiniteTrainingWarning(RuntimeWarning):
     """Training produced a NaN or infinite loss and was stopped."""
 
 
-class NonFiniteTrainingError(FloatingPointError):
-    """Training produced a NaN or infinite loss (``on_nonfinite="raise"``)."""
+class NonFiniteTrainingError(FloatingPointError, ValueError):
+    """Training produced a NaN or infinite loss.
+
+    Raised with ``on_nonfinite="raise"``, and whatever ``on_nonfinite`` says
+    when no epoch finished with finite values on freshly initialised
+    parameters (there is no model to give back). A ``ValueError``, as
+    scikit-learn's error for non-finite weights is, and a
+    ``FloatingPointError``.
+    """
+
+
+class DivergingTrainingWarning(RuntimeWarning):
+    """The training loss grew far above its best value while staying finite (see :data:`DIVERGENCE_FACTOR`)."""
+
+
+#: An epoch whose loss exceeds this many times the lowest loss so far, and the loss of the first epoch,
+#: is flagged with a :class:`DivergingTrainingWarning` (once per training history): the loss has grown by
+#: orders of magnitude, as with ReLU units at a huge learning rate, before anything became NaN or infinite.
+DIVERGENCE_FACTOR = 1e3
+
+#: scikit-learn's sentence for non-finite weights (``BaseMultilayerPerceptron._fit``), which the error of a
+#: fit that has no finite epoch to give back starts with.
+SKLEARN_NONFINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and "
+                     "need to be preprocessed.")
 
 
 class EpochResult(NamedTuple):
@@ -116,6 +138,14 @@ class LoopConfig:
     #: Called only after a non-finite epoch: a sentence on the data (e.g. far from unit scale) that leads
     #: the cures of the warning or error, or None.
     nonfinite_hint: Callable[[], str | None] | None = None
+    #: The parameters are a fresh initialisation: a non-finite first epoch leaves no model to give back, and
+    #: raises :class:`NonFiniteTrainingError` (a ``ValueError``) whatever ``on_nonfinite`` says.
+    fresh_start: bool = False
+    #: ``n_iter_no_change`` as the verbose stopping message names it (the estimator's parameter, where the
+    #: loop is given a count of another convention); None: ``n_iter_no_change``.
+    reported_n_iter_no_change: float | None = None
+    #: See :data:`DIVERGENCE_FACTOR`; None: no :class:`DivergingTrainingWarning`.
+    divergence_factor: float | None = DIVERGENCE_FACTOR
 
 
 @dataclass
@@ -132,6 +162,8 @@ class History:
     n_epochs: int = 0
     converged: bool = False
     diverged_at: int | None = None
+    #: The epoch (1-based) whose loss first exceeded ``divergence_factor`` times the best (warned once), or None.
+    diverging_at: int | None = None
 
 
 def run_epochs(trainer: Trainer, config: LoopConfig, history: History | None = None) -> History:
@@ -265,69 +297,118 @@ def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
     no_improvement = 0
     best_snapshot = None
     last_good = trainer.snapshot()
+    # with a validation score and no epoch beating the best so far, the run gives back where it started
+    start = last_good if config.validation_score is not None else None
     history.converged = False
-    for epoch in range(config.max_iter):
-        global_epoch = config.epoch_offset + epoch
-        order = orders.next()
-        if epoch + 1 < config.max_iter:
-            orders.prepare_next()
-        lr = config.schedule.epoch_lr(global_epoch, history.n_samples_seen)
-        started = time.perf_counter()
-        result = trainer.run_epoch(order, lr)
-        elapsed = time.perf_counter() - started
-        if not (math.isfinite(result.loss) and trainer.outputs_finite()):
-            trainer.restore(last_good)
-            history.diverged_at = global_epoch + 1
-            hint = config.nonfinite_hint() if config.nonfinite_hint is not None else None
-            _report_nonfinite(global_epoch + 1, config.on_nonfinite, hint)
-            break
-        if epoch + 1 < config.max_iter:  # the copy the next epoch would fall back on
-            last_good = trainer.snapshot()
-        history.n_updates += result.n_updates
-        history.n_samples_seen += trainer.n_samples
-        history.n_epochs += 1
-        history.loss_curve.append(result.loss)
-        history.gradient_norms.append(result.gradient_norms)
-        score = None
-        if config.validation_score is not None:
-            score = float(config.validation_score())
-            history.validation_scores.append(score)
-        if config.verbose:
-            _print_epoch(global_epoch + 1, result.loss, score, lr, trainer.n_samples / max(elapsed, 1e-12))
-        if bar is not None:
-            bar.set_postfix(loss=f"{result.loss:.4g}", refresh=False)
-            bar.update()
-
-        improved = False
-        if score is not None:
-            improved = config.tol is None or score > history.best_validation_score + config.tol
-            if score > history.best_validation_score:
-                history.best_validation_score = score
-                best_snapshot = trainer.snapshot()
-        else:
-            improved = config.tol is None or result.loss < history.best_loss - config.tol
-        history.best_loss = min(history.best_loss, result.loss)
-        no_improvement = 0 if improved else no_improvement + 1
-
-        record = EpochRecord(global_epoch + 1, result.loss, score, result.gradient_norms.copy(), lr)
-        if any(callback(record) is True for callback in config.callbacks):
-            break
-        if config.tol is not None and config.check_convergence and no_improvement >= config.n_iter_no_change:
-            if config.schedule.on_plateau():
-                no_improvement = 0
-                if config.verbose:
-                    print(f"Learning rate divided by 5: {config.schedule.eta:.3g}")
-                continue
-            history.converged = True
+    in_epoch = False
+    finished = 0
+    try:
+        for epoch in range(config.max_iter):
+            global_epoch = config.epoch_offset + epoch
+            order = orders.next()
+            if epoch + 1 < config.max_iter:
+                orders.prepare_next()
+            lr = config.schedule.epoch_lr(global_epoch, history.n_samples_seen)
+            started = time.perf_counter()
+            in_epoch = True
+            result = trainer.run_epoch(order, lr)
+            elapsed = time.perf_counter() - started
+            if not (math.isfinite(result.loss) and trainer.outputs_finite()):
+                trainer.restore(last_good)
+                in_epoch = False
+                history.diverged_at = global_epoch + 1
+                hint = config.nonfinite_hint() if config.nonfinite_hint is not None else None
+                if epoch == 0 and config.fresh_start:
+                    raise NonFiniteTrainingError(no_model_message(global_epoch + 1, hint))
+                _report_nonfinite(global_epoch + 1, config.on_nonfinite, hint)
+                break
+            if epoch + 1 < config.max_iter:  # the copy the next epoch would fall back on
+                last_good = trainer.snapshot()
+            in_epoch = False
+            best_before = history.best_loss
+            history.n_updates += result.n_updates
+            history.n_samples_seen += trainer.n_samples
+            history.n_epochs += 1
+            finished += 1
+            history.loss_curve.append(result.loss)
+            history.gradient_norms.append(result.gradient_norms)
+            score = None
+            if config.validation_score is not None:
+                score = float(config.validation_score())
+                history.validation_scores.append(score)
             if config.verbose:
-                print(f"Converged: no improvement of {config.tol} for {config.n_iter_no_change} epochs.")
-            break
-    else:
-        if config.check_convergence and config.tol is not None and config.max_iter > 0:
-            warnings.warn(f"Stochastic optimizer: maximum iterations ({config.max_iter}) reached and the "
-                          "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+                _print_epoch(global_epoch + 1, result.loss, score, lr, trainer.n_samples / max(elapsed, 1e-12))
+            if bar is not None:
+                bar.set_postfix(loss=f"{result.loss:.4g}", refresh=False)
+                bar.update()
+            _check_divergence(config, history, global_epoch + 1, result.loss, best_before)
+
+            improved = False
+            if score is not None:
+                improved = config.tol is None or score > history.best_validation_score + config.tol
+                if score > history.best_validation_score:
+                    history.best_validation_score = score
+                    best_snapshot = trainer.snapshot()
+            else:
+                improved = config.tol is None or result.loss < history.best_loss - config.tol
+            history.best_loss = min(history.best_loss, result.loss)
+            no_improvement = 0 if improved else no_improvement + 1
+
+            record = EpochRecord(global_epoch + 1, result.loss, score, result.gradient_norms.copy(), lr)
+            if any(callback(record) is True for callback in config.callbacks):
+                break
+            if config.tol is not None and config.check_convergence and no_improvement >= config.n_iter_no_change:
+                stalled = _stalled_message(config, score is not None)
+                if config.schedule.on_plateau():
+                    no_improvement = 0
+                    if config.verbose:
+                        print(f"{stalled} Setting learning rate to {config.schedule.eta:f}")
+                    continue
+                history.converged = True
+                if config.verbose:
+                    too_small = config.schedule.name == "adaptive"
+                    print(f"{stalled} {'Learning rate too small. ' if too_small else ''}Stopping.")
+                break
+        else:
+            if config.check_convergence and config.tol is not None and config.max_iter > 0:
+                warnings.warn(f"Stochastic Optimizer: Maximum iterations ({config.max_iter}) reached and the "
+                              "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+    except KeyboardInterrupt:
+        # scikit-learn's MLPs keep what was trained when interrupted; here the last finished epoch
+        if in_epoch:
+            trainer.restore(last_good)
+        warnings.warn("Training interrupted by user.", stacklevel=3)
     if best_snapshot is not None:
         trainer.restore(best_snapshot)
+    elif config.validation_score is not None and finished:
+        # no epoch of this run scored better than the best before it (scikit-learn's MLPs give back their best
+        # parameters: those this run started from, or the initial ones when no score was a number)
+        trainer.restore(start)
+
+
+def _stalled_message(config: LoopConfig, validation: bool) -> str:
+    """scikit-learn's words for ``n_iter_no_change`` epochs without improvement."""
+    count = config.n_iter_no_change if config.reported_n_iter_no_change is None else config.reported_n_iter_no_change
+    what = "Validation score" if validation else "Training loss"
+    return f"{what} did not improve more than tol={config.tol:f} for {count:.0f} consecutive epochs."
+
+
+def _check_divergence(config: LoopConfig, history: History, epoch: int, loss: float, best_before: float) -> None:
+    """Warn once per history when ``loss`` exceeds ``divergence_factor`` times the best loss and the first one."""
+    factor = config.divergence_factor
+    if factor is None or history.diverging_at is not None or not history.loss_curve:
+        return
+    first = history.loss_curve[0]
+    if not (math.isfinite(best_before) and loss > factor * best_before and loss > first):
+        return
+    history.diverging_at = epoch
+    hint = config.nonfinite_hint() if config.nonfinite_hint is not None else None
+    message = (f"The training loss of epoch {epoch} ({loss:.4g}) exceeds {factor:g} times the lowest loss before it "
+               f"({best_before:.4g}) and the loss of the first epoch ({first:.4g}): training is diverging, though "
+               "every value is still finite. ")
+    if hint:
+        message += hint + " "
+    warnings.warn(message + DIVERGING_CURES, DivergingTrainingWarning, stacklevel=5)
 
 
 #: The cures the non-finite warning lists.
@@ -335,11 +416,24 @@ NONFINITE_CURES = ("Cures: scale the features (sklearn.preprocessing.StandardSca
                    "learning_rate_init, set clip_norm (gradient clipping), raise alpha (L2), or use a ReLU-family "
                    "activation.")
 
+#: The cures the divergence warning lists.
+DIVERGING_CURES = ("Cures: lower learning_rate_init, set clip_norm (gradient clipping), scale the features "
+                   "(sklearn.preprocessing.StandardScaler, in a pipeline), or raise alpha (L2).")
+
 
 def nonfinite_message(epoch: int, hint: str | None = None) -> str:
     """The message of a non-finite epoch: what happened, ``hint`` (a sentence on the data) if any, the cures."""
     message = (f"The training loss became NaN or infinite in epoch {epoch}; training stopped and the parameters "
                "were restored to the end of the last finite epoch. ")
+    if hint:
+        message += hint + " "
+    return message + NONFINITE_CURES
+
+
+def no_model_message(epoch: int, hint: str | None = None) -> str:
+    """The message of a fit with no finite epoch: scikit-learn's sentence, then what happened, ``hint``, the cures."""
+    message = (f"{SKLEARN_NONFINITE} The training loss became NaN or infinite in epoch {epoch}, before any epoch "
+               "finished with finite values: there is no model to give back. ")
     if hint:
         message += hint + " "
     return message + NONFINITE_CURES
@@ -353,8 +447,7 @@ def _report_nonfinite(epoch: int, on_nonfinite: str, hint: str | None = None) ->
 
 
 def _print_epoch(epoch: int, loss: float, score: float | None, lr: float, samples_per_s: float) -> None:
-    parts = [f"Epoch {epoch}", f"loss = {loss:.8f}"]
+    """scikit-learn's line (``Iteration N, loss = X``), fastgd's extras after it, then the validation score's."""
+    print(f"Iteration {epoch}, loss = {loss:.8f}, lr = {lr:.3g}, {samples_per_s:,.0f} samples/s")
     if score is not None:
-        parts.append(f"validation score = {score:.6f}")
-    parts += [f"lr = {lr:.3g}", f"{samples_per_s:,.0f} samples/s"]
-    print(", ".join(parts))
+        print(f"Validation score: {score:f}")

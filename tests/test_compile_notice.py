@@ -59,6 +59,7 @@ def test_the_notice_can_be_silenced(tmp_path):
     assert "fastgd: compiling" not in quiet.stderr
 
 
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0"), reason="no compiles without the JIT")
 def test_compile_notice_prints_once_for_nested_blocks_and_only_when_compiling(capsys):
     import numba
 

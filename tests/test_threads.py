@@ -222,8 +222,11 @@ def test_mlp_epochs_multiply_on_one_blas_thread(monkeypatch):
 
 
 def test_batch_parts_depend_on_the_batch_and_model_only():
-    assert cpu_mlp.batch_parts(32, 60_000) == 32 // cpu_mlp.MIN_PART_ROWS
     assert cpu_mlp.batch_parts(15, 60_000) == 1                          # two parts would have 7 and 8 rows
+    assert cpu_mlp.batch_parts(16, 60_000) == 2
+    assert cpu_mlp.batch_parts(32, 60_000) == 2
+    assert cpu_mlp.batch_parts(128, 60_000) == 2                         # more parts only of 64 rows or more
+    assert cpu_mlp.batch_parts(256, 60_000) == 256 // cpu_mlp.WIDE_PART_ROWS
     assert cpu_mlp.batch_parts(4096, 60_000) == cpu_mlp.MAX_PARTS
     assert cpu_mlp.batch_parts(4096, 10**6) == min(cpu_mlp.MAX_PARTS, cpu_mlp.MAX_PART_ELEMENTS // 10**6 + 1)
     assert cpu_mlp.batch_parts(4096, 10**8) == 2                         # a huge model: one extra buffer
@@ -234,8 +237,8 @@ def test_mlp_batches_split_into_parts_match_the_serial_epoch_on_any_thread_count
     """Split batches compute the serial epoch's update to float64 round-off, and the same bits on 1 and 2 threads.
 
     The serial epoch (one part: ``MAX_PARTS = 1``) is checked against scikit-learn and finite differences in
-    test_mlp.py. The last batch of 300 (100 rows) and of 48 (40 rows) have fewer parts than the full ones;
-    1000 is the full batch.
+    test_mlp.py. Batches of 16 and 48 are two parts (the last of 48, 40 rows: parts of 24 and 16 rows), of 300
+    four parts of 75 rows (the last, 100 rows: 75 and 25), 1000 is the full batch in eight parts.
     """
     X, y = make_classification(n_samples=1000, n_features=12, n_informative=6, n_classes=3, random_state=0)
     rng = np.random.default_rng(0)

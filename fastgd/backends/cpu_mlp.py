@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from contextlib import AbstractContextManager, nullcontext
 
@@ -27,10 +26,16 @@ from .cpu import FlatParameterSnapshots, numba_threads, parallel_section, resolv
 #: Fewest rows of one part of a batch. On an idle 2-vCPU machine (the 100-256-128-10 network, float32, Adam)
 #: two parts of 8 rows on two threads trained 1.13x faster than one batch of 16; batches of 8 gained nothing
 #: from two parts of 4.
-MIN_PART_ROWS = int(os.environ.get("FASTGD_MIN_PART_ROWS", 8))
+MIN_PART_ROWS = 8
+
+#: Fewest rows of each part when a batch has more than two: every part costs a pass over a gradient buffer
+#: and smaller matrix products, which one thread computing all the parts pays in full. On one thread (same
+#: network, CPU time per epoch, load 3.6-4.4): batch 32 in 4 parts of 8 rows 1.4x the time of one part,
+#: batch 128 in 8 parts of 16 1.3x, in 2 parts of 64 within the noise of one part.
+WIDE_PART_ROWS = 64
 
 #: Most parts a batch is split into, whatever the thread count: at most this many threads share a batch.
-MAX_PARTS = int(os.environ.get("FASTGD_MAX_PARTS", 8))
+MAX_PARTS = 8
 
 #: Rows a part computes at a time: a larger part is computed piece by piece, each piece's gradient sums added
 #: to the part's, so that its activations and deltas stay in cache and take memory for this many rows only.
@@ -82,12 +87,14 @@ def batch_parts(batch_size: int, n_params: int) -> int:
 
     Never of the thread count, so that the order in which the parts' sums are added -- hence every bit
     of the trained model -- is the same on 1 thread and on 64, whatever the machine's load: threads only
-    pick which parts they compute. At most :data:`MAX_PARTS` parts of at least :data:`MIN_PART_ROWS`
-    rows, and few enough that their gradient buffers stay within :data:`MAX_PART_ELEMENTS` elements
-    (see :func:`fastgd.kernels.dense.mlp_epoch_split`).
+    pick which parts they compute. Two parts from ``2 * MIN_PART_ROWS`` rows on; more, of at least
+    :data:`WIDE_PART_ROWS` rows each, up to :data:`MAX_PARTS`; and few enough that their gradient buffers
+    stay within :data:`MAX_PART_ELEMENTS` elements (see :func:`fastgd.kernels.dense.mlp_epoch_split`).
     """
+    if batch_size < 2 * MIN_PART_ROWS:
+        return 1
     most_buffers = max(1, MAX_PART_ELEMENTS // max(n_params, 1))
-    return max(1, min(MAX_PARTS, batch_size // MIN_PART_ROWS, most_buffers + 1))
+    return max(1, min(max(2, batch_size // WIDE_PART_ROWS), MAX_PARTS, most_buffers + 1))
 
 
 def layer_offsets(units: np.ndarray) -> np.ndarray:

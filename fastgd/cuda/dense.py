@@ -63,8 +63,8 @@ from typing import Any
 import numpy as np
 from numba import cuda, float64
 
-from ..kernels.activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, LOGISTIC, RELU, SOFTMAX, TANH
-from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR
+from ..kernels.activations import EXP, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, LOGISTIC, RELU, SOFTMAX, TANH
+from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, POISSON, SQUARED_ERROR
 from ..kernels.losses import (
     EPSILON_INSENSITIVE,
     HINGE,
@@ -128,7 +128,7 @@ def ignore_small_grid_warnings() -> None:
 ignore_small_grid_warnings()
 
 _ELEMENTWISE_CODES = (IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU)
-_MLP_LOSSES = (SQUARED_ERROR, LOG_LOSS, BINARY_LOG_LOSS)
+_MLP_LOSSES = (SQUARED_ERROR, LOG_LOSS, BINARY_LOG_LOSS, POISSON)
 _LINEAR_LOSSES = (MARGIN_LOG_LOSS, HINGE, SQUARED_HINGE, MODIFIED_HUBER, PERCEPTRON, RESIDUAL_SQUARED_ERROR, HUBER,
                   EPSILON_INSENSITIVE, MULTINOMIAL)
 
@@ -161,6 +161,8 @@ def _activate(code, z, one, slope):
         return math.tanh(z)
     if code == LEAKY_RELU:
         return z if z > zero else z * slope
+    if code == EXP:
+        return math.exp(z)
     return z
 
 
@@ -347,7 +349,7 @@ def _column_sums_kernel(M, out, zero):
 
 @cuda.jit(device=True)
 def _row_output_activation(Z, i, out_code, one):
-    """Apply the output activation ``out_code`` (identity, logistic, softmax) to row ``i`` of ``Z`` in place."""
+    """Apply the output activation ``out_code`` (identity, logistic, softmax, exp) to row ``i`` of ``Z`` in place."""
     n_out = Z.shape[1]
     if out_code == SOFTMAX:
         zmax = Z[i, 0]
@@ -397,6 +399,10 @@ def _mlp_output_delta_kernel(Z, Y, sw, out_code, loss_kind, delta, loss_sums, ba
             if loss_kind == SQUARED_ERROR:
                 r = y - p
                 row_loss += r * r
+            elif loss_kind == POISSON:
+                if y != 0:
+                    row_loss += 1.0 * y * math.log(1.0 * y / p)
+                row_loss += 1.0 * p - y
             else:
                 pc = min(max(1.0 * p, eps), 1.0 - eps)
                 if y != 0:
@@ -873,13 +879,13 @@ def output_activation(Z: Any, out_code: int, stream: Any = 0) -> None:
     Z : DeviceNDArray of shape (n_rows, n_out)
         Pre-activations, overwritten by activations.
     out_code : int
-        ``IDENTITY``, ``LOGISTIC``, ``SOFTMAX`` (or another element-wise activation code).
+        ``IDENTITY``, ``LOGISTIC``, ``SOFTMAX``, ``EXP`` (or another element-wise activation code).
     stream : numba.cuda stream or 0, default=0
         Stream of the launch.
     """
     _check_device(Z)
     dtype = _float_dtype(Z)
-    if out_code not in (*_ELEMENTWISE_CODES, SOFTMAX):
+    if out_code not in (*_ELEMENTWISE_CODES, SOFTMAX, EXP):
         raise ValueError(f"unknown activation code {out_code!r}.")
     if Z.shape[0] == 0:
         return
@@ -890,12 +896,13 @@ def mlp_output_delta(Z: Any, Y: Any, sw: Any, out_code: int, loss_kind: int, del
                      batch_index: int, stream: Any = 0) -> None:
     """The fused output step of an MLP: activation, ``delta = (P - Y) * sw``, weighted loss sum.
 
-    Row ``i``: ``Z[i]`` becomes ``P[i] = out(Z[i])`` in place (identity, logistic, or softmax with the max
-    shift), ``delta[i] = (P[i] - Y[i]) * sw[i]``, and ``sw[i] * loss_i`` is added to ``loss_sums[batch_index]``
-    (float64), with the definitions of :func:`fastgd.kernels.dense.output_delta`: ``SQUARED_ERROR`` adds
-    ``sum_k (y - p)^2`` **without** the factor ``0.5 / n_out`` (the caller multiplies the sum by it),
-    ``LOG_LOSS`` adds ``-sum_k y log(clip(p))``, ``BINARY_LOG_LOSS`` also ``-(1 - y) log(1 - clip(p))``, with
-    ``clip`` to ``[eps, 1 - eps]`` (``eps`` of the arrays' dtype). So ``loss_sums[batch_index]`` receives what
+    Row ``i``: ``Z[i]`` becomes ``P[i] = out(Z[i])`` in place (identity, logistic, softmax with the max
+    shift, or exp), ``delta[i] = (P[i] - Y[i]) * sw[i]``, and ``sw[i] * loss_i`` is added to
+    ``loss_sums[batch_index]`` (float64), with the definitions of :func:`fastgd.kernels.dense.output_delta`:
+    ``SQUARED_ERROR`` adds ``sum_k (y - p)^2`` **without** the factor ``0.5 / n_out`` (the caller multiplies
+    the sum by it), ``LOG_LOSS`` adds ``-sum_k y log(clip(p))``, ``BINARY_LOG_LOSS`` also
+    ``-(1 - y) log(1 - clip(p))``, with ``clip`` to ``[eps, 1 - eps]`` (``eps`` of the arrays' dtype),
+    ``POISSON`` adds ``sum_k xlogy(y, y / p) - y + p``. So ``loss_sums[batch_index]`` receives what
     ``output_delta`` returns, divided by ``0.5 / n_out`` for squared error; that factor, the division by the
     batch's weight sum and the L2 term are the caller's.
 
@@ -908,9 +915,9 @@ def mlp_output_delta(Z: Any, Y: Any, sw: Any, out_code: int, loss_kind: int, del
     sw : DeviceNDArray of shape (n_rows,)
         Sample weights; same dtype as ``Z``.
     out_code : int
-        Output activation: ``IDENTITY``, ``LOGISTIC`` or ``SOFTMAX``.
+        Output activation: ``IDENTITY``, ``LOGISTIC``, ``SOFTMAX`` or ``EXP``.
     loss_kind : int
-        ``SQUARED_ERROR``, ``LOG_LOSS`` or ``BINARY_LOG_LOSS`` of :mod:`fastgd.kernels.dense`.
+        ``SQUARED_ERROR``, ``LOG_LOSS``, ``BINARY_LOG_LOSS`` or ``POISSON`` of :mod:`fastgd.kernels.dense`.
     delta : DeviceNDArray of shape (n_rows, n_out)
         Output deltas, overwritten.
     loss_sums : DeviceNDArray of float64
@@ -922,8 +929,8 @@ def mlp_output_delta(Z: Any, Y: Any, sw: Any, out_code: int, loss_kind: int, del
     """
     _check_device(Z, Y, sw, delta, loss_sums)
     dtype = _float_dtype(Z, Y, sw, delta)
-    if out_code not in (IDENTITY, LOGISTIC, SOFTMAX):
-        raise ValueError(f"out_code must be IDENTITY, LOGISTIC or SOFTMAX, got {out_code!r}.")
+    if out_code not in (IDENTITY, LOGISTIC, SOFTMAX, EXP):
+        raise ValueError(f"out_code must be IDENTITY, LOGISTIC, SOFTMAX or EXP, got {out_code!r}.")
     if loss_kind not in _MLP_LOSSES:
         raise ValueError(f"unknown MLP loss kind {loss_kind!r}.")
     _check_rows(Z, Y, sw, delta, loss_sums, batch_index)

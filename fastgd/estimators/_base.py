@@ -136,7 +136,7 @@ def short_repr(values, limit: int = 5) -> str:
 
 
 def validation_split(n_samples: int, validation_fraction: float, random_state: np.random.RandomState,
-                     stratify=None) -> tuple[np.ndarray, np.ndarray]:
+                     stratify=None, stratify_names=None) -> tuple[np.ndarray, np.ndarray]:
     """Rows to train on and rows held out for early stopping, as index arrays; nothing is copied.
 
     The rows are those ``sklearn.model_selection.train_test_split`` picks
@@ -158,6 +158,12 @@ def validation_split(n_samples: int, validation_fraction: float, random_state: n
         Source of the split.
     stratify : array-like of shape (n_samples,) or None
         Class labels to keep the classes' proportions in both parts.
+    stratify_names : callable or None
+        Called only when the stratified split fails: labels with the classes
+        of ``stratify`` in the same order, to name them in the error instead
+        (e.g. the ``'True'``/``'False'`` that scikit-learn's MLPs stratify on).
+        The split would be the same with them; ``stratify`` is just cheaper
+        to split on.
 
     Returns
     -------
@@ -172,9 +178,49 @@ def validation_split(n_samples: int, validation_fraction: float, random_state: n
         train, validation = next(splitter(test_size=validation_fraction, random_state=random_state)
                                  .split(placeholder, stratify))
     except ValueError as exc:
-        raise ValueError(f"early_stopping could not split off a validation set ({exc}); use more samples, a larger "
-                         "validation_fraction or early_stopping=False.") from None
+        reason = str(exc)
+        if stratify is not None and stratify_names is not None:
+            try:  # the same split, only to have the splitter's message name the classes as the caller does
+                next(splitter(test_size=validation_fraction, random_state=0).split(placeholder, stratify_names()))
+            except ValueError as named:
+                reason = str(named)
+        raise ValueError(f"early_stopping could not split off a validation set ({reason}); use more samples, a "
+                         "larger validation_fraction or early_stopping=False.") from None
     return train.astype(np.int64, copy=False), validation.astype(np.int64, copy=False)
+
+
+def reusable_state(state: Any, optimizer: Optimizer, n_params: int, dtype) -> bool:
+    """Whether ``state`` (an estimator's ``_optimizer_state``) may continue with ``optimizer``.
+
+    It may when ``optimizer`` made it (``state.made_by`` names the same
+    class and the same state rows as :meth:`fastgd.optim.Optimizer.state_maker`;
+    hyperparameters such as the learning rate may have changed since) and
+    its slots fit ``n_params`` parameters of ``dtype``. A state of another
+    solver with as many rows (``"adam"`` then ``"adamw"``) or of an unknown
+    maker is not reused: its moments mean other things.
+
+    Parameters
+    ----------
+    state : OptimizerState or None
+        The state kept from the last call.
+    optimizer : Optimizer
+        The optimizer about to train.
+    n_params : int
+        Number of parameters.
+    dtype : numpy dtype
+        The training dtype.
+
+    Returns
+    -------
+    bool
+        True to continue with ``state``, False to start a fresh one.
+    """
+    if state is None:
+        return False
+    made_by, maker = getattr(state, "made_by", None), optimizer.state_maker()
+    if made_by is None or made_by.optimizer != maker.optimizer or made_by.rows != maker.rows:
+        return False
+    return state.slots.shape == (optimizer.n_slots(), n_params) and state.slots.dtype == dtype
 
 
 def train_only_on(trainer: Any, rows: np.ndarray) -> None:
@@ -271,8 +317,8 @@ N_THREADS_DOC = """    n_threads : int or None, default=None
         blocks of rows when it holds at least 2**17 rows x parameters
         (``fastgd.backends.cpu.THREADED_MIN_WORK``), each block at least
         2**15, at most 64 blocks. An MLP's batch of 16 rows or more (L-BFGS:
-        the training set) is split into parts of at least 8 rows, at most 8
-        parts (``fastgd.backends.cpu_mlp.batch_parts``). Both splits depend on
+        the training set) is split into two parts, or one per 64 rows from
+        256 rows on, at most 8 (``fastgd.backends.cpu_mlp.batch_parts``). Both splits depend on
         the batch and the model, never on the thread count; the threads share
         out the blocks or parts, and no more threads run than there are. The
         count is set for the fit and for the calling thread only (Numba's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from numbers import Integral, Real
 
@@ -36,6 +37,7 @@ from ._base import (
     make_schedule,
     nonfinite_hint,
     resolve_batch_size,
+    reusable_state,
     short_repr,
     train_only_on,
     unique_labels_and_index,
@@ -253,10 +255,10 @@ class _LinearGD(BaseEstimator):
             params = np.zeros(n_params, dtype=dtype)
         optimizer = make_optimizer(self)
         state = getattr(self, "_optimizer_state", None) if continuing else None
-        if state is None or state.slots.shape != (optimizer.n_slots(), n_params) or state.slots.dtype != dtype:
+        if not reusable_state(state, optimizer, n_params, dtype):  # none yet, or another solver's
             state = optimizer.init(params)
-        elif not incremental:
-            state = type(state)(slots=state.slots.copy(), step=state.step)
+        elif not incremental:  # a copy that keeps made_by; the device scratch is the original's own
+            state = dataclasses.replace(state, slots=state.slots.copy(), _device_scratch=None)
 
         rng = check_random_state(self.random_state)
         validation_score = None

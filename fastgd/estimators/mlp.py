@@ -17,14 +17,20 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    check_classification_targets,
+    type_of_target,
+    unique_labels,
+)
+from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ..backends.cpu import make_update_rule
 from ..backends.cpu_mlp import MLPTrainer, layer_offsets, one_blas_thread
-from ..engine import History, LoopConfig, run_epochs
+from ..engine import NONFINITE_CURES, SKLEARN_NONFINITE, History, LoopConfig, NonFiniteTrainingError, run_epochs
 from ..kernels.activations import ACTIVATION_CODES
-from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR, mlp_forward
+from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, POISSON, SQUARED_ERROR, mlp_forward
 from ..optim import OPTIMIZERS, Optimizer
 from ..optim.schedules import Schedule
 from ._base import (
@@ -36,11 +42,21 @@ from ._base import (
     fit_device,
     keeps_attributes_on_error,
     nonfinite_hint,
+    reusable_state,
     short_repr,
     train_only_on,
     unique_labels_and_index,
     validation_split,
 )
+
+try:  # scikit-learn's options of SciPy's L-BFGS-B: no iprint/disp where SciPy deprecates them
+    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+except ImportError:  # pragma: no cover - a scikit-learn without the helper
+    def _get_additional_lbfgs_options_dict(key, value):
+        from scipy import __version__ as scipy_version
+
+        major, minor = (int(part) for part in scipy_version.split(".")[:2])
+        return {} if (major, minor) >= (1, 15) else {key: value}
 
 #: Hidden activations: scikit-learn's four and fastgd's ``leaky_relu``.
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu")
@@ -233,11 +249,17 @@ class _BaseMLP(BaseEstimator):
         self.device = device
 
     # -- subclass hooks ----------------------------------------------------------------------
-    def _encode_targets(self, y, first_call: bool, classes=None) -> np.ndarray:
+    def _encode_targets(self, y, incremental: bool, classes=None) -> np.ndarray:
         raise NotImplementedError
 
-    def _score_predictions(self, X, y) -> float:
+    def _out_activation(self) -> str:
         raise NotImplementedError
+
+    def _predict(self, X, check_input: bool = True) -> np.ndarray:
+        raise NotImplementedError
+
+    #: The score of early stopping's validation set (``accuracy_score``, ``r2_score``).
+    _score_function = None
 
     # -- model layout -----------------------------------------------------------------------
     def _units(self) -> np.ndarray:
@@ -247,7 +269,9 @@ class _BaseMLP(BaseEstimator):
 
     def _hidden_sizes(self) -> list[int]:
         sizes = [self.hidden_layer_sizes] if np.isscalar(self.hidden_layer_sizes) else list(self.hidden_layer_sizes)
-        if any(not isinstance(s, Integral | np.integer) or s <= 0 for s in sizes):
+        if np.any(np.array(sizes) <= 0):  # scikit-learn's check and words
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        if any(not isinstance(s, Integral | np.integer) for s in sizes):
             raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}.")
         return [int(s) for s in sizes]
 
@@ -287,6 +311,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = y.shape[1]
+        self.out_activation_ = self._out_activation()
         units = np.array([self.n_features_in_, *self._hidden_sizes(), self.n_outputs_], dtype=np.int64)
         self.n_layers_ = units.size
         self.coefs_, self.intercepts_ = [], []
@@ -294,10 +319,15 @@ class _BaseMLP(BaseEstimator):
             bound = _scaled_init_bound(self.activation, int(fan_in), int(fan_out))
             self.coefs_.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype, copy=False))
             self.intercepts_.append(rng.uniform(-bound, bound, fan_out).astype(dtype, copy=False))
-        self.loss_curve_ = []
         self._history = History()
         self._optimizer_state = None
+        self._schedule_eta = None
         self.gradient_norms_ = np.empty((0, units.size - 1))
+        if self.solver == "lbfgs":  # as in scikit-learn: the curves and best values are the stochastic solvers'
+            for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
+                vars(self).pop(name, None)
+            return
+        self.loss_curve_ = []
         if self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
@@ -306,6 +336,40 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
             self.best_loss_ = np.inf
+
+    def _adopt(self) -> None:
+        """Bookkeeping that continuing needs, for a model whose fitted attributes were set elsewhere.
+
+        A model fitted here has it all; one whose ``coefs_``, ``intercepts_``,
+        ``n_outputs_``, ``n_layers_`` and ``out_activation_`` were set by hand (as
+        scikit-learn's MLPs allow before ``partial_fit``) gets a history from its
+        ``loss_curve_`` and ``t_`` (when set), no optimizer state, and no
+        gradient norms so far.
+        """
+        if getattr(self, "_history", None) is None:
+            curve = list(getattr(self, "loss_curve_", None) or [])
+            self._history = History(loss_curve=curve, n_samples_seen=int(getattr(self, "t_", 0) or 0))
+            best = getattr(self, "best_loss_", None)
+            if best is not None:
+                self._history.best_loss = float(best)
+            if curve and best is None and not getattr(self, "early_stopping", False):
+                self._history.best_loss = float(min(curve))
+            scores = getattr(self, "validation_scores_", None)
+            if scores:
+                self._history.validation_scores = list(scores)
+            best_score = getattr(self, "best_validation_score_", None)
+            if best_score is not None:
+                self._history.best_validation_score = float(best_score)
+        if not hasattr(self, "_optimizer_state"):
+            self._optimizer_state = None
+        if not hasattr(self, "gradient_norms_"):
+            self.gradient_norms_ = np.empty((0, len(self.coefs_)))
+        if not hasattr(self, "n_layers_"):
+            self.n_layers_ = len(self.coefs_) + 1
+        if not hasattr(self, "n_outputs_"):
+            self.n_outputs_ = int(np.shape(self.coefs_[-1])[1])
+        if not hasattr(self, "out_activation_"):
+            self.out_activation_ = self._out_activation()
 
     def _make_optimizer(self) -> Optimizer:
         lr = self.learning_rate_init
@@ -325,17 +389,18 @@ class _BaseMLP(BaseEstimator):
         return OPTIMIZERS["adagrad"](lr=lr, eps=self.epsilon)
 
     def _codes(self) -> tuple[int, int, int]:
-        loss_kind = {"identity": SQUARED_ERROR, "softmax": LOG_LOSS, "logistic": BINARY_LOG_LOSS}[self.out_activation_]
+        loss_kind = {"identity": SQUARED_ERROR, "softmax": LOG_LOSS, "logistic": BINARY_LOG_LOSS,
+                     "exp": POISSON}[self.out_activation_]
         return ACTIVATION_CODES[self.activation], ACTIVATION_CODES[self.out_activation_], loss_kind
 
     # -- fitting ----------------------------------------------------------------------------
     @announces_compiles
     @keeps_attributes_on_error
     def _fit(self, X, y, sample_weight=None, *, incremental: bool, classes=None):
-        first_call = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         hidden = self._hidden_sizes()
+        first_call = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         # Continuing trains in the dtype of the fitted parameters: casting them to float32 could overflow.
-        X_dtype = [np.float64, np.float32] if first_call else self.coefs_[0].dtype
+        X_dtype = [np.float64, np.float32] if first_call else np.asarray(self.coefs_[0]).dtype
         X, y = validate_data(self, X, y, reset=first_call, accept_sparse="csr", dtype=X_dtype,
                              order="C", multi_output=True, y_numeric=not is_classifier(self))
         if y.ndim == 2 and y.shape[1] == 1:
@@ -343,25 +408,31 @@ class _BaseMLP(BaseEstimator):
         # CSR rows are read in any order and their duplicate entries add up (kernels.dense.gather_rows): the
         # caller's matrix is used as it is, never sorted in place
         self.device_ = fit_device(self)
-        Y = self._encode_targets(y, first_call, classes).astype(X.dtype, copy=False)
+        Y = self._encode_targets(y, incremental, classes).astype(X.dtype, copy=False)
+        weighted = sample_weight is not None
         sample_weight = check_sample_weight(sample_weight, X, X.dtype)
-        rng = check_random_state(self.random_state) if first_call else self._rng
+        # scikit-learn's rule: every call draws from check_random_state(random_state) afresh (an int seed
+        # gives each warm-started fit and each partial_fit call the same shuffles as a first fit would)
+        rng = check_random_state(self.random_state)
         if first_call:
             self._initialize(Y, X.dtype, rng)
-        elif len(self.coefs_) != len(hidden) + 1 or [c.shape[1] for c in self.coefs_[:-1]] != hidden:
-            raise ValueError("hidden_layer_sizes changed since the model was fitted; fit without warm_start.")
-        if self.coefs_[-1].shape[1] != Y.shape[1]:
-            raise ValueError(f"y has {Y.shape[1]} outputs, but the model was fitted with {self.coefs_[-1].shape[1]}.")
-        self._rng = rng
+        else:
+            self._adopt()
+            if len(self.coefs_) != len(hidden) + 1 or [np.shape(c)[1] for c in self.coefs_[:-1]] != hidden:
+                raise ValueError("hidden_layer_sizes changed since the model was fitted; fit without warm_start.")
+        if np.shape(self.coefs_[-1])[1] != Y.shape[1]:
+            raise ValueError(f"y has {Y.shape[1]} outputs, but the model was fitted with "
+                             f"{np.shape(self.coefs_[-1])[1]}.")
         # partial_fit trains the model's own arrays in place (no copy of the model); fit with warm_start trains
         # a copy, so that a failed fit leaves the fitted model as it was
         params = self._own_params(X.dtype) if incremental and not first_call else None
         if params is None:
             params = self._pack(X.dtype)
         if self.solver == "lbfgs":
-            self._fit_lbfgs(X, Y, sample_weight, params)
+            self._fit_lbfgs(X, Y, sample_weight, params, y)
         else:
-            self._fit_stochastic(X, Y, y, sample_weight, params, rng, incremental)
+            self._fit_stochastic(X, Y, y, sample_weight if weighted else None, sample_weight, params, rng,
+                                 incremental, first_call)
         self._unpack(params)
         return self
 
@@ -374,47 +445,62 @@ class _BaseMLP(BaseEstimator):
                           out_code=out_code, loss_kind=loss_kind, alpha=self.alpha, batch_size=batch_size,
                           n_threads=self.n_threads)
 
-    def _fit_lbfgs(self, X, Y, sample_weight, params) -> None:
+    def _fit_lbfgs(self, X, Y, sample_weight, params, y) -> None:
         optimizer = OPTIMIZERS["sgd"]()  # unused by L-BFGS; the trainer needs a rule
         state = optimizer.init(params)
         schedule = Schedule("constant", self.learning_rate_init, self.max_iter)
         rule = make_update_rule(optimizer, schedule, params.size, None, None)
         trainer = self._trainer(X, Y, sample_weight, params, state, rule, X.shape[0])
+        # scikit-learn's options: iprint only where SciPy still takes it (1 with verbose, else -1)
+        iprint = _get_additional_lbfgs_options_dict("iprint", 1 if self.verbose else -1)
         # L-BFGS's own vector arithmetic on one BLAS thread: woken BLAS threads would spin on the cores
         # that the loss and gradient evaluations use (they set their own limits)
         with one_blas_thread():
             result = scipy.optimize.minimize(
                 trainer.loss_and_gradient, params.astype(np.float64), method="L-BFGS-B", jac=True,
-                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                         "iprint": self.verbose - 1 if self.verbose else -1})
-        if result.status != 0 and result.nit >= self.max_iter:
-            warnings.warn(f"lbfgs failed to converge after {result.nit} iterations: {result.message}. Increase "
-                          "max_iter or scale the data.", ConvergenceWarning, stacklevel=3)
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **iprint})
+        if not np.isfinite(result.x).all():  # scikit-learn's error, whatever on_nonfinite says: nothing to restore
+            hint = nonfinite_hint(X, None if is_classifier(self) else y)()
+            raise NonFiniteTrainingError(f"{SKLEARN_NONFINITE} L-BFGS ended on non-finite parameters: there is no "
+                                         f"model to give back. {hint + ' ' if hint else ''}{NONFINITE_CURES}")
+        # scikit-learn's check: a ConvergenceWarning whenever L-BFGS stopped without converging (max_iter,
+        # max_fun, a failed line search), with its message; n_iter_ at most max_iter
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         params[:] = result.x
-        self.n_iter_ = int(result.nit)
         self.n_updates_ = int(result.nit)
-        self.loss_ = float(result.fun)
+        self.loss_ = np.float64(result.fun)
 
-    def _fit_stochastic(self, X, Y, y, sample_weight, params, rng, incremental) -> None:
+    def _fit_stochastic(self, X, Y, y, given_weight, sample_weight, params, rng, incremental, first_call) -> None:
+        if self.early_stopping and incremental:  # scikit-learn's rule and words
+            raise ValueError("partial_fit does not support early_stopping=True")
         optimizer = self._make_optimizer()
         state = self._optimizer_state if incremental else None
-        if state is None or state.slots.shape != (optimizer.n_slots(), params.size) or state.slots.dtype != X.dtype:
+        if not reusable_state(state, optimizer, params.size, X.dtype):  # none yet, or another solver's
             state = optimizer.init(params)
         validation_score = None
         train_rows = None  # early stopping on the CPU: the rows trained on, the others held out where they are
         hint = nonfinite_hint(X, None if is_classifier(self) else y)
-        early_stopping = self.early_stopping and not incremental
+        early_stopping = self.early_stopping
         if early_stopping:
-            stratify = y if is_classifier(self) and type_of_target(y) != "multilabel-indicator" else None
-            train_rows, held_out = validation_split(X.shape[0], self.validation_fraction, rng, stratify)
+            # scikit-learn stratifies when there is one output (binary classification), on its boolean
+            # indicator column, whose classes it names 'False' and 'True'
+            binary = is_classifier(self) and Y.shape[1] == 1
+            stratify = (Y[:, 0] > 0.5).view(np.int8) if binary else None
+            train_rows, held_out = validation_split(
+                X.shape[0], self.validation_fraction, rng, stratify,
+                stratify_names=lambda: np.where(stratify > 0, "True", "False"))
+            if held_out.size < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of "
+                                 "your dataset.")
             X_val, y_val = X[held_out], y[held_out]  # the only copy: validation_fraction of the data
+            weight_val = None if given_weight is None else given_weight[held_out]
             if self.device_ == "cuda":  # the device trainer draws its own orders over all its samples
                 X, Y, sample_weight = X[train_rows], Y[train_rows], sample_weight[train_rows]
                 train_rows = None
 
             def validation_score():
                 self._unpack(params)
-                return self._score_predictions(X_val, y_val)
+                return self._validation_score(X_val, y_val, weight_val)
 
         n_samples = X.shape[0] if train_rows is None else train_rows.size
         if self.batch_size == "auto":
@@ -433,8 +519,8 @@ class _BaseMLP(BaseEstimator):
         schedule = Schedule(self.learning_rate if uses_schedule else "constant", self.learning_rate_init,
                             self.max_iter, power_t=self.power_t, per_update=False,
                             fresh_epoch=epochs_before if fresh else None)
-        if (getattr(self, "_schedule_eta", None) is not None and not self.warm_start) or incremental:
-            schedule.eta = getattr(self, "_schedule_eta", schedule.eta)
+        if incremental and not fresh and getattr(self, "_schedule_eta", None) is not None:
+            schedule.eta = self._schedule_eta  # partial_fit continues scikit-learn's optimizer, rate included
         rule = make_update_rule(optimizer, schedule, params.size, self.clip_value, self.clip_norm)
         trainer = self._trainer(X, Y, sample_weight, params, state, rule, batch_size)
         if train_rows is not None:
@@ -444,7 +530,8 @@ class _BaseMLP(BaseEstimator):
             tol=self.tol, n_iter_no_change=self.n_iter_no_change + 1, validation_score=validation_score,
             verbose=self.verbose, progress=self.progress, on_nonfinite=self.on_nonfinite,
             callbacks=tuple(self.callbacks or ()), epoch_offset=epochs_before, check_convergence=not incremental,
-            rows=train_rows, nonfinite_hint=hint)
+            rows=train_rows, nonfinite_hint=hint, fresh_start=first_call,
+            reported_n_iter_no_change=self.n_iter_no_change)
         with warnings.catch_warnings():
             if incremental:
                 warnings.simplefilter("ignore", ConvergenceWarning)
@@ -454,21 +541,24 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = history.n_epochs - epochs_before
         self.t_ = history.n_samples_seen
         self.n_updates_ = history.n_updates
-        self.loss_curve_ = list(history.loss_curve)
+        # scikit-learn's types: NumPy floats for the losses, Python floats for the validation scores
+        self.loss_curve_ = [np.float64(loss) for loss in history.loss_curve]
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else np.nan
         self.gradient_norms_ = np.array(history.gradient_norms).reshape(len(history.gradient_norms), len(self.coefs_))
         if early_stopping:
             self.validation_scores_ = list(history.validation_scores)
             self.best_validation_score_ = history.best_validation_score
+            self.best_loss_ = None
         else:
-            self.best_loss_ = history.best_loss
+            self.best_loss_ = np.float64(history.best_loss) if history.loss_curve else np.inf
 
     # -- prediction ---------------------------------------------------------------------------
     @announces_compiles
-    def _forward(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
-        dtype = self.coefs_[0].dtype
+    def _forward(self, X, check_input: bool = True) -> np.ndarray:
+        if check_input:
+            check_is_fitted(self)
+            X = validate_data(self, X, reset=False, accept_sparse="csr", dtype=[np.float64, np.float32], order="C")
+        dtype = np.asarray(self.coefs_[0]).dtype
         X = X.astype(dtype, copy=False)
         if sp.issparse(X):  # rows in any order, duplicates added: the caller's matrix is not sorted in place
             X_kernel = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
@@ -481,6 +571,13 @@ class _BaseMLP(BaseEstimator):
         params = self._pack(dtype) if params is None else params
         mlp_forward(X_kernel, params, units, layer_offsets(units), hidden_code, out_code, out, 1024)
         return out
+
+    def _validation_score(self, X, y, sample_weight) -> float:
+        """scikit-learn's early-stopping score: no input validation (the names are kept), NaN for non-finite output."""
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return self._score_function(y, y_pred, sample_weight=sample_weight)
 
     def _sklearn_params(self) -> dict[str, Any]:
         if self.activation not in _SKLEARN_ACTIVATIONS or self.solver not in ("lbfgs", "sgd", "adam"):
@@ -510,11 +607,7 @@ class _BaseMLP(BaseEstimator):
     def _from_fitted(cls, est):
         model = cls(**{k: v for k, v in est.get_params().items() if k in cls().get_params()})
         _BaseMLP._copy_fitted_to(est, model)
-        model._history = History(loss_curve=list(getattr(est, "loss_curve_", None) or []),
-                                 n_samples_seen=int(getattr(est, "t_", 0)))
-        model._optimizer_state = None
-        model.gradient_norms_ = np.empty((0, len(model.coefs_)))
-        model._rng = check_random_state(model.random_state)
+        model._adopt()
         return model
 
     def __sklearn_tags__(self):
@@ -573,10 +666,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    def _can_partial_fit(self) -> bool:
-        return self.solver != "lbfgs"
+    def _check_solver(self) -> bool:
+        if self.solver == "lbfgs":  # scikit-learn's words
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver} is not "
+                                 "stochastic.")
+        return True
 
-    @available_if(_can_partial_fit)
+    @available_if(_check_solver)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None) -> MLPClassifier:
         """Train one epoch on ``(X, y)``, keeping the optimizer's state.
@@ -588,7 +684,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Its labels.
         classes : array-like of shape (n_classes,), optional
-            Every class; required on the first call.
+            Every class; required on the first call (for a multilabel
+            indicator ``y``, its columns' labels), and if passed again it must
+            be the same.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights of the samples' losses (default: all 1). A
             negative weight raises ``ValueError``: gradient descent would climb
@@ -601,53 +699,58 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def _encode_targets(self, y, first_call, classes=None):
+    def _encode_targets(self, y, incremental, classes=None):
         if y.dtype.kind not in "iub":
             # scikit-learn's short "Unknown label type: continuous" (LabelBinarizer would print all of y); integer
             # labels are classification targets, and LabelBinarizer checks their kind itself
             check_classification_targets(y)
-        if first_call:
+        # scikit-learn's rules (MLPClassifier.partial_fit and _validate_input), with its messages
+        refit = False
+        if incremental and _check_partial_fit_first_call(self, classes):  # sets classes_ from classes
             self._label_binarizer = LabelBinarizer()
-            if classes is not None:
-                self._label_binarizer.fit(np.asarray(classes))
-            else:
-                self._label_binarizer.fit(y)
+            self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel") else np.asarray(classes))
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_
-            if self._label_binarizer.y_type_ != "multilabel-indicator" and len(self.classes_) < 2:
-                raise ValueError("MLPClassifier needs samples of at least 2 classes, but the data contain only "
-                                 f"one class: {self.classes_[0]!r}.")
-            self.out_activation_ = "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
-        elif classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), self.classes_):
-            raise ValueError(f"classes={short_repr(classes)} differs from the classes of the first call, "
-                             f"{short_repr(self.classes_)}.")
-        if not first_call and y.ndim == 1 and self._label_binarizer.y_type_ in ("binary", "multiclass"):
+            refit = True
+        else:
+            present = unique_labels(y)
+            if self.warm_start:
+                if set(present) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
+                                     f"call to fit. Previously got {self.classes_}, `y` has {present}")
+            elif len(np.setdiff1d(present, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
+                                 f"'y' has {present}.")
+        if not refit and y.ndim == 1 and self._label_binarizer.y_type_ in ("binary", "multiclass"):
             return self._indicator(y)
-        if self._label_binarizer.y_type_ != "multilabel-indicator":
-            unseen = np.setdiff1d(unique_labels(y), self.classes_)
-            if unseen.size:
-                raise ValueError(f"y contains labels not in classes_: {short_repr(unseen)}.")
         return self._label_binarizer.transform(y).astype(np.float64)
 
     def _indicator(self, y: np.ndarray) -> np.ndarray:
         """``self._label_binarizer.transform(y).astype(float)`` for 1-D labels, in one ``np.unique`` (partial_fit)."""
+        classes = self._label_binarizer.classes_
         present, inverse = unique_labels_and_index(y)
-        unseen = np.setdiff1d(present, self.classes_)
+        unseen = np.setdiff1d(present, classes)
         if unseen.size:
             raise ValueError(f"y contains labels not in classes_: {short_repr(unseen)}.")
-        index = np.searchsorted(self.classes_, present)[inverse]
-        if self.classes_.size == 2:
+        index = np.searchsorted(classes, present)[inverse]
+        if classes.size <= 2:  # one column: the second class's (all zeros with a single class)
             return (index == 1).astype(np.float64).reshape(-1, 1)
-        Y = np.zeros((y.shape[0], self.classes_.size))
+        Y = np.zeros((y.shape[0], classes.size))
         Y[np.arange(y.shape[0]), index] = 1.0
         return Y
 
-    def _fit(self, X, y, sample_weight=None, *, incremental, classes=None):
-        if incremental and classes is None and not hasattr(self, "classes_"):
-            raise ValueError("classes must be passed on the first call to partial_fit.")
-        return super()._fit(X, y, sample_weight, incremental=incremental, classes=classes)
+    def _out_activation(self) -> str:
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
-    def _score_predictions(self, X, y):
-        return float(accuracy_score(y, self.predict(X)))
+    _score_function = staticmethod(accuracy_score)
+
+    def _predict(self, X, check_input=True):
+        proba = self._forward(X, check_input)
+        if self.n_outputs_ == 1:
+            proba = proba.ravel()
+        return self._label_binarizer.inverse_transform(proba)
 
     def predict(self, X) -> np.ndarray:
         """Predict class labels.
@@ -662,10 +765,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ndarray of shape (n_samples,) or (n_samples, n_labels)
             Predicted labels.
         """
-        proba = self._forward(X)
-        if self.n_outputs_ == 1:
-            proba = proba.ravel()
-        return self._label_binarizer.inverse_transform(proba)
+        check_is_fitted(self)
+        return self._predict(X)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities.
@@ -699,8 +800,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ndarray of shape (n_samples, n_classes)
             Log-probabilities.
         """
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+        proba = self.predict_proba(X)
+        return np.log(proba, out=proba)  # as scikit-learn: a probability of 0 warns (divide by zero) and is -inf
 
     def to_sklearn(self):
         """An equivalent fitted ``sklearn.neural_network.MLPClassifier``.
@@ -747,14 +848,22 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     __doc__ = f"""Multi-layer perceptron regressor, a drop-in for scikit-learn's ``MLPRegressor``.
 
-    Trains an identity output with half the mean squared error; a 2-D ``y``
-    gives one output per target.
+    Trains an identity output with half the mean squared error, or with
+    ``loss="poisson"`` an exponential output (log link) with half the Poisson
+    deviance; a 2-D ``y`` gives one output per target.
 
     Parameters
     ----------
     {_MLP_DOC_PARAMETERS}
-    loss : {{"squared_error"}}, default="squared_error"
-        Half the mean squared error.
+    loss : {{"squared_error", "poisson"}}, default="squared_error"
+        ``"squared_error"``: half the mean squared error, identity output.
+        ``"poisson"``: half the Poisson deviance, ``mean(xlogy(y, y / p) - y + p)``
+        summed over the outputs, with the output ``p = exp(z)`` (scikit-learn
+        1.7's option, ``out_activation_ == "exp"``); targets must be
+        non-negative (a negative one raises ``ValueError``, where scikit-learn
+        would train to a NaN loss). Unlike scikit-learn, ``loss`` comes last
+        among the positional parameters (after ``activation``): pass it by
+        keyword.
 
     Attributes
     ----------
@@ -771,7 +880,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     True
     """
 
-    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints, "loss": [StrOptions({"squared_error"})]}
+    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
+                                    "loss": [StrOptions({"squared_error", "poisson"})]}
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
                  batch_size="auto", learning_rate="constant", learning_rate_init=1e-3, power_t=0.5, max_iter=200,
@@ -814,13 +924,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
-    def _can_partial_fit(self) -> bool:
-        return self.solver != "lbfgs"
-
-    @available_if(_can_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None) -> MLPRegressor:
         """Train one epoch on ``(X, y)``, keeping the optimizer's state.
+
+        As in scikit-learn's ``MLPRegressor`` (unlike its classifier), the
+        method exists with ``solver="lbfgs"`` too, and then runs L-BFGS from
+        the current weights for up to ``max_iter`` iterations.
 
         Parameters
         ----------
@@ -840,13 +950,20 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def _encode_targets(self, y, first_call, classes=None):
-        if first_call:
-            self.out_activation_ = "identity"
+    def _encode_targets(self, y, incremental, classes=None):
+        if self.loss == "poisson" and y.size and np.min(y) < 0:
+            raise ValueError(f"loss='poisson' needs non-negative targets y, got min(y) = {np.min(y)!r}: the Poisson "
+                             "deviance of a negative count is not defined.")
         return y.reshape(y.shape[0], -1).astype(np.float64)
 
-    def _score_predictions(self, X, y):
-        return float(r2_score(y, self.predict(X)))
+    def _out_activation(self) -> str:
+        return "exp" if self.loss == "poisson" else "identity"
+
+    _score_function = staticmethod(r2_score)
+
+    def _predict(self, X, check_input=True):
+        pred = self._forward(X, check_input)
+        return pred.ravel() if pred.shape[1] == 1 else pred
 
     def predict(self, X) -> np.ndarray:
         """Predict targets.
@@ -861,8 +978,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ndarray of shape (n_samples,) or (n_samples, n_targets)
             Predictions.
         """
-        pred = self._forward(X)
-        return pred.ravel() if pred.shape[1] == 1 else pred
+        check_is_fitted(self)
+        return self._predict(X)
 
     def to_sklearn(self):
         """An equivalent fitted ``sklearn.neural_network.MLPRegressor``.
@@ -874,7 +991,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
-        model = SkMLPRegressor(**self._sklearn_params())
+        model = SkMLPRegressor(loss=self.loss, **self._sklearn_params())
         self._copy_fitted_to(model)
         return model
 
@@ -893,6 +1010,4 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             A fastgd estimator with the same parameters and weights.
         """
         check_is_fitted(est)
-        if getattr(est, "loss", "squared_error") != "squared_error":
-            raise ValueError(f"only loss='squared_error' can be taken over, got {est.loss!r}.")
         return cls._from_fitted(est)

@@ -3,7 +3,8 @@
 Derivatives are taken from the activation's *output* ``A`` (as scikit-learn's
 MLP does), so the pre-activations need not be kept:
 ``logistic: A (1 - A)``, ``tanh: 1 - A^2``, ``relu: [A > 0]``,
-``leaky_relu: 1 if A > 0 else LEAKY_SLOPE``.
+``leaky_relu: 1 if A > 0 else LEAKY_SLOPE``, ``exp: A``. ``exp`` is an output
+activation only (the log link of the Poisson loss), as in scikit-learn.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ TANH = 2
 RELU = 3
 LEAKY_RELU = 4
 SOFTMAX = 5
+EXP = 6
 
 #: Activation codes by name.
 ACTIVATION_CODES = {
@@ -30,6 +32,7 @@ ACTIVATION_CODES = {
     "relu": RELU,
     "leaky_relu": LEAKY_RELU,
     "softmax": SOFTMAX,
+    "exp": EXP,
 }
 
 #: Slope of ``leaky_relu`` for negative inputs.
@@ -55,6 +58,8 @@ def activate(code, z, one, slope):
         return math.tanh(z)
     if code == LEAKY_RELU:
         return z if z > 0 else z * slope
+    if code == EXP:
+        return math.exp(z)
     return z
 
 
@@ -69,6 +74,8 @@ def derivative(code, a, one, slope):
         return one - a * a
     if code == LEAKY_RELU:
         return one if a > 0 else slope
+    if code == EXP:
+        return a
     return one
 
 

@@ -62,6 +62,8 @@ from .rows import prefetch_row, prefetch_targets, run_overload
 SQUARED_ERROR = 0
 LOG_LOSS = 1
 BINARY_LOG_LOSS = 2
+#: Half the Poisson deviance, with the ``exp`` output activation (scikit-learn's ``loss="poisson"``).
+POISSON = 3
 
 _JIT_OPTIONS = {"cache": False, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy"}
 
@@ -100,7 +102,13 @@ def _gather_rows(X, order, start, stop, out):
 
 @jit(reduction=True, **INNER_OPTIONS)
 def output_delta(P, Y, sw, loss_kind, delta):
-    """``delta = (P - Y) * sw`` row-wise; returns the batch's weighted loss sum (scikit-learn's definitions)."""
+    """``delta = (P - Y) * sw`` row-wise; returns the batch's weighted loss sum (scikit-learn's definitions).
+
+    ``P - Y`` is the derivative of each loss with respect to the output's pre-activation for its canonical
+    link: identity and squared error, logistic and binary log-loss, softmax and log-loss, ``exp`` and the
+    Poisson loss, whose sum is ``xlogy(y, y / p) - y + p`` (half the Poisson deviance, summed over the
+    outputs as scikit-learn's ``poisson_loss`` does).
+    """
     n_rows, n_out = P.shape
     eps = np.finfo(P.dtype).eps
     total = 0.0
@@ -113,6 +121,10 @@ def output_delta(P, Y, sw, loss_kind, delta):
             delta[i, k] = (p - y) * w
             if loss_kind == SQUARED_ERROR:
                 row_loss += (y - p) * (y - p)
+            elif loss_kind == POISSON:
+                if y != 0:
+                    row_loss += y * math.log(y / p)
+                row_loss += p - y
             else:
                 pc = min(max(p, eps), 1 - eps)
                 if y != 0:
@@ -472,7 +484,7 @@ def mlp_epoch(X, Y, sample_weight, order, params, grads, slots, units, offsets, 
     hidden_code, out_code : int
         Activations of hidden and output layers.
     loss_kind : int
-        ``SQUARED_ERROR``, ``LOG_LOSS`` or ``BINARY_LOG_LOSS``.
+        ``SQUARED_ERROR``, ``LOG_LOSS``, ``BINARY_LOG_LOSS`` or ``POISSON``.
     x_batch, y_batch, sw_batch : ndarray
         Batch workspaces of ``batch_size`` rows.
     activations, deltas : ndarray
