@@ -351,28 +351,18 @@ def batch_weight_sum(sample_weight, order, start, stop):
 
 
 @jit(reduction=True, **INNER_OPTIONS)
-def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets, hidden_code,
-                            out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas, alpha, layer_sq,
-                            rule, finish, fuse, slots, step, lr):
-    """Loss of samples ``order[start:stop]`` and its gradient in ``grads``.
+def forward_and_output_delta(X, Y, sample_weight, order, start, stop, params, units, offsets, hidden_code, out_code,
+                             loss_kind, x_batch, y_batch, sw_batch, activations, deltas, small):
+    """Gather samples ``order[start:stop]``, run the forward pass and the fused output/loss/delta step.
 
-    Without ``finish``, the loss and the gradient are left as sums over the samples: the weighted data loss
-    (no L2 term, not divided by the sum of the sample weights), ``A^T delta`` and the column sums of
-    ``delta`` per layer (no L2 term, not divided), ``layer_sq`` untouched, no update -- the parts of a batch
-    split across threads (:func:`mlp_epoch_split`) add them up and finish them together.
-
-    With ``fuse``, the optimizer ``rule`` (without clipping by norm) also makes update number ``step`` at rate
-    ``lr``, layer by layer during the backward pass, with the state ``slots``: the parameters and their
-    gradients are updated while still in cache, instead of in a pass of their own.
-
-    Returns the batch loss (scikit-learn's definition, L2 term included); the
-    squared gradient norm of each layer goes to ``layer_sq``. Workspaces have
-    room for ``x_batch.shape[0]`` rows. Also returns ``fuse`` (whether the parameters were updated).
+    Activations of layer ``l`` go to ``activations`` and the output delta to ``deltas``, each layer at the
+    offset of ``x_batch.shape[0]`` rows per unit of the layers before it; ``small`` multiplies with the
+    fused loops of :func:`small_forward` instead of BLAS. Returns the weighted data loss (a sum over the
+    samples, no L2 term) and the sum of the samples' weights.
     """
     rows = x_batch.shape[0]
     n_layers = units.size - 1
     b = stop - start
-    small = b <= SMALL_BATCH and finish
     gather_rows(X, order, start, stop, x_batch)
     weight_sum = 0.0
     for r in range(b):
@@ -398,30 +388,85 @@ def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, gra
                               out_code if layer == n_layers - 1 else hidden_code)
         a_prev = A
         a_off += rows * n_out
-    # output delta and loss
     n_last = units[n_layers]
     a_off -= rows * n_last
-    d_off = a_off
-    delta = deltas[d_off:d_off + b * n_last].reshape(b, n_last)
-    loss = output_delta(a_prev, y_batch[:b], sw_batch[:b], loss_kind, delta)
+    delta = deltas[a_off:a_off + b * n_last].reshape(b, n_last)
+    return output_delta(a_prev, y_batch[:b], sw_batch[:b], loss_kind, delta), weight_sum
+
+
+@jit(**INNER_OPTIONS)  # returns views: compiled with reference counting, not inlined
+def layer_views(params, grads, x_batch, activations, deltas, units, offsets, layer, b):
+    """Views of layer ``layer`` for the backward pass over ``b`` rows: ``W``, ``gW``, ``gb``, its input
+    activations ``A_in`` and the delta of its output and of its input (the latter a placeholder for layer 0)."""
+    rows = x_batch.shape[0]
+    n_in = units[layer]
+    n_out = units[layer + 1]
+    w_lo = offsets[layer]
+    a_off = 0  # start of layer l's activations (and deltas): rows x the widths of the layers before
+    for k in range(1, layer):
+        a_off += rows * units[k]
+    d_off = a_off + (rows * units[layer] if layer > 0 else 0)
+    W = params[w_lo:w_lo + n_in * n_out].reshape(n_in, n_out)
+    gW = grads[w_lo:w_lo + n_in * n_out].reshape(n_in, n_out)
+    gb = grads[w_lo + n_in * n_out:w_lo + (n_in + 1) * n_out]
+    delta = deltas[d_off:d_off + b * n_out].reshape(b, n_out)
+    if layer == 0:
+        return W, gW, gb, x_batch[:b], delta, delta
+    A_in = activations[a_off:a_off + b * n_in].reshape(b, n_in)
+    return W, gW, gb, A_in, delta, deltas[a_off:a_off + b * n_in].reshape(b, n_in)
+
+
+@jit(reduction=True, **INNER_OPTIONS)
+def part_sums(X, Y, sample_weight, order, start, stop, params, grads, units, offsets, hidden_code, out_code,
+              loss_kind, x_batch, y_batch, sw_batch, activations, deltas):
+    """Sums over samples ``order[start:stop]`` of the loss and its gradient, for a part of a split batch.
+
+    The weighted data loss (no L2 term, not divided by the sum of the sample weights) is returned;
+    ``grads`` receives per layer ``A^T delta`` and the column sums of ``delta`` (no L2 term, not divided).
+    The parts of a batch (:func:`split_batch`) add them up and finish them together. Only the BLAS path:
+    compiling the fused small-batch loops and updates of :func:`batch_loss_and_gradient` here as well
+    would double the first fit's compile time for nothing.
+    """
+    b = stop - start
+    loss, _ = forward_and_output_delta(X, Y, sample_weight, order, start, stop, params, units, offsets, hidden_code,
+                                       out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas, False)
+    # backward: gW_l = A_{l-1}^T delta_l, delta_{l-1} = (delta_l W_l^T) * act'(A_{l-1})
+    for layer in range(units.size - 2, -1, -1):
+        W, gW, gb, A_in, delta, delta_in = layer_views(params, grads, x_batch, activations, deltas, units, offsets,
+                                                       layer, b)
+        np.dot(A_in.T, delta, gW)
+        if layer > 0:
+            np.dot(delta, W.T, delta_in)
+            multiply_by_derivative(delta_in, A_in, hidden_code)
+        column_sums(delta, gb)
+    return loss
+
+
+@jit(reduction=True, **INNER_OPTIONS)
+def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets, hidden_code,
+                            out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas, alpha, layer_sq,
+                            rule, fuse, slots, step, lr):
+    """Loss of samples ``order[start:stop]`` and its finished gradient in ``grads`` (the serial epoch).
+
+    With ``fuse``, the optimizer ``rule`` (without clipping by norm) also makes update number ``step`` at rate
+    ``lr``, layer by layer during the backward pass, with the state ``slots``: the parameters and their
+    gradients are updated while still in cache, instead of in a pass of their own.
+
+    Returns the batch loss (scikit-learn's definition, L2 term included); the
+    squared gradient norm of each layer goes to ``layer_sq``. Workspaces have
+    room for ``x_batch.shape[0]`` rows. Also returns ``fuse`` (whether the parameters were updated).
+    """
+    b = stop - start
+    small = b <= SMALL_BATCH
+    loss, weight_sum = forward_and_output_delta(X, Y, sample_weight, order, start, stop, params, units, offsets,
+                                                hidden_code, out_code, loss_kind, x_batch, y_batch, sw_batch,
+                                                activations, deltas, small)
     weight_sq = 0.0
     # backward: gW_l = A_{l-1}^T delta_l, delta_{l-1} = (delta_l W_l^T) * act'(A_{l-1})
-    for layer in range(n_layers - 1, -1, -1):
-        n_in = units[layer]
-        n_out = units[layer + 1]
+    for layer in range(units.size - 2, -1, -1):
+        W, gW, gb, A_in, delta, delta_in = layer_views(params, grads, x_batch, activations, deltas, units, offsets,
+                                                       layer, b)
         w_lo = offsets[layer]
-        W = params[w_lo:w_lo + n_in * n_out].reshape(n_in, n_out)
-        gW = grads[w_lo:w_lo + n_in * n_out].reshape(n_in, n_out)
-        gb = grads[w_lo + n_in * n_out:w_lo + (n_in + 1) * n_out]
-        if layer == 0:
-            A_in = x_batch[:b]
-        else:
-            a_off -= rows * n_in
-            A_in = activations[a_off:a_off + b * n_in].reshape(b, n_in)
-        delta_in = delta  # placeholder of the input layer, which has no delta
-        if layer > 0:
-            d_off -= rows * n_in
-            delta_in = deltas[d_off:d_off + b * n_in].reshape(b, n_in)
         if small:
             sq, wsq = small_backward(A_in, delta, W, gW, gb, delta_in, hidden_code, alpha, 1.0 / weight_sum,
                                      layer > 0, fuse, rule, params, grads, slots, step, lr, w_lo)
@@ -430,17 +475,10 @@ def batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, gra
             if layer > 0:  # before the update of W
                 np.dot(delta, W.T, delta_in)
                 multiply_by_derivative(delta_in, A_in, hidden_code)
-            if not finish:
-                column_sums(delta, gb)
-                delta = delta_in
-                continue
             sq, wsq = finish_layer_gradient(gW, gb, W, delta, alpha, 1.0 / weight_sum, fuse, rule, params, grads,
                                             slots, step, lr, w_lo)
         layer_sq[layer] = sq
         weight_sq += wsq
-        delta = delta_in
-    if not finish:
-        return loss, False
     return (loss + 0.5 * alpha * weight_sq) / weight_sum, fuse
 
 
@@ -455,7 +493,7 @@ def mlp_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads
     """
     return batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units, offsets,
                                    hidden_code, out_code, loss_kind, x_batch, y_batch, sw_batch, activations, deltas,
-                                   alpha, layer_sq, rule, True, False, slots, 0, 0.0)[0]
+                                   alpha, layer_sq, rule, False, slots, 0, 0.0)[0]
 
 
 @jit(reduction=True)
@@ -520,8 +558,8 @@ def mlp_epoch(X, Y, sample_weight, order, params, grads, slots, units, offsets, 
         lr = update_lr(rule, step + 1)
         loss, updated = batch_loss_and_gradient(X, Y, sample_weight, order, start, stop, params, grads, units,
                                                 offsets, hidden_code, out_code, loss_kind, x_batch, y_batch,
-                                                sw_batch, activations, deltas, alpha, layer_sq, rule, True,
-                                                fuse, slots, step + 1, lr)
+                                                sw_batch, activations, deltas, alpha, layer_sq, rule, fuse,
+                                                slots, step + 1, lr)
         loss_sum += loss * (stop - start)
         norm, scale = norm_and_clip_scale(add_layer_norms(layer_sq, norm_sums), rule.clip_norm)
         if not (math.isfinite(norm) and math.isfinite(loss_sum)):
@@ -580,8 +618,8 @@ def split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_gra
 
     Part ``p`` is the rows ``order[start + p * part_rows:][:part_rows]`` (at most ``x_parts.shape[0]``
     parts): its forward and backward passes run with its own workspaces (``x_parts[p]`` ...), in pieces of
-    ``x_parts.shape[1]`` rows, and leave the sums of its loss and gradient (:func:`batch_loss_and_gradient`
-    without ``finish``) in ``part_loss[p]`` and in ``grads`` (part 0) or ``part_grads[p - 1]``; each piece
+    ``x_parts.shape[1]`` rows, and leave the sums of its loss and gradient (:func:`part_sums`) in
+    ``part_loss[p]`` and in ``grads`` (part 0) or ``part_grads[p - 1]``; each piece
     after the first goes through ``piece_grads[p]`` (empty rows when parts are one piece). Then each thread
     takes a chunk of the parameters, adds the parts' sums there and finishes them
     (:func:`finish_summed_gradient`); with ``update``, the optimizer ``rule`` then makes update number
@@ -602,11 +640,9 @@ def split_batch(X, Y, sample_weight, order, start, stop, params, grads, part_gra
         loss = 0.0
         for piece_lo in range(lo, hi, work_rows):
             first = piece_lo == lo
-            loss += batch_loss_and_gradient(
-                X, Y, sample_weight, order, piece_lo, min(hi, piece_lo + work_rows), params,
-                part_sum if first else piece_grads[p], units, offsets, hidden_code, out_code, loss_kind,
-                x_parts[p], y_parts[p], sw_parts[p], activation_parts[p], delta_parts[p], alpha, layer_sq, rule,
-                False, False, slots, 0, 0.0)[0]
+            loss += part_sums(X, Y, sample_weight, order, piece_lo, min(hi, piece_lo + work_rows), params,
+                              part_sum if first else piece_grads[p], units, offsets, hidden_code, out_code,
+                              loss_kind, x_parts[p], y_parts[p], sw_parts[p], activation_parts[p], delta_parts[p])
             if not first:
                 add_into(part_sum, piece_grads[p])
         part_loss[p] = loss
