@@ -71,8 +71,9 @@ def test_compile_notice_prints_once_for_nested_blocks_and_only_when_compiling(ca
         add_one(1)
         add_one(1.5)
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == "fastgd: compiling the test kernels (first use on this machine, cached afterwards)..."
-    assert err[1].startswith("fastgd: compiled the test kernels in ") and len(err) == 2
+    # one notice, from the outer block, naming what compiles by the innermost block
+    assert err[0] == "fastgd: compiling the inner kernels (first use on this machine, cached afterwards)..."
+    assert err[1].startswith("fastgd: compiled the inner kernels in ") and len(err) == 2
     with compile_notice("test kernels"):
         add_one(2)  # compiled already
     assert capsys.readouterr().err == ""

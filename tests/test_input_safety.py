@@ -434,6 +434,7 @@ def test_momentum_one_is_scikit_learns_range_for_the_mlps_with_a_warning(name):
         with pytest.warns(UserWarning, match="momentum=1.0 never lets the velocity decay"):
             make(solver="sgd", momentum=1.0).fit(X_DENSE, y)
         warnings.simplefilter("error", UserWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a UserWarning too
         make(solver="sgd", momentum=0.99).fit(X_DENSE, y)
 
 

@@ -58,7 +58,7 @@ _FIT_AND_HASH = textwrap.dedent("""
             model = estimator.set_params(n_threads=n_threads).fit(features, target)
             digest = hashlib.sha256()
             for a in getattr(model, "coefs_", []) + getattr(model, "intercepts_", []) + [
-                    getattr(model, "coef_", np.zeros(0)), np.asarray(model.loss_curve_)]:
+                    getattr(model, "coef_", np.zeros(0)), np.asarray(getattr(model, "loss_curve_", [model.loss_]))]:
                 digest.update(np.ascontiguousarray(a).tobytes())
             digests.add(digest.hexdigest())
         assert len(digests) == 1, f"{estimator!r}: {len(digests)} different models for 5 thread counts"
