@@ -5,13 +5,14 @@ Numba's cache afterwards.
 """
 
 from ._compile_notice import set_compile_notice
-from .engine import EpochRecord, NonFiniteTrainingError, NonFiniteTrainingWarning
+from .engine import DivergingTrainingWarning, EpochRecord, NonFiniteTrainingError, NonFiniteTrainingWarning
 from .estimators.linear import LinearClassifier, LinearRegressor
 from .estimators.mlp import MLPClassifier, MLPRegressor
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DivergingTrainingWarning",
     "EpochRecord",
     "LinearClassifier",
     "LinearRegressor",

@@ -26,7 +26,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
-from . import MLPClassifier, NonFiniteTrainingWarning
+from . import MLPClassifier, NonFiniteTrainingError, NonFiniteTrainingWarning
 
 PARTS = ("variants", "optimizers", "vanishing", "exploding", "trajectories")
 
@@ -179,18 +179,24 @@ class Lecture:
         rows = []
         for label, params in runs.items():
             for clip in (None, 0.5):
-                clf, elapsed, caught = self.fit(hidden_layer_sizes=(self.args.hidden,) * 2, solver="sgd",
-                                                momentum=0.9, clip_norm=clip, batch_size=self.args.batch_size,
-                                                **params)
-                row = self.row(f"{label}, " + ("no clipping" if clip is None else f"clip_norm={clip}"), clf,
-                               elapsed)
+                name = f"{label}, " + ("no clipping" if clip is None else f"clip_norm={clip}")
+                try:
+                    clf, elapsed, caught = self.fit(hidden_layer_sizes=(self.args.hidden,) * 2, solver="sgd",
+                                                    momentum=0.9, clip_norm=clip, batch_size=self.args.batch_size,
+                                                    **params)
+                except NonFiniteTrainingError as error:  # no epoch finished: no model to give back
+                    reason = str(error).split(". ")[2].split(",")[0]  # "The training loss became NaN ... epoch N"
+                    rows.append({"run": name, "epochs": 0, "updates": "-", "time [s]": "-", "samples/s": "-",
+                                 "final loss": "-", "test accuracy": "-", "NaN guard": f"raised: {reason}"})
+                    continue
+                row = self.row(name, clf, elapsed)
                 row["NaN guard"] = "fired: " + caught[0].split(";")[0] if caught else "-"
                 rows.append(row)
         print(_table(rows))
-        print("Linear units overflow within the first epoch: the guard stops training and keeps the last\n"
-              "finite weights (here the initial ones). ReLU units fail silently instead: the huge first steps\n"
-              "kill most of them and the network learns little. Clipping the gradient's norm tames the same\n"
-              "rate in both.\n")
+        print("Linear units overflow within the first epoch: with no finite epoch there is no model to give\n"
+              "back, and fit raises NonFiniteTrainingError (a ValueError, as scikit-learn's). ReLU units fail\n"
+              "silently instead: the huge first steps kill most of them and the network learns little.\n"
+              "Clipping the gradient's norm tames the same rate in both.\n")
 
     def trajectories(self) -> None:
         print("5. Optimizer trajectories on Rosenbrock, Beale, a saddle point and an ill-conditioned ravine")

@@ -146,6 +146,10 @@ class LoopConfig:
     reported_n_iter_no_change: float | None = None
     #: See :data:`DIVERGENCE_FACTOR`; None: no :class:`DivergingTrainingWarning`.
     divergence_factor: float | None = DIVERGENCE_FACTOR
+    #: Start from the count of epochs without improvement that the history kept from earlier runs, and check
+    #: it even without ``check_convergence`` (``adaptive`` then divides its rate, nothing stops): scikit-learn's
+    #: MLPs keep the count over warm starts and ``partial_fit`` calls.
+    carry_no_improvement: bool = False
 
 
 @dataclass
@@ -164,6 +168,8 @@ class History:
     diverged_at: int | None = None
     #: The epoch (1-based) whose loss first exceeded ``divergence_factor`` times the best (warned once), or None.
     diverging_at: int | None = None
+    #: Epochs without improvement at the end of the last run (see ``LoopConfig.carry_no_improvement``).
+    no_improvement: int = 0
 
 
 def run_epochs(trainer: Trainer, config: LoopConfig, history: History | None = None) -> History:
@@ -294,7 +300,7 @@ def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
         orders = EpochOrders(trainer.n_samples, random_state, config.rows)
     else:
         orders = make_orders(random_state)
-    no_improvement = 0
+    no_improvement = history.no_improvement if config.carry_no_improvement else 0
     best_snapshot = None
     last_good = trainer.snapshot()
     # with a validation score and no epoch beating the best so far, the run gives back where it started
@@ -336,39 +342,43 @@ def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
             if config.validation_score is not None:
                 score = float(config.validation_score())
                 history.validation_scores.append(score)
-            if config.verbose:
-                _print_epoch(global_epoch + 1, result.loss, score, lr, trainer.n_samples / max(elapsed, 1e-12))
+            if config.verbose:  # numbered within this run, as scikit-learn numbers its iterations
+                _print_epoch(epoch + 1, result.loss, score, lr, trainer.n_samples / max(elapsed, 1e-12))
             if bar is not None:
                 bar.set_postfix(loss=f"{result.loss:.4g}", refresh=False)
                 bar.update()
             _check_divergence(config, history, global_epoch + 1, result.loss, best_before)
 
+            # scikit-learn's comparisons (its MLPs' and SGD's): reaching the best by tol counts as improving
             improved = False
             if score is not None:
-                improved = config.tol is None or score > history.best_validation_score + config.tol
+                improved = config.tol is None or score >= history.best_validation_score + config.tol
                 if score > history.best_validation_score:
                     history.best_validation_score = score
                     best_snapshot = trainer.snapshot()
             else:
-                improved = config.tol is None or result.loss < history.best_loss - config.tol
+                improved = config.tol is None or result.loss <= history.best_loss - config.tol
             history.best_loss = min(history.best_loss, result.loss)
             no_improvement = 0 if improved else no_improvement + 1
+            history.no_improvement = no_improvement
 
             record = EpochRecord(global_epoch + 1, result.loss, score, result.gradient_norms.copy(), lr)
             if any(callback(record) is True for callback in config.callbacks):
                 break
-            if config.tol is not None and config.check_convergence and no_improvement >= config.n_iter_no_change:
+            checks = config.check_convergence or config.carry_no_improvement
+            if config.tol is not None and checks and no_improvement >= config.n_iter_no_change:
                 stalled = _stalled_message(config, score is not None)
                 if config.schedule.on_plateau():
-                    no_improvement = 0
+                    no_improvement = history.no_improvement = 0
                     if config.verbose:
                         print(f"{stalled} Setting learning rate to {config.schedule.eta:f}")
                     continue
-                history.converged = True
                 if config.verbose:
                     too_small = config.schedule.name == "adaptive"
                     print(f"{stalled} {'Learning rate too small. ' if too_small else ''}Stopping.")
-                break
+                if config.check_convergence:
+                    history.converged = True
+                    break
         else:
             if config.check_convergence and config.tol is not None and config.max_iter > 0:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({config.max_iter}) reached and the "

@@ -91,11 +91,16 @@ _MLP_DOC_PARAMETERS = """
     shuffle : bool, default=True
         Shuffle the samples before each epoch.
     random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, the validation split and shuffling.
+        Seeds initialisation, the validation split and shuffling. As in
+        scikit-learn, every ``fit`` and ``partial_fit`` call draws from
+        ``check_random_state(random_state)`` afresh.
     tol : float, default=1e-4
         Improvement below which an epoch counts as no improvement.
     verbose : bool, default=False
-        Print one line per epoch.
+        Print scikit-learn's lines: ``Iteration N, loss = X`` per epoch
+        (followed on the same line by fastgd's learning rate and samples/s),
+        ``Validation score: S`` with early stopping, and why training stopped
+        or the adaptive rate changed.
     warm_start : bool, default=False
         Continue from the current ``coefs_`` and ``intercepts_``.
     momentum : float, default=0.9
@@ -105,11 +110,13 @@ _MLP_DOC_PARAMETERS = """
     nesterovs_momentum : bool, default=True
         Nesterov's momentum for ``"sgd"``.
     early_stopping : bool, default=False
-        Stop on the score of a held-out ``validation_fraction`` and keep the best parameters.
-        The held-out rows are those of scikit-learn's split (``train_test_split``
-        with the same ``random_state``, stratified for single-label
-        classification); only they are copied, and training visits the other
-        rows where they are.
+        Stop on the score of a held-out ``validation_fraction`` (weighted by
+        ``sample_weight`` when given) and keep the best parameters. The
+        held-out rows are those of scikit-learn's split (``train_test_split``
+        with the same ``random_state``, stratified when there is one output,
+        as there); only they are copied, and training visits the other rows
+        where they are. A validation set of fewer than 2 samples raises
+        ``ValueError``, as does ``partial_fit``.
     validation_fraction : float, default=0.1
         Share of the data held out for early stopping.
     beta_1, beta_2 : float, default=0.9, 0.999
@@ -129,23 +136,29 @@ _MLP_DOC_PARAMETERS = """
         Show a tqdm progress bar over the epochs (needs the ``progress`` extra).
     on_nonfinite : {"warn", "raise"}, default="warn"
         A NaN or infinite loss stops training and restores the last finite
-        epoch; then warn, or raise :class:`fastgd.NonFiniteTrainingError`.
+        epoch; then warn (:class:`fastgd.NonFiniteTrainingWarning`), or raise
+        :class:`fastgd.NonFiniteTrainingError` (a ``ValueError``). When no
+        epoch finished with finite values on freshly initialised weights (or
+        L-BFGS ends on a non-finite loss), ``NonFiniteTrainingError`` is raised
+        either way, starting with scikit-learn's message: there is no model to
+        give back. A loss that stays finite but exceeds 1000 times its best
+        value warns :class:`fastgd.engine.DivergingTrainingWarning` once.
     callbacks : list of callable or None, default=None
         Called with an :class:`fastgd.EpochRecord` after each epoch; returning
         ``True`` stops training.
 """ + N_THREADS_DOC + DEVICE_DOC
 
 _MLP_DOC_ATTRIBUTES = """
-    loss_ : float
+    loss_ : numpy.float64
         Loss of the last epoch (or the L-BFGS optimum).
-    best_loss_ : float or None
-        Lowest training loss (None with early stopping).
-    loss_curve_ : list of float
-        Training loss of each epoch.
+    best_loss_ : numpy.float64 or None
+        Lowest training loss (None with early stopping; not set by L-BFGS).
+    loss_curve_ : list of numpy.float64
+        Training loss of each epoch (empty after L-BFGS).
     validation_scores_ : list of float or None
-        Validation score of each epoch (early stopping only).
+        Validation score of each epoch (early stopping only; not set by L-BFGS).
     best_validation_score_ : float or None
-        Best validation score (early stopping only).
+        Best validation score (early stopping only; not set by L-BFGS).
     t_ : int
         Training samples seen (scikit-learn's meaning).
     n_updates_ : int
@@ -166,6 +179,15 @@ _MLP_DOC_ATTRIBUTES = """
         Number of outputs.
     out_activation_ : str
         Output activation.""" + DEVICE_ATTRIBUTE_DOC
+
+
+#: Label arrays up to this long are printed whole in errors, as scikit-learn prints them; longer ones by their
+#: first few labels and their number (:func:`fastgd.estimators._base.short_repr`).
+_LABELS_PRINTED_WHOLE = 20
+
+
+def _many_labels(*arrays) -> bool:
+    return any(np.size(a) > _LABELS_PRINTED_WHOLE for a in arrays)
 
 
 def _scaled_init_bound(activation: str, fan_in: int, fan_out: int) -> float:
@@ -323,11 +345,11 @@ class _BaseMLP(BaseEstimator):
         self._optimizer_state = None
         self._schedule_eta = None
         self.gradient_norms_ = np.empty((0, units.size - 1))
-        if self.solver == "lbfgs":  # as in scikit-learn: the curves and best values are the stochastic solvers'
-            for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"):
+        self.loss_curve_ = []  # L-BFGS too (empty): fastgd's plots and tools read it; scikit-learn sets none
+        if self.solver == "lbfgs":  # as in scikit-learn: no best loss or validation scores
+            for name in ("best_loss_", "validation_scores_", "best_validation_score_"):
                 vars(self).pop(name, None)
             return
-        self.loss_curve_ = []
         if self.early_stopping:
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
@@ -459,10 +481,13 @@ class _BaseMLP(BaseEstimator):
             result = scipy.optimize.minimize(
                 trainer.loss_and_gradient, params.astype(np.float64), method="L-BFGS-B", jac=True,
                 options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **iprint})
-        if not np.isfinite(result.x).all():  # scikit-learn's error, whatever on_nonfinite says: nothing to restore
+        if not (np.isfinite(result.fun) and np.isfinite(result.x).all()):
+            # scikit-learn's error (it raises for non-finite weights; for a NaN loss at the start it returns the
+            # initial weights with loss_ NaN): no finite model to give back, whatever on_nonfinite says
             hint = nonfinite_hint(X, None if is_classifier(self) else y)()
-            raise NonFiniteTrainingError(f"{SKLEARN_NONFINITE} L-BFGS ended on non-finite parameters: there is no "
-                                         f"model to give back. {hint + ' ' if hint else ''}{NONFINITE_CURES}")
+            raise NonFiniteTrainingError(f"{SKLEARN_NONFINITE} L-BFGS ended on a NaN or infinite loss after "
+                                         f"{int(result.nit)} iterations: there is no model to give back. "
+                                         f"{hint + ' ' if hint else ''}{NONFINITE_CURES}")
         # scikit-learn's check: a ConvergenceWarning whenever L-BFGS stopped without converging (max_iter,
         # max_fun, a failed line search), with its message; n_iter_ at most max_iter
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
@@ -531,7 +556,7 @@ class _BaseMLP(BaseEstimator):
             verbose=self.verbose, progress=self.progress, on_nonfinite=self.on_nonfinite,
             callbacks=tuple(self.callbacks or ()), epoch_offset=epochs_before, check_convergence=not incremental,
             rows=train_rows, nonfinite_hint=hint, fresh_start=first_call,
-            reported_n_iter_no_change=self.n_iter_no_change)
+            reported_n_iter_no_change=self.n_iter_no_change, carry_no_improvement=True)
         with warnings.catch_warnings():
             if incremental:
                 warnings.simplefilter("ignore", ConvergenceWarning)
@@ -602,12 +627,16 @@ class _BaseMLP(BaseEstimator):
                      "best_validation_score_"):
             if hasattr(self, name):
                 setattr(other, name, getattr(self, name))
+        history = getattr(self, "_history", None)
+        if history is not None and hasattr(self, "best_loss_"):  # what scikit-learn's warm start reads
+            other._no_improvement_count = history.no_improvement
 
     @classmethod
     def _from_fitted(cls, est):
         model = cls(**{k: v for k, v in est.get_params().items() if k in cls().get_params()})
         _BaseMLP._copy_fitted_to(est, model)
         model._adopt()
+        model._history.no_improvement = int(getattr(est, "_no_improvement_count", 0))  # its count carries on
         return model
 
     def __sklearn_tags__(self):
@@ -674,7 +703,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @available_if(_check_solver)
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None, sample_weight=None) -> MLPClassifier:
+    def partial_fit(self, X, y, sample_weight=None, classes=None) -> MLPClassifier:
         """Train one epoch on ``(X, y)``, keeping the optimizer's state.
 
         Parameters
@@ -683,14 +712,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             A batch of training data, converted to the dtype of the fitted model.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Its labels.
-        classes : array-like of shape (n_classes,), optional
-            Every class; required on the first call (for a multilabel
-            indicator ``y``, its columns' labels), and if passed again it must
-            be the same.
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights of the samples' losses (default: all 1). A
             negative weight raises ``ValueError``: gradient descent would climb
             that sample's loss.
+        classes : array-like of shape (n_classes,), optional
+            Every class; required on the first call (for a multilabel
+            indicator ``y``, its columns' labels), and if passed again it must
+            be the same. As in scikit-learn, it comes after ``sample_weight``.
 
         Returns
         -------
@@ -704,8 +733,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             # scikit-learn's short "Unknown label type: continuous" (LabelBinarizer would print all of y); integer
             # labels are classification targets, and LabelBinarizer checks their kind itself
             check_classification_targets(y)
-        # scikit-learn's rules (MLPClassifier.partial_fit and _validate_input), with its messages
+        # scikit-learn's rules (MLPClassifier.partial_fit and _validate_input), with its messages where they are
+        # short; labels by the hundred are named by their first few (fastgd's short_repr)
         refit = False
+        if incremental and classes is not None and hasattr(self, "classes_") and _many_labels(classes, self.classes_):
+            if not np.array_equal(self.classes_, unique_labels(np.asarray(classes))):
+                raise ValueError(f"`classes` is not the same as on last call to partial_fit: classes="
+                                 f"{short_repr(classes)} differs from the classes of the first call, "
+                                 f"{short_repr(self.classes_)}.")
         if incremental and _check_partial_fit_first_call(self, classes):  # sets classes_ from classes
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel") else np.asarray(classes))
@@ -716,13 +751,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             refit = True
         else:
             present = unique_labels(y)
+            many = _many_labels(present, self.classes_)
+            before, now = (short_repr(self.classes_), short_repr(present)) if many else (self.classes_, present)
             if self.warm_start:
                 if set(present) != set(self.classes_):
                     raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
-                                     f"call to fit. Previously got {self.classes_}, `y` has {present}")
-            elif len(np.setdiff1d(present, self.classes_, assume_unique=True)):
-                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
-                                 f"'y' has {present}.")
+                                     f"call to fit. Previously got {before}, `y` has {now}")
+            else:
+                unseen = np.setdiff1d(present, self.classes_, assume_unique=True)
+                if len(unseen):
+                    tail = f"; labels not in classes_: {short_repr(unseen)}." if many else "."
+                    raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {before}. "
+                                     f"'y' has {now}{tail}")
         if not refit and y.ndim == 1 and self._label_binarizer.y_type_ in ("binary", "multiclass"):
             return self._indicator(y)
         return self._label_binarizer.transform(y).astype(np.float64)
