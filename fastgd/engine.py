@@ -431,22 +431,22 @@ DIVERGING_CURES = ("Cures: lower learning_rate_init, set clip_norm (gradient cli
                    "(sklearn.preprocessing.StandardScaler, in a pipeline), or raise alpha (L2).")
 
 
+def with_hint_and_cures(message: str, hint: str | None) -> str:
+    """``message``, then ``hint`` (a sentence on the data) if any, then :data:`NONFINITE_CURES`."""
+    return message + (hint + " " if hint else "") + NONFINITE_CURES
+
+
 def nonfinite_message(epoch: int, hint: str | None = None) -> str:
     """The message of a non-finite epoch: what happened, ``hint`` (a sentence on the data) if any, the cures."""
-    message = (f"The training loss became NaN or infinite in epoch {epoch}; training stopped and the parameters "
-               "were restored to the end of the last finite epoch. ")
-    if hint:
-        message += hint + " "
-    return message + NONFINITE_CURES
+    return with_hint_and_cures(f"The training loss became NaN or infinite in epoch {epoch}; training stopped and "
+                                "the parameters were restored to the end of the last finite epoch. ", hint)
 
 
 def no_model_message(epoch: int, hint: str | None = None) -> str:
     """The message of a fit with no finite epoch: scikit-learn's sentence, then what happened, ``hint``, the cures."""
-    message = (f"{SKLEARN_NONFINITE} The training loss became NaN or infinite in epoch {epoch}, before any epoch "
-               "finished with finite values: there is no model to give back. ")
-    if hint:
-        message += hint + " "
-    return message + NONFINITE_CURES
+    return with_hint_and_cures(f"{SKLEARN_NONFINITE} The training loss became NaN or infinite in epoch {epoch}, "
+                                "before any epoch finished with finite values: there is no model to give back. ",
+                                hint)
 
 
 def _report_nonfinite(epoch: int, on_nonfinite: str, hint: str | None = None) -> None:

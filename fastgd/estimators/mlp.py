@@ -28,7 +28,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from ..backends.cpu import make_update_rule
 from ..backends.cpu_mlp import MLPTrainer, layer_offsets, one_blas_thread
-from ..engine import NONFINITE_CURES, SKLEARN_NONFINITE, History, LoopConfig, NonFiniteTrainingError, run_epochs
+from ..engine import SKLEARN_NONFINITE, History, LoopConfig, NonFiniteTrainingError, run_epochs, with_hint_and_cures
 from ..kernels.activations import ACTIVATION_CODES
 from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, POISSON, SQUARED_ERROR, mlp_forward
 from ..optim import OPTIMIZERS, Optimizer
@@ -485,9 +485,9 @@ class _BaseMLP(BaseEstimator):
             # scikit-learn's error (it raises for non-finite weights; for a NaN loss at the start it returns the
             # initial weights with loss_ NaN): no finite model to give back, whatever on_nonfinite says
             hint = nonfinite_hint(X, None if is_classifier(self) else y)()
-            raise NonFiniteTrainingError(f"{SKLEARN_NONFINITE} L-BFGS ended on a NaN or infinite loss after "
-                                         f"{int(result.nit)} iterations: there is no model to give back. "
-                                         f"{hint + ' ' if hint else ''}{NONFINITE_CURES}")
+            raise NonFiniteTrainingError(with_hint_and_cures(
+                f"{SKLEARN_NONFINITE} L-BFGS ended on a NaN or infinite loss after {int(result.nit)} iterations: "
+                "there is no model to give back. ", hint))
         # scikit-learn's check: a ConvergenceWarning whenever L-BFGS stopped without converging (max_iter,
         # max_fun, a failed line search), with its message; n_iter_ at most max_iter
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
