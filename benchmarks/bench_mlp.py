@@ -106,7 +106,7 @@ class MLPEpochLate(MLPEpoch):
 
     By then 15-25 % of the weights have decayed below 1e-19 (``benchmarks/subnormal_epochs.py``); arithmetic
     on what they produce is slow on x86 unless it is flushed to zero, as fastgd's epochs do
-    (``fastgd.kernels.float_env``). An early epoch (``MLPEpoch``) does not show it.
+    (``fastgd._numeric.float_env``). An early epoch (``MLPEpoch``) does not show it.
     """
 
     params = ([1],)

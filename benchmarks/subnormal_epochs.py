@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """MLP epochs with subnormal numbers flushed to zero (fastgd's training mode) and without, side by side.
 
-fastgd trains with the x86 FTZ and DAZ modes set (``fastgd.kernels.float_env``).
+fastgd trains with the x86 FTZ and DAZ modes set (``fastgd._numeric.float_env``).
 This script measures what that buys: two copies of the same network (Adam,
 float32, one thread) train epoch after epoch, alternating; in one the
 flush is patched out of the MLP trainer, so its arithmetic meets subnormal

@@ -17,7 +17,7 @@ error model and the thread rules are decided here and nowhere else.
   of different vector widths.
 * ``nogil=True``: estimators fitted in several Python threads run concurrently.
 * Subnormal numbers are flushed to zero where the optimizers store them
-  (:func:`fastgd.kernels._cast.flush_subnormal`): a parameter that stops
+  (:func:`fastgd._numeric.cast.flush_subnormal`): a parameter that stops
   receiving gradient decays under weight decay and the moment averages into
   the subnormal range and stays there, and arithmetic on subnormals is slow
   (RMSprop with weight decay and AdamW ran 1.4-1.6x and 1.9-3.4x slower per
@@ -221,7 +221,7 @@ def _clear_stale_kernel_cache() -> None:
     millisecond at import and nothing when unchanged.
     """
     package = Path(__file__).resolve().parent
-    source_dirs = [package, package / "kernels", package / "optim"]
+    source_dirs = [package, package / "_numeric", package / "kernels", package / "optim"]
     sources = sorted(path for folder in source_dirs for path in folder.glob("*.py"))
     digest = hashlib.sha256()
     for path in sources:

@@ -16,11 +16,12 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from .backends.trainer import Trainer
 from .optim.schedules import Schedule
 
 
@@ -54,17 +55,6 @@ SKLEARN_NONFINITE = ("Solver produced non-finite parameter weights. The input da
                      "need to be preprocessed.")
 
 
-class EpochResult(NamedTuple):
-    """What one compiled epoch reports back to the engine."""
-
-    #: Mean training loss over the epoch's samples, penalty included; NaN if training diverged.
-    loss: float
-    #: Mean gradient norm of each layer (one value for linear models) over the epoch's updates.
-    gradient_norms: np.ndarray
-    #: Number of optimizer updates made in the epoch.
-    n_updates: int
-
-
 class EpochRecord(NamedTuple):
     """The read-only record a callback receives at the end of each epoch.
 
@@ -87,32 +77,6 @@ class EpochRecord(NamedTuple):
     validation_score: float | None
     gradient_norms: np.ndarray
     learning_rate: float
-
-
-class Trainer(Protocol):
-    """What the engine needs from a model family on a backend."""
-
-    n_samples: int
-
-    def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
-        """Train one epoch visiting samples in ``order`` with base learning rate ``lr``."""
-
-    def outputs_finite(self) -> bool:
-        """Whether the model's outputs on a few training samples are finite.
-
-        The epoch's loss is met before each update; this check after the last
-        one catches parameters that stayed finite but make every prediction
-        overflow (a huge learning rate on its last step).
-        """
-
-    def snapshot(self) -> Any:
-        """A copy of the parameters and optimizer state."""
-
-    def restore(self, snapshot: Any) -> None:
-        """Put back a copy made by :meth:`snapshot`."""
-
-    # A trainer may also define ``make_orders(random_state)`` returning an object with the methods
-    # ``next()`` and ``prepare_next()`` of :class:`EpochOrders`: the CUDA trainers shuffle on the device.
 
 
 @dataclass

@@ -10,11 +10,13 @@ from fastgd import _config
 
 PACKAGE = Path(_config.__file__).resolve().parent
 STAMP = "fastgd-kernels.sha256"
+#: Every folder holding sources of compiled code.
+SOURCE_DIRS = [PACKAGE, PACKAGE / "_numeric", PACKAGE / "kernels", PACKAGE / "optim"]
 
 
 def _expected_digest() -> str:
     """SHA-256 over the relative path and bytes of every source of compiled code, in sorted path order."""
-    sources = sorted(p for folder in (PACKAGE, PACKAGE / "kernels", PACKAGE / "optim") for p in folder.glob("*.py"))
+    sources = sorted(p for folder in SOURCE_DIRS for p in folder.glob("*.py"))
     digest = hashlib.sha256()
     for path in sources:
         digest.update(str(path.relative_to(PACKAGE)).encode())
@@ -26,7 +28,7 @@ def _expected_digest() -> str:
 def cache_dir(tmp_path, monkeypatch):
     """Numba's cache folder for fastgd's kernels under a fresh ``NUMBA_CACHE_DIR``."""
     monkeypatch.setattr(numba_config, "CACHE_DIR", str(tmp_path))
-    found = [d for d in _config._cache_dirs([PACKAGE, PACKAGE / "kernels", PACKAGE / "optim"])
+    found = [d for d in _config._cache_dirs(SOURCE_DIRS)
              if tmp_path in d.parents]
     assert found, "Numba's locators do not place fastgd's cache under NUMBA_CACHE_DIR"
     folder = found[0]

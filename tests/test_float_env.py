@@ -1,7 +1,7 @@
 """Subnormal numbers flushed to zero while fastgd trains, and the floating-point mode restored afterwards.
 
 The effect is observed through results: a product below the smallest normal number is 0 inside
-:func:`fastgd.kernels.float_env.subnormals_flushed` and subnormal outside it; a subnormal parameter reads as 0
+:func:`fastgd._numeric.float_env.subnormals_flushed` and subnormal outside it; a subnormal parameter reads as 0
 in a threaded optimizer step launched inside it (Numba's threads adopt the launching thread's mode); in fits,
 serial or split across threads, a feature whose values are subnormal reads as 0 and its weights get no
 gradient. The exact values outside the block come from NumPy, which computes with subnormals.
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from fastgd import LinearRegressor, MLPRegressor
+from fastgd._numeric.float_env import HAS_MXCSR, _subnormals_are_flushed, subnormals_flushed
 from fastgd.backends.cpu import block_partition
-from fastgd.kernels.float_env import HAS_MXCSR, _subnormals_are_flushed, subnormals_flushed
 from fastgd.optim import OPTIMIZERS
 
 pytestmark = pytest.mark.skipif(not HAS_MXCSR or numba.config.DISABLE_JIT,

@@ -866,7 +866,7 @@ def test_first_moment_follows_torch_lerp_exactly_when_beta1_is_small(dtype):
 # --- subnormal numbers -----------------------------------------------------------------------------------------
 #
 # Every optimizer kernel flushes the values it stores (parameters and state rows) to zero when their magnitude is
-# below the dtype's smallest normal number (fastgd.kernels._cast.flush_subnormal): arithmetic on subnormal numbers
+# below the dtype's smallest normal number (fastgd._numeric.cast.flush_subnormal): arithmetic on subnormal numbers
 # is slow on many CPUs, and a parameter that stops receiving gradient decays into that range and stays there. The
 # reference rules do not flush; these tests compare one step with the reference applied to the same stored state,
 # its outputs flushed.
@@ -979,7 +979,7 @@ def test_parameters_that_stop_receiving_gradient_decay_to_exact_zeros(name, kwar
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 def test_flush_subnormal_keeps_normal_numbers_zero_nan_and_infinities(dtype):
     from fastgd._config import jit
-    from fastgd.kernels._cast import flush_subnormal, tiny_like
+    from fastgd._numeric.cast import flush_subnormal, tiny_like
 
     @jit(cache=False)
     def flush_all(values):

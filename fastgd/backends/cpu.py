@@ -16,11 +16,11 @@ import scipy.sparse as sp
 
 from .._compile_notice import compile_notice
 from .._config import PARALLEL_MIN_SIZE
-from ..engine import EpochResult
-from ..kernels.float_env import subnormals_flushed
+from .._numeric.float_env import subnormals_flushed
 from ..kernels.linear import linear_epoch, linear_epoch_blocked, linear_epoch_threaded
 from ..optim import Optimizer, OptimizerState
 from ..optim.schedules import Schedule, UpdateRule
+from .trainer import EpochResult
 
 #: Mini-batches of at least this much work (rows x parameters touched per row, about two multiply-adds
 #: each) compute their gradient in blocks of rows on Numba's threads; smaller ones in one serial pass.

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from .._compile_notice import compile_notice
-from ..engine import EpochResult
+from .._numeric.float_env import subnormals_flushed
 from ..kernels.dense import (
     mlp_epoch,
     mlp_epoch_split,
@@ -18,10 +18,10 @@ from ..kernels.dense import (
     mlp_loss_and_gradient,
     mlp_loss_and_gradient_split,
 )
-from ..kernels.float_env import subnormals_flushed
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule
 from .cpu import FlatParameterSnapshots, numba_threads, parallel_section, resolve_n_threads
+from .trainer import EpochResult
 
 #: Fewest rows of one part of a batch. On an idle 2-vCPU machine (the 100-256-128-10 network, float32, Adam)
 #: two parts of 8 rows on two threads trained 1.13x faster than one batch of 16; batches of 8 gained nothing

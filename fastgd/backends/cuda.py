@@ -26,13 +26,13 @@ from numba import cuda
 from ..cuda import dense
 from ..cuda.linear import l1_shrink
 from ..cuda.optim import clip_norm_scale, device_step, fill, squared_norm
-from ..engine import EpochResult
 from ..kernels.activations import IDENTITY
 from ..kernels.dense import SQUARED_ERROR
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule, update_lr
 from .cpu import LinearTrainer
 from .cpu_mlp import MLPTrainer
+from .trainer import EpochResult
 
 #: The per-update learning rate in plain Python: a call of the compiled one from Python costs microseconds.
 learning_rate = update_lr.py_func

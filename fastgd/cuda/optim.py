@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from numba import cuda
 
+from ..optim._base import DevicePath, Optimizer, OptimizerState, register_device_path
 from ..optim._registry import KERNELS
 from ..optim.adagrad import adagrad_update
 from ..optim.adam import adam_update
@@ -144,7 +145,7 @@ def clamp(g, clip):
 
 @cuda.jit(device=True)
 def flush_subnormal_cuda(value, tiny):
-    """``value``, or 0 below ``tiny`` in magnitude: :func:`fastgd.kernels._cast.flush_subnormal` on the device.
+    """``value``, or 0 below ``tiny`` in magnitude: :func:`fastgd._numeric.cast.flush_subnormal` on the device.
 
     GPUs compute on subnormal numbers at full speed; the flush is there so that
     the device stores exactly what the CPU kernels store.
@@ -360,7 +361,7 @@ def _one_on_device() -> Any:
 
 
 def _positive_like(value: float, dtype: np.dtype) -> np.floating:
-    """``fastgd.kernels._cast.positive_like``: ``value`` in ``dtype``, at least its smallest normal number."""
+    """``fastgd._numeric.cast.positive_like``: ``value`` in ``dtype``, at least its smallest normal number."""
     return max(dtype.type(value), dtype.type(np.finfo(dtype).tiny))
 
 
@@ -680,3 +681,42 @@ def clipped_device_step(kernel_id: int, params: Any, grads: Any, slots: Any, hyp
     launcher(step_clip_coefficient_cuda, 1, 1, stream)(scratch, np.float64(abs(grad_scale)), np.float64(clip_norm))
     device_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value,
                 scale_ref=scratch[1:], stream=stream)
+
+
+def init_state_on_device(optimizer: Optimizer, params: Any) -> OptimizerState:
+    """:meth:`Optimizer.init <fastgd.optim.Optimizer.init>` for device ``params``: state rows on the device."""
+    params = as_device_vector(params)
+    return OptimizerState(slots=zeros_like_state(optimizer.n_slots(), params, optimizer.initial_slot_value()),
+                          made_by=optimizer.state_maker())
+
+
+def step_on_device(optimizer: Optimizer, params: Any, grads: Any, state: OptimizerState, *, lr: float | None,
+                   grad_scale: float, clip_value: float | None, clip_norm: float | None) -> None:
+    """:meth:`Optimizer.step <fastgd.optim.Optimizer.step>` on device arrays: checked here, run by the fused kernel.
+
+    Raises
+    ------
+    NotImplementedError
+        The optimizer's update kernel has no CUDA twin here.
+    """
+    params = as_device_vector(params)
+    grads = as_device_vector(grads, "grads")
+    lr, grad_scale, clip, clip_norm = optimizer.check_step_options(params, grads, state, lr, grad_scale,
+                                                                   clip_value, clip_norm)
+    if not has_cuda_kernel(optimizer.kernel_id):
+        raise NotImplementedError(f"{type(optimizer).__name__} has no CUDA kernel in fastgd.cuda.optim; "
+                                  "use NumPy arrays.")
+    slots = as_numba_device_array(state.slots)
+    state.step += 1
+    if clip_norm is None:
+        device_step(optimizer.kernel_id, params, grads, slots, optimizer.hyperparameters(), state.step, lr,
+                    grad_scale, clip)
+        return
+    if state._device_scratch is None:
+        state._device_scratch = new_step_scratch()
+    clipped_device_step(optimizer.kernel_id, params, grads, slots, optimizer.hyperparameters(), state.step, lr,
+                        grad_scale, clip, clip_norm, state._device_scratch)
+
+
+register_device_path(DevicePath(init_state=init_state_on_device, step=step_on_device,
+                                state_belongs=check_device_state))

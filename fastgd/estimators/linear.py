@@ -17,9 +17,9 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._numeric.float_env import subnormals_flushed
 from ..backends.cpu import LinearTrainer, make_update_rule
 from ..engine import History, NonFiniteTrainingWarning, nonfinite_message, run_epochs
-from ..kernels.float_env import subnormals_flushed
 from ..kernels.linear import linear_gradient_sum
 from ..kernels.losses import LOSS_CODES, MULTINOMIAL
 from ..optim.schedules import PER_EPOCH

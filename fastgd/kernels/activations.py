@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from ._cast import cast_like
+from .._numeric.cast import cast_like
 
 IDENTITY = 0
 LOGISTIC = 1

@@ -51,11 +51,11 @@ from numba import types
 from numba.extending import overload
 
 from .._config import INNER_OPTIONS, REDUCTION_FASTMATH, jit
+from .._numeric.cast import cast_like
+from .._numeric.float_env import adopt_float_control, float_control, restore_float_control
 from ..optim._registry import fused_step, update_range
 from ..optim.schedules import update_lr
-from ._cast import cast_like
 from .activations import LEAKY_SLOPE, add_bias_and_activate, derivative, multiply_by_derivative
-from .float_env import adopt_float_control, float_control, restore_float_control
 from .linear import norm_and_clip_scale
 from .rows import prefetch_row, prefetch_targets, run_overload
 

@@ -17,7 +17,7 @@ pass per sample instead of three (decision, gradient, update). The same pass
 sums ``||x||^2``, ``x . w`` and ``||w||^2`` of the next sample, which give the
 norm of its gradient ``dz * x + l2 * w`` in closed form (:func:`sample_norm2`)
 without a reduction over the gradient. Rows, targets and sample weights are
-prefetched (:mod:`fastgd.kernels._prefetch`): shuffled, each is a cache miss.
+prefetched (:mod:`fastgd._numeric.prefetch`): shuffled, each is a cache miss.
 On 200,000 x 100 float32 samples, shuffled, this took an epoch of hinge-loss
 SGD from 110 to 60 ns per sample (log_loss: 144 to 78).
 
@@ -46,10 +46,10 @@ import numba
 import numpy as np
 
 from .._config import INNER_OPTIONS, jit
+from .._numeric.cast import cast_like
+from .._numeric.float_env import adopt_float_control, float_control, restore_float_control
 from ..optim._registry import SGD_KERNEL_ID, fused_step, update_range
 from ..optim.schedules import update_lr
-from ._cast import cast_like
-from .float_env import adopt_float_control, float_control, restore_float_control
 from .losses import output_loss
 from .penalty import l1_shrink
 from .rows import (

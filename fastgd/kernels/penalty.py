@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._config import jit
-from ._cast import cast_like
+from .._numeric.cast import cast_like
 
 
 @jit(inlined=True)

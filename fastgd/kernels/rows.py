@@ -26,9 +26,9 @@ from numba import types
 from numba.extending import overload
 
 from .._config import INLINE_OPTIONS, REDUCTION_FASTMATH, jit
+from .._numeric.cast import cast_like, flush_subnormal, tiny_like
+from .._numeric.prefetch import prefetch, prefetch_l1
 from ..optim.sgd import plain_sgd_value
-from ._cast import cast_like, flush_subnormal, tiny_like
-from ._prefetch import prefetch, prefetch_l1
 from .penalty import soft_threshold
 
 _JIT_OPTIONS = {"cache": False, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy", **INLINE_OPTIONS}

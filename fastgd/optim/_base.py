@@ -15,16 +15,20 @@ batch mean and clip-by-norm factor folded together) and clipped to
 :meth:`Optimizer.init` and :meth:`Optimizer.step` also accept CUDA device
 arrays (numba device arrays, or any object with ``__cuda_array_interface__``
 such as CuPy arrays and PyTorch CUDA tensors): the state then lives on the
-device and :func:`fastgd.cuda.optim.device_step` runs the fused CUDA kernel of
-the same rule. numba.cuda is imported only when a device array arrives.
+device and the fused CUDA kernel of the same rule runs there. This package
+imports no CUDA code: :mod:`fastgd.cuda.optim` registers that device path
+(:func:`register_device_path`) when it is imported, and ``fastgd/__init__.py``
+names the loader that imports it when the first device array arrives
+(:func:`set_device_path_loader`), so numba.cuda is loaded only then.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from numbers import Integral, Real
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -41,6 +45,59 @@ def is_device_array(x: Any) -> bool:
     if isinstance(x, np.ndarray):
         return False
     return bool(getattr(x, "__cuda_ndarray__", False)) or hasattr(x, "__cuda_array_interface__")
+
+
+class DevicePath(NamedTuple):
+    """How :class:`Optimizer` works on CUDA device arrays; :mod:`fastgd.cuda.optim` provides one.
+
+    Attributes
+    ----------
+    init_state : callable
+        ``init_state(optimizer, params) -> OptimizerState``: state rows on the
+        device, filled with ``optimizer.initial_slot_value()``.
+    step : callable
+        ``step(optimizer, params, grads, state, *, lr, grad_scale, clip_value,
+        clip_norm) -> None``: :meth:`Optimizer.step` on the device.
+    state_belongs : callable
+        ``state_belongs(slots, n_slots, params) -> bool``: whether ``slots`` are
+        device state rows of ``params``.
+    """
+
+    init_state: Callable[..., OptimizerState]
+    step: Callable[..., None]
+    state_belongs: Callable[[Any, int, Any], bool]
+
+
+_device_path: DevicePath | None = None
+_device_path_loader: Callable[[], None] | None = None
+
+
+def register_device_path(path: DevicePath) -> None:
+    """Make ``path`` the way optimizers handle CUDA device arrays (called by :mod:`fastgd.cuda.optim`)."""
+    global _device_path
+    _device_path = path
+
+
+def set_device_path_loader(loader: Callable[[], None] | None) -> None:
+    """Name the function that registers a device path on first need (``fastgd/__init__.py`` names one)."""
+    global _device_path_loader
+    _device_path_loader = loader
+
+
+def device_path() -> DevicePath:
+    """The registered :class:`DevicePath`, loading it on first use.
+
+    Raises
+    ------
+    RuntimeError
+        No device path is registered and none could be loaded.
+    """
+    if _device_path is None and _device_path_loader is not None:
+        _device_path_loader()
+    if _device_path is None:
+        raise RuntimeError("CUDA device arrays need fastgd's CUDA optimizer kernels: import fastgd.cuda.optim "
+                           "(pip install \"fastgd[cuda]\") before passing device arrays to an optimizer.")
+    return _device_path
 
 
 @dataclass(frozen=True)
@@ -241,11 +298,7 @@ class Optimizer:
             ``params`` is not 1-D, not C-contiguous, or read-only.
         """
         if is_device_array(params):
-            from ..cuda.optim import as_device_vector, zeros_like_state
-
-            params = as_device_vector(params)
-            return OptimizerState(slots=zeros_like_state(self.n_slots(), params, self.initial_slot_value()),
-                                  made_by=self.state_maker())
+            return device_path().init_state(self, params)
         params = check_params(params)
         slots = np.full((self.n_slots(), params.size), self.initial_slot_value(), dtype=params.dtype)
         return OptimizerState(slots=slots, made_by=self.state_maker())
@@ -256,8 +309,9 @@ class Optimizer:
         """Apply one update to ``params`` and ``state``, in place.
 
         With device arrays the fused CUDA kernel runs asynchronously on the
-        default stream (:func:`fastgd.cuda.optim.device_step`); ``clip_norm``
-        is then computed on the device too, without a host synchronisation.
+        default stream (the registered :class:`DevicePath`, from
+        :mod:`fastgd.cuda.optim`); ``clip_norm`` is then computed on the device
+        too, without a host synchronisation.
 
         Parameters
         ----------
@@ -303,12 +357,12 @@ class Optimizer:
                      else "grads is a device array and params is not")
             raise TypeError(f"params and grads must both be NumPy arrays or both CUDA device arrays: {where}.")
         if on_device:
-            self._device_step(params, grads, state, lr=lr, grad_scale=grad_scale, clip_value=clip_value,
-                              clip_norm=clip_norm)
+            device_path().step(self, params, grads, state, lr=lr, grad_scale=grad_scale, clip_value=clip_value,
+                               clip_norm=clip_norm)
             return
         params = check_params(params)
         grads = check_params(grads, "grads")
-        lr, grad_scale, clip, clip_norm = self._check_step(params, grads, state, lr, grad_scale, clip_value,
+        lr, grad_scale, clip, clip_norm = self.check_step_options(params, grads, state, lr, grad_scale, clip_value,
                                                            clip_norm)
         if clip_norm is not None:
             norm = abs(grad_scale) * float(np.linalg.norm(grads))
@@ -317,13 +371,23 @@ class Optimizer:
         optimizer_step(self.kernel_id, params, grads, state.slots, self.hyperparameters(), state.step,
                    lr, grad_scale, clip, params.size >= PARALLEL_MIN_SIZE)
 
-    def _check_step(self, params: Any, grads: Any, state: OptimizerState, lr: float | None, grad_scale: float,
-                    clip_value: float | None, clip_norm: float | None) -> tuple[float, float, float, float | None]:
+    def check_step_options(self, params: Any, grads: Any, state: OptimizerState, lr: float | None,
+                           grad_scale: float, clip_value: float | None,
+                           clip_norm: float | None) -> tuple[float, float, float, float | None]:
         """Validate :meth:`step`'s arguments (host or device arrays alike).
 
-        Returns ``(lr, grad_scale, clip, clip_norm)`` as floats: ``lr``
-        defaulted to the optimizer's, ``clip`` the value bound (``inf``: none),
-        ``clip_norm`` None when not clipping by norm.
+        Parameters
+        ----------
+        params, grads, state, lr, grad_scale, clip_value, clip_norm
+            As for :meth:`step`; ``params`` and ``grads`` already checked to be
+            1-D float vectors of their kind (host or device).
+
+        Returns
+        -------
+        tuple of (float, float, float, float or None)
+            ``(lr, grad_scale, clip, clip_norm)``: ``lr`` defaulted to the
+            optimizer's, ``clip`` the value bound (``inf``: none), ``clip_norm``
+            None when not clipping by norm.
         """
         if grads.shape != params.shape or grads.dtype != params.dtype:
             raise ValueError(f"grads must match params in shape and dtype: got {grads.shape} {grads.dtype}, "
@@ -336,29 +400,6 @@ class Optimizer:
         if clip_norm is not None:
             clip_norm = check_real("clip_norm", clip_norm, low_open=True, allow_inf=True)
         return lr, grad_scale, clip, clip_norm
-
-    def _device_step(self, params: Any, grads: Any, state: OptimizerState, *, lr: float | None,
-                     grad_scale: float, clip_value: float | None, clip_norm: float | None) -> None:
-        """:meth:`step` on CUDA device arrays (validated here, run by :mod:`fastgd.cuda.optim`)."""
-        from ..cuda import optim as cuda_optim
-
-        params = cuda_optim.as_device_vector(params)
-        grads = cuda_optim.as_device_vector(grads, "grads")
-        lr, grad_scale, clip, clip_norm = self._check_step(params, grads, state, lr, grad_scale, clip_value,
-                                                           clip_norm)
-        if not cuda_optim.has_cuda_kernel(self.kernel_id):
-            raise NotImplementedError(f"{type(self).__name__} has no CUDA kernel in fastgd.cuda.optim; "
-                                      "use NumPy arrays.")
-        slots = cuda_optim.as_numba_device_array(state.slots)
-        state.step += 1
-        if clip_norm is None:
-            cuda_optim.device_step(self.kernel_id, params, grads, slots, self.hyperparameters(), state.step,
-                                   lr, grad_scale, clip)
-            return
-        if state._device_scratch is None:
-            state._device_scratch = cuda_optim.new_step_scratch()
-        cuda_optim.clipped_device_step(self.kernel_id, params, grads, slots, self.hyperparameters(), state.step,
-                                       lr, grad_scale, clip, clip_norm, state._device_scratch)
 
     @property
     def kernel_id(self) -> int:
@@ -398,9 +439,7 @@ def check_state(state: Any, n_slots: int, params: Any, *, optimizer: Optimizer |
         belongs = (isinstance(slots, np.ndarray) and slots.shape == (n_slots, params.size)
                    and slots.dtype == params.dtype and slots.flags.c_contiguous and slots.flags.writeable)
     else:
-        from ..cuda.optim import check_device_state
-
-        belongs = check_device_state(slots, n_slots, params)
+        belongs = device_path().state_belongs(slots, n_slots, params)
     if not belongs:
         where = "" if is_device_array(params) == is_device_array(slots) else (
             " (the state is on the host and the params on the device, or the reverse)")

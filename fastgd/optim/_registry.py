@@ -27,7 +27,7 @@ from __future__ import annotations
 import numba
 
 from .._config import INNER_OPTIONS, PARALLEL_CHUNK, jit
-from ..kernels.float_env import adopt_float_control, float_control, restore_float_control
+from .._numeric.float_env import adopt_float_control, float_control, restore_float_control
 from ._base import Optimizer
 from .adagrad import Adagrad, adagrad_update
 from .adam import Adam, adam_update
@@ -91,7 +91,7 @@ def fused_step(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, cli
     n = params.size
     if threaded:
         n_chunks = (n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK
-        mode = float_control()  # Numba's threads compute in the calling thread's mode (kernels.float_env)
+        mode = float_control()  # Numba's threads compute in the calling thread's mode (_numeric.float_env)
         for c in numba.prange(n_chunks):
             previous = adopt_float_control(mode)
             lo = c * PARALLEL_CHUNK

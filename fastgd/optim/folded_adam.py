@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .._config import jit
-from ..kernels._cast import cast_like, flush_subnormal, positive_like, scale_and_clip, tiny_like
+from .._numeric.cast import cast_like, flush_subnormal, positive_like, scale_and_clip, tiny_like
 from ._base import Optimizer, check_betas, check_real
 
 

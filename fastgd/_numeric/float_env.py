@@ -19,7 +19,7 @@ control word it had when its part is done, so code that runs after a fit, in
 the same thread or on Numba's threads, sees the floating-point environment it
 had. Normal numbers are computed as before; values below the smallest normal
 number become zero, as the optimizer kernels already make every value they
-store (:func:`fastgd.kernels._cast.flush_subnormal`). Outside the estimators'
+store (:func:`fastgd._numeric.cast.flush_subnormal`). Outside the estimators'
 epochs, :meth:`fastgd.optim.Optimizer.step` computes in its caller's mode.
 
 Elsewhere than on x86 the functions do nothing (ARM64 has a flush-to-zero bit
