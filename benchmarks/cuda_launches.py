@@ -51,8 +51,8 @@ def batch_launches(batch: int, units: np.ndarray, n_samples: int, dtype=np.float
     from fastgd.backends.cpu_mlp import layer_offsets
     from fastgd.cuda import dense
     from fastgd.cuda.optim import clip_norm_scale
-    from fastgd.kernels.activations import IDENTITY, RELU, SOFTMAX
-    from fastgd.kernels.dense import LOG_LOSS
+    from fastgd.kernels.activations import Activation
+    from fastgd.kernels.losses import OutputLoss
     from fastgd.optim import Adam
 
     rng = np.random.default_rng(0)
@@ -85,14 +85,16 @@ def batch_launches(batch: int, units: np.ndarray, n_samples: int, dtype=np.float
     G = [layer(grads, i) for i in range(n_layers)]
     launches = {"gather": lambda: dense.gather_batch(X, Y, sw, order, 0, batch, x, y, w, weight_sums, 0)}
     for i in range(n_layers):
-        code = RELU if i < n_layers - 1 else IDENTITY
+        code = Activation.RELU if i < n_layers - 1 else Activation.IDENTITY
         launches[f"forward {i}"] = lambda i=i, code=code: dense.dense_forward(A[i], P[i][0], P[i][1], code, A[i + 1])
-    launches["output step"] = lambda: dense.mlp_output_delta(A[-1], y, w, SOFTMAX, LOG_LOSS, D[-1], loss_sums, 0)
+    launches["output step"] = lambda: dense.mlp_output_delta(A[-1], y, w, Activation.SOFTMAX, OutputLoss.LOG_LOSS,
+                                                            D[-1], loss_sums, 0)
     for i in range(n_layers - 1, -1, -1):
         launches[f"weight gradient {i}"] = lambda i=i: dense.weight_gradient(A[i], D[i + 1], P[i][0], 1e-4,
                                                                              G[i][0], gb=G[i][1])
         if i > 0:
-            launches[f"backprop delta {i}"] = lambda i=i: dense.backprop_delta(D[i + 1], P[i][0], A[i], RELU, D[i])
+            launches[f"backprop delta {i}"] = lambda i=i: dense.backprop_delta(D[i + 1], P[i][0], A[i],
+                                                                               Activation.RELU, D[i])
     launches["squared norms"] = lambda: dense.layer_squared_norms(params, grads, bounds, weight_sq, layer_sq,
                                                                   total_sq, 0)
     launches["clip factor"] = lambda: clip_norm_scale(total_sq, 0, weight_sum, np.inf, scale)

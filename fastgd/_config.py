@@ -16,20 +16,8 @@ error model and the thread rules are decided here and nowhere else.
   given machine and thread count; it may differ in the last bits between CPUs
   of different vector widths.
 * ``nogil=True``: estimators fitted in several Python threads run concurrently.
-* Subnormal numbers are flushed to zero where the optimizers store them
-  (:func:`fastgd._numeric.cast.flush_subnormal`): a parameter that stops
-  receiving gradient decays under weight decay and the moment averages into
-  the subnormal range and stays there, and arithmetic on subnormals is slow
-  (RMSprop with weight decay and AdamW ran 1.4-1.6x and 1.9-3.4x slower per
-  step on 1e5 float32 parameters, ``benchmarks/denormals.py``). The flush changes
-  only values below the smallest normal number (1.2e-38 in float32,
-  2.2e-308 in float64), which become 0; every other stored value is the
-  documented rule's, and NaN and infinities pass unchanged. It is a compare
-  and a select at each store, vectorised with the loop: no measurable cost.
-  Setting the CPU's flush-to-zero and denormals-are-zero modes (MXCSR) was
-  the alternative; it is x86-only, must be saved and restored around every
-  update (a per-call cost in per-sample loops), and also flushes
-  intermediate results, so results would change above that threshold too.
+* Subnormal numbers: :mod:`fastgd._numeric` says in one place how they are
+  handled and why.
 """
 
 from __future__ import annotations

@@ -18,12 +18,13 @@ from numba import cuda
 from fastgd.cuda import dense
 from fastgd.kernels import dense as cpu_dense
 from fastgd.kernels import losses as cpu_losses
-from fastgd.kernels.activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, LOGISTIC, RELU, SOFTMAX, TANH
+from fastgd.kernels.activations import LEAKY_SLOPE, Activation
+from fastgd.kernels.losses import Loss, OutputLoss
 
 pytestmark = pytest.mark.cuda
 
 DTYPES = (np.float32, np.float64)
-ELEMENTWISE = (IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU)
+ELEMENTWISE = (Activation.IDENTITY, Activation.LOGISTIC, Activation.TANH, Activation.RELU, Activation.LEAKY_RELU)
 SHAPES = ((1, 1, 1), (5, 3, 7), (17, 9, 18), (1, 9, 6))  # (M, K, N) of op(A) @ op(B)
 
 
@@ -43,13 +44,13 @@ def _tol(dtype):
 def _act(code, z):
     """NumPy transcription of the element-wise activations (fastgd/kernels/activations.py)."""
     z = np.asarray(z, dtype=np.float64)
-    if code == LOGISTIC:
+    if code == Activation.LOGISTIC:
         return 1.0 / (1.0 + np.exp(-z))
-    if code == TANH:
+    if code == Activation.TANH:
         return np.tanh(z)
-    if code == RELU:
+    if code == Activation.RELU:
         return np.maximum(z, 0.0)
-    if code == LEAKY_RELU:
+    if code == Activation.LEAKY_RELU:
         return np.where(z > 0, z, LEAKY_SLOPE * z)
     return z
 
@@ -57,13 +58,13 @@ def _act(code, z):
 def _act_derivative(code, a):
     """Derivative of the activation from its output ``a``."""
     a = np.asarray(a, dtype=np.float64)
-    if code == LOGISTIC:
+    if code == Activation.LOGISTIC:
         return a * (1.0 - a)
-    if code == TANH:
+    if code == Activation.TANH:
         return 1.0 - a * a
-    if code == RELU:
+    if code == Activation.RELU:
         return (a > 0).astype(np.float64)
-    if code == LEAKY_RELU:
+    if code == Activation.LEAKY_RELU:
         return np.where(a > 0, 1.0, LEAKY_SLOPE)
     return np.ones_like(a)
 
@@ -118,7 +119,8 @@ def test_logistic_epilogue_is_stable_for_large_inputs():
     A = np.array([[1.0], [1.0]])
     B = np.array([[800.0, -800.0, 0.0]])
     C = cuda.device_array((2, 3))
-    dense.matmul(_dev(A), _dev(B), C, epilogue=dense.EPILOGUE_BIAS_ACT, bias=_dev(np.zeros(3)), code=LOGISTIC)
+    dense.matmul(_dev(A), _dev(B), C, epilogue=dense.EPILOGUE_BIAS_ACT, bias=_dev(np.zeros(3)),
+                 code=Activation.LOGISTIC)
     np.testing.assert_array_equal(C.copy_to_host(), [[1.0, 0.0, 0.5]] * 2)
 
 
@@ -157,13 +159,13 @@ def test_layer_wrappers_on_views_of_flat_parameters(dtype):
     tol = _tol(dtype)
 
     out = cuda.device_array((n_rows, n_out), dtype=dtype)
-    dense.dense_forward(A_in_d, W, bias, TANH, out)
+    dense.dense_forward(A_in_d, W, bias, Activation.TANH, out)
     np.testing.assert_allclose(out.copy_to_host(), np.tanh(A_in @ W_h + b_h), **tol)
 
     # linear layout: W_t of shape (n_out, n_in)
     W_t = params[3:3 + n_in * n_out].reshape(n_out, n_in)
     W_t_h = W_h.reshape(n_out, n_in)
-    dense.dense_forward_transposed(A_in_d, W_t, bias, IDENTITY, out)
+    dense.dense_forward_transposed(A_in_d, W_t, bias, Activation.IDENTITY, out)
     np.testing.assert_allclose(out.copy_to_host(), A_in @ W_t_h.T + b_h, **tol)
 
     delta = rng.normal(size=(n_rows, n_out)).astype(dtype)
@@ -178,7 +180,7 @@ def test_layer_wrappers_on_views_of_flat_parameters(dtype):
 
     A_below = np.maximum(rng.normal(size=(n_rows, n_in)), 0).astype(dtype)  # relu outputs, with zeros
     delta_in = cuda.device_array((n_rows, n_in), dtype=dtype)
-    dense.backprop_delta(delta_d, W, _dev(A_below), RELU, delta_in)
+    dense.backprop_delta(delta_d, W, _dev(A_below), Activation.RELU, delta_in)
     np.testing.assert_allclose(delta_in.copy_to_host(), (delta.astype(np.float64) @ W_h.T) * (A_below > 0), **tol)
 
     gb = params[3 + n_in * n_out:3 + (n_in + 1) * n_out]  # a view, as a gradient slice would be
@@ -263,7 +265,7 @@ def test_wrong_inputs_are_refused_before_any_launch():
     with pytest.raises(ValueError, match="shapes do not agree"):
         dense.matmul(A, B, C, trans_a=True)
     with pytest.raises(ValueError, match="row-wise"):
-        dense.dense_forward(A, B, cuda.device_array(2), SOFTMAX, C)
+        dense.dense_forward(A, B, cuda.device_array(2), Activation.SOFTMAX, C)
     with pytest.raises(ValueError, match="bias"):
         dense.matmul(A, B, C, epilogue=dense.EPILOGUE_BIAS_ACT)
     with pytest.raises(ValueError, match="not both"):
@@ -290,22 +292,22 @@ def test_small_grid_warnings_of_numba_cuda_are_ignored_and_others_are_not():
 
 
 MLP_CASES = (  # (out_code, loss_kind, n_out)
-    (IDENTITY, cpu_dense.SQUARED_ERROR, 2),
-    (SOFTMAX, cpu_dense.LOG_LOSS, 4),
-    (LOGISTIC, cpu_dense.BINARY_LOG_LOSS, 1),
-    (LOGISTIC, cpu_dense.BINARY_LOG_LOSS, 3),  # multilabel
+    (Activation.IDENTITY, OutputLoss.SQUARED_ERROR, 2),
+    (Activation.SOFTMAX, OutputLoss.LOG_LOSS, 4),
+    (Activation.LOGISTIC, OutputLoss.BINARY_LOG_LOSS, 1),
+    (Activation.LOGISTIC, OutputLoss.BINARY_LOG_LOSS, 3),  # multilabel
 )
 
 
 def _mlp_case(out_code, loss_kind, n_out, dtype, n_rows=11):
     rng = np.random.default_rng(out_code * 10 + n_out)
     Z = rng.normal(scale=3.0, size=(n_rows, n_out))
-    if out_code == SOFTMAX:
+    if out_code == Activation.SOFTMAX:
         Z[0, 1:3] += (999.0, 1000.0)  # needs the max shift (not the first element: the shift is the row's max)
         Z[1, 0] = 60.0  # a probability of 1 up to round-off: the eps clipping of the loss
         Y = np.eye(n_out)[rng.integers(n_out, size=n_rows)]
         Y[1] = np.eye(n_out)[1]
-    elif out_code == LOGISTIC:
+    elif out_code == Activation.LOGISTIC:
         Z[0, 0] = 40.0  # p = 1 (clipped) with y = 0
         Y = rng.integers(2, size=(n_rows, n_out)).astype(np.float64)
         Y[0, 0] = 0.0
@@ -320,13 +322,13 @@ def _mlp_case(out_code, loss_kind, n_out, dtype, n_rows=11):
 def test_mlp_output_delta_matches_the_cpu_output_step(case, dtype):
     out_code, loss_kind, n_out = case
     Z, Y, sw = _mlp_case(out_code, loss_kind, n_out, dtype)
-    if out_code == SOFTMAX:
+    if out_code == Activation.SOFTMAX:
         P = _softmax(Z)
     else:
         P = _act(out_code, Z)
     P = P.astype(dtype)
     delta_ref = np.empty_like(P)
-    loss_ref = cpu_dense.output_delta(P, Y, sw, loss_kind, delta_ref)
+    loss_ref = cpu_dense.output_delta(P, Y, sw, int(loss_kind), delta_ref)
 
     Z_d = _dev(Z)
     delta = cuda.device_array(Z.shape, dtype=dtype)
@@ -335,7 +337,7 @@ def test_mlp_output_delta_matches_the_cpu_output_step(case, dtype):
     tol = _tol(dtype)
     np.testing.assert_allclose(Z_d.copy_to_host(), P, **tol)
     np.testing.assert_allclose(delta.copy_to_host(), delta_ref, **tol)
-    if loss_kind == cpu_dense.SQUARED_ERROR:
+    if loss_kind == OutputLoss.SQUARED_ERROR:
         loss_ref /= 0.5 / n_out  # the caller applies scikit-learn's factor
     sums = loss_sums.copy_to_host()
     assert sums[0] == 7.0 and sums[2] == -3.0
@@ -344,11 +346,12 @@ def test_mlp_output_delta_matches_the_cpu_output_step(case, dtype):
 
 
 def test_mlp_loss_sums_accumulate_over_launches():
-    Z, Y, sw = _mlp_case(IDENTITY, cpu_dense.SQUARED_ERROR, 2, np.float64, n_rows=3)
+    Z, Y, sw = _mlp_case(Activation.IDENTITY, OutputLoss.SQUARED_ERROR, 2, np.float64, n_rows=3)
     loss_sums = _dev(np.zeros(1))
     delta = cuda.device_array(Z.shape)
     for _ in range(2):
-        dense.mlp_output_delta(_dev(Z), _dev(Y), _dev(sw), IDENTITY, cpu_dense.SQUARED_ERROR, delta, loss_sums, 0)
+        dense.mlp_output_delta(_dev(Z), _dev(Y), _dev(sw), Activation.IDENTITY, OutputLoss.SQUARED_ERROR, delta,
+                               loss_sums, 0)
     expected = 2 * np.sum(sw[:, None] * (Y - Z) ** 2)  # twice, unscaled
     np.testing.assert_allclose(loss_sums.copy_to_host()[0], expected, rtol=1e-12)
 
@@ -358,20 +361,22 @@ def test_output_activation_softmax_and_logistic(dtype):
     rng = np.random.default_rng(4)
     Z = rng.normal(scale=5.0, size=(9, 3)).astype(dtype)
     Z[2, 1] += 500.0
-    for code, expected in ((SOFTMAX, _softmax(Z)), (LOGISTIC, _act(LOGISTIC, Z)), (IDENTITY, Z)):
+    cases = ((Activation.SOFTMAX, _softmax(Z)), (Activation.LOGISTIC, _act(Activation.LOGISTIC, Z)),
+             (Activation.IDENTITY, Z))
+    for code, expected in cases:
         Z_d = _dev(Z)
         dense.output_activation(Z_d, code)
         np.testing.assert_allclose(Z_d.copy_to_host(), expected, **_tol(dtype), err_msg=f"code {code}")
 
 
-MARGIN_CODES = (cpu_losses.LOG_LOSS, cpu_losses.HINGE, cpu_losses.SQUARED_HINGE, cpu_losses.MODIFIED_HUBER,
-                cpu_losses.PERCEPTRON)
-RESIDUAL_CODES = (cpu_losses.SQUARED_ERROR, cpu_losses.HUBER, cpu_losses.EPSILON_INSENSITIVE)
+MARGIN_CODES = (Loss.LOG_LOSS, Loss.HINGE, Loss.SQUARED_HINGE, Loss.MODIFIED_HUBER,
+                Loss.PERCEPTRON)
+RESIDUAL_CODES = (Loss.SQUARED_ERROR, Loss.HUBER, Loss.EPSILON_INSENSITIVE)
 
 
 def _linear_case(loss_code, dtype, n_rows=11):
     rng = np.random.default_rng(loss_code)
-    if loss_code == cpu_losses.MULTINOMIAL:
+    if loss_code == Loss.MULTINOMIAL:
         Z = rng.normal(scale=3.0, size=(n_rows, 4))
         Z[0, 2] += 2000.0  # needs the max shift, even in float64
         Y = rng.integers(4, size=(n_rows, 1)).astype(np.float64)
@@ -387,14 +392,14 @@ def _linear_case(loss_code, dtype, n_rows=11):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("loss_code", (*MARGIN_CODES, *RESIDUAL_CODES, cpu_losses.MULTINOMIAL))
+@pytest.mark.parametrize("loss_code", (*MARGIN_CODES, *RESIDUAL_CODES, Loss.MULTINOMIAL))
 def test_linear_output_delta_matches_the_cpu_losses(loss_code, dtype):
     epsilon = 0.3
     Z, Y, sw = _linear_case(loss_code, dtype)
     dz_ref = np.empty_like(Z)
     loss_ref = 0.0
     for i in range(Z.shape[0]):
-        row_loss = cpu_losses.output_loss(loss_code, Z[i], Y[i], dz_ref[i], epsilon)
+        row_loss = cpu_losses.output_loss(int(loss_code), Z[i], Y[i], dz_ref[i], epsilon)
         dz_ref[i] *= sw[i]
         loss_ref += sw[i] * row_loss
 
@@ -557,11 +562,11 @@ def test_one_mlp_batch_composed_from_the_kernels_has_the_finite_difference_gradi
     dense.gather_batch(_dev(X), _dev(Y), _dev(sw), _dev(order), start, stop, x, y, s, weight_sums, 0)
     A1, Z = cuda.device_array((b, n_hidden)), cuda.device_array((b, n_out))
     delta1, delta2 = cuda.device_array((b, n_hidden)), cuda.device_array((b, n_out))
-    dense.dense_forward(x[:b], W1, b1, RELU, A1)
-    dense.dense_forward(A1, W2, b2, IDENTITY, Z)
-    dense.mlp_output_delta(Z, y[:b], s[:b], SOFTMAX, cpu_dense.LOG_LOSS, delta2, loss_sums, 0)
+    dense.dense_forward(x[:b], W1, b1, Activation.RELU, A1)
+    dense.dense_forward(A1, W2, b2, Activation.IDENTITY, Z)
+    dense.mlp_output_delta(Z, y[:b], s[:b], Activation.SOFTMAX, OutputLoss.LOG_LOSS, delta2, loss_sums, 0)
     dense.weight_gradient(A1, delta2, W2, alpha, gW2, gb=gb2)
-    dense.backprop_delta(delta2, W2, A1, RELU, delta1)
+    dense.backprop_delta(delta2, W2, A1, Activation.RELU, delta1)
     dense.weight_gradient(x[:b], delta1, W1, alpha, gW1)
     dense.column_sums(delta1, gb1)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastgd._config import jit
-from fastgd.kernels.losses import LOSS_CODES, MULTINOMIAL, output_loss
+from fastgd.kernels.losses import LOSS_CODES, Loss, output_loss
 
 CLASSIFICATION = ["log_loss", "hinge", "squared_hinge", "modified_huber", "perceptron"]
 REGRESSION = ["squared_error", "huber", "epsilon_insensitive"]
@@ -65,8 +65,8 @@ def test_softmax_cross_entropy():
     for _ in range(50):
         z = rng.normal(scale=4.0, size=5)
         target = rng.integers(5)
-        _check_against_finite_differences(MULTINOMIAL, z, np.array([float(target)]), 0.0)
-        loss, _ = loss_and_gradient(MULTINOMIAL, z, np.array([float(target)]), 0.0)
+        _check_against_finite_differences(Loss.MULTINOMIAL, z, np.array([float(target)]), 0.0)
+        loss, _ = loss_and_gradient(Loss.MULTINOMIAL, z, np.array([float(target)]), 0.0)
         p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
         np.testing.assert_allclose(loss, -np.log(p[target]), rtol=1e-12)
 

@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from fastgd import MLPClassifier, MLPRegressor
 from fastgd.backends.cpu_mlp import MLPTrainer
 from fastgd.kernels.activations import ACTIVATION_CODES
-from fastgd.kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, SQUARED_ERROR
+from fastgd.kernels.losses import OutputLoss
 from fastgd.optim import SGD
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -88,9 +88,9 @@ def _numeric_gradient(f, params, coords, h=1e-6):
 
 
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu", "leaky_relu"])
-@pytest.mark.parametrize(("out", "loss_kind", "n_out"), [("identity", SQUARED_ERROR, 1),
-                                                          ("logistic", BINARY_LOG_LOSS, 1),
-                                                          ("softmax", LOG_LOSS, 3)])
+@pytest.mark.parametrize(("out", "loss_kind", "n_out"), [("identity", OutputLoss.SQUARED_ERROR, 1),
+                                                          ("logistic", OutputLoss.BINARY_LOG_LOSS, 1),
+                                                          ("softmax", OutputLoss.LOG_LOSS, 3)])
 @pytest.mark.parametrize("depth", [1, 2, 3])
 def test_gradient_matches_finite_differences(activation, out, loss_kind, n_out, depth):
     check_gradient_against_finite_differences(activation, out, loss_kind, n_out, depth)
@@ -122,7 +122,7 @@ def check_gradient_against_finite_differences(activation, out, loss_kind, n_out,
     _, grad = trainer.loss_and_gradient(params)
     coords = rng.choice(n_params, size=min(25, n_params), replace=False)
     numeric = _numeric_gradient(trainer.loss_and_gradient, params, coords)
-    if loss_kind == SQUARED_ERROR:
+    if loss_kind == OutputLoss.SQUARED_ERROR:
         # scikit-learn's convention, kept for drop-in agreement: the reported loss averages over the outputs
         # (half the mean squared error) while the gradient is that of the loss summed over the outputs.
         numeric *= n_out
@@ -131,8 +131,9 @@ def check_gradient_against_finite_differences(activation, out, loss_kind, n_out,
 
 
 @pytest.mark.parametrize(("activation", "out", "loss_kind", "n_out", "depth"),
-                         [("relu", "softmax", LOG_LOSS, 3, 2), ("tanh", "identity", SQUARED_ERROR, 1, 3),
-                          ("logistic", "logistic", BINARY_LOG_LOSS, 1, 1)])
+                         [("relu", "softmax", OutputLoss.LOG_LOSS, 3, 2),
+                          ("tanh", "identity", OutputLoss.SQUARED_ERROR, 1, 3),
+                          ("logistic", "logistic", OutputLoss.BINARY_LOG_LOSS, 1, 1)])
 def test_split_gradient_matches_finite_differences(activation, out, loss_kind, n_out, depth):
     """L-BFGS's full-batch evaluation of 37 rows is split into parts of 19 and 18 (on any thread count)."""
     trainer = check_gradient_against_finite_differences(activation, out, loss_kind, n_out, depth, n_threads=2, n=37)
@@ -140,7 +141,7 @@ def test_split_gradient_matches_finite_differences(activation, out, loss_kind, n
 
 
 def test_multi_output_squared_error_gradient_sums_over_outputs():
-    check_gradient_against_finite_differences("tanh", "identity", SQUARED_ERROR, 3, 2, alpha=0.0)
+    check_gradient_against_finite_differences("tanh", "identity", OutputLoss.SQUARED_ERROR, 3, 2, alpha=0.0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -47,7 +47,7 @@ from fastgd.optim import (
     StateMaker,
     VelocitySGD,
 )
-from fastgd.optim._registry import fused_step
+from fastgd.optim._registry import KERNELS, fused_step
 
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 DTYPES = [np.float64, np.float32]
@@ -224,6 +224,29 @@ def test_every_registered_optimizer_has_a_reference():
     assert not set(CASES) - set(OPTIMIZERS), "CASES names optimizers that are not registered"
     for name, cls in OPTIMIZERS.items():
         assert cls.name == name
+
+
+@pytest.mark.parametrize("kernel_id", range(len(KERNELS)))
+def test_the_compiled_dispatch_runs_each_registered_kernel(kernel_id):
+    """Branch ``kernel_id`` of ``update_range`` runs ``KERNELS[kernel_id]``: the dispatch follows the registry."""
+    rng = np.random.default_rng(kernel_id)
+    params, grads = rng.normal(size=40), rng.normal(size=40)
+    hyper = np.array([0.9, 0.5, 0.0, 0.01, 0.0, 0.0])  # a valid vector of every kernel's hyperparameters
+    slots = np.abs(rng.normal(size=(3, 40)))
+    start, direct_params, direct_slots = params.copy(), params.copy(), slots.copy()
+    KERNELS[kernel_id](direct_params, grads, direct_slots, hyper, 2, 0.1, 1.0, math.inf, 0, 40)
+    assert not np.array_equal(direct_params, start)  # the kernel moves the parameters
+    fused_step(kernel_id, params, grads, slots, hyper, 2, 0.1, 1.0, math.inf, False)
+    np.testing.assert_array_equal(params, direct_params)
+    np.testing.assert_array_equal(slots, direct_slots)
+
+
+def test_an_unregistered_update_kernel_is_refused():
+    class Unregistered(SGD):
+        update_kernel = staticmethod(lambda *args: None)
+
+    with pytest.raises(NotImplementedError, match=r"not registered in fastgd\.optim\._registry\.KERNELS"):
+        Unregistered().kernel_id  # noqa: B018
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)

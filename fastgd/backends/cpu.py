@@ -297,7 +297,7 @@ class LinearTrainer(FlatParameterSnapshots):
         self.dz = np.empty(n_outputs, dtype=dtype)
         self.norms = np.empty((2, n_outputs), dtype=dtype)
         self.lazy = np.ones((3, n_outputs))
-        self.loss_code = loss_code
+        self.loss_code = int(loss_code)  # an int: an enum member would compile a specialisation of its own
         self.loss_epsilon = float(loss_epsilon)
         self.n_outputs = n_outputs
         self.n_coefs = params.size - n_outputs

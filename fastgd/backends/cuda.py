@@ -26,14 +26,16 @@ from numba import cuda
 from ..cuda import dense
 from ..cuda.linear import l1_shrink
 from ..cuda.optim import clip_norm_scale, device_step, fill, squared_norm
-from ..kernels.activations import IDENTITY
-from ..kernels.dense import SQUARED_ERROR
+from ..kernels.activations import Activation
+from ..kernels.losses import OutputLoss
 from ..optim import OptimizerState
 from ..optim.schedules import UpdateRule, update_lr
 from .cpu import LinearTrainer
 from .cpu_mlp import MLPTrainer
 from .trainer import EpochResult
 
+#: The identity activation as the kernels take it (an int: an enum member would be a kernel specialisation of its own).
+IDENTITY = int(Activation.IDENTITY)
 #: The per-update learning rate in plain Python: a call of the compiled one from Python costs microseconds.
 learning_rate = update_lr.py_func
 
@@ -339,7 +341,7 @@ class CudaMLPTrainer(DeviceParameters, MLPTrainer):
         ``weight_sums`` is the host copy of the batches' sums of sample weights.
         """
         loss = self.loss_sums.copy_to_host()[:n_batches]
-        if self.loss_kind == SQUARED_ERROR:
+        if self.loss_kind == OutputLoss.SQUARED_ERROR:
             loss = loss * (0.5 / self.units[-1])
         return (loss + 0.5 * self.alpha * self.weight_sq.copy_to_host()[:n_batches]) / weight_sums[:n_batches]
 

@@ -63,19 +63,8 @@ from typing import Any
 import numpy as np
 from numba import cuda, float64
 
-from ..kernels.activations import EXP, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, LOGISTIC, RELU, SOFTMAX, TANH
-from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, POISSON, SQUARED_ERROR
-from ..kernels.losses import (
-    EPSILON_INSENSITIVE,
-    HINGE,
-    HUBER,
-    MODIFIED_HUBER,
-    MULTINOMIAL,
-    PERCEPTRON,
-    SQUARED_HINGE,
-)
-from ..kernels.losses import LOG_LOSS as MARGIN_LOG_LOSS
-from ..kernels.losses import SQUARED_ERROR as RESIDUAL_SQUARED_ERROR
+from ..kernels.activations import LEAKY_SLOPE, Activation
+from ..kernels.losses import Loss, OutputLoss
 from . import simulated
 from ._reduce import block_sum_add
 from .optim import max_blocks
@@ -127,10 +116,10 @@ def ignore_small_grid_warnings() -> None:
 
 ignore_small_grid_warnings()
 
-_ELEMENTWISE_CODES = (IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU)
-_MLP_LOSSES = (SQUARED_ERROR, LOG_LOSS, BINARY_LOG_LOSS, POISSON)
-_LINEAR_LOSSES = (MARGIN_LOG_LOSS, HINGE, SQUARED_HINGE, MODIFIED_HUBER, PERCEPTRON, RESIDUAL_SQUARED_ERROR, HUBER,
-                  EPSILON_INSENSITIVE, MULTINOMIAL)
+_ELEMENTWISE_CODES = tuple(code for code in Activation if code not in (Activation.SOFTMAX, Activation.EXP))
+_OUTPUT_CODES = (Activation.IDENTITY, Activation.LOGISTIC, Activation.SOFTMAX, Activation.EXP)
+_MLP_LOSSES = tuple(OutputLoss)
+_LINEAR_LOSSES = tuple(Loss)
 
 # Constants of the Feistel round function (uint64 so that compiled arithmetic stays unsigned: uint64 mixed with
 # int64 would be float64 in Numba). Every product is of two numbers below 2**32: it never wraps around.
@@ -150,18 +139,18 @@ _FEISTEL_ROUNDS = 4
 def _activate(code, z, one, slope):
     """The activation ``code`` of one value (not softmax); ``one`` and ``slope`` in ``z``'s dtype."""
     zero = one - one
-    if code == RELU:
+    if code == Activation.RELU:
         return z if z > zero else zero
-    if code == LOGISTIC:
+    if code == Activation.LOGISTIC:
         if z >= zero:
             return one / (one + math.exp(-z))
         e = math.exp(z)
         return e / (one + e)
-    if code == TANH:
+    if code == Activation.TANH:
         return math.tanh(z)
-    if code == LEAKY_RELU:
+    if code == Activation.LEAKY_RELU:
         return z if z > zero else z * slope
-    if code == EXP:
+    if code == Activation.EXP:
         return math.exp(z)
     return z
 
@@ -170,13 +159,13 @@ def _activate(code, z, one, slope):
 def _derivative(code, a, one, slope):
     """Derivative of activation ``code`` from its output ``a``; ``one`` and ``slope`` in ``a``'s dtype."""
     zero = one - one
-    if code == RELU:
+    if code == Activation.RELU:
         return one if a > zero else zero
-    if code == LOGISTIC:
+    if code == Activation.LOGISTIC:
         return a * (one - a)
-    if code == TANH:
+    if code == Activation.TANH:
         return one - a * a
-    if code == LEAKY_RELU:
+    if code == Activation.LEAKY_RELU:
         return one if a > zero else slope
     return one
 
@@ -187,29 +176,29 @@ def _margin_loss(code, z, y):
     z = 1.0 * z
     y = 1.0 * y
     m = y * z
-    if code == MARGIN_LOG_LOSS:
+    if code == Loss.LOG_LOSS:
         if m > 0.0:
             e = math.exp(-m)
             return math.log1p(e), -y * e / (1.0 + e)
         e = math.exp(m)
         return math.log1p(e) - m, -y / (1.0 + e)
-    if code == HINGE:
+    if code == Loss.HINGE:
         if m < 1.0:
             return 1.0 - m, -y
         return 0.0, 0.0
-    if code == SQUARED_HINGE:
+    if code == Loss.SQUARED_HINGE:
         if m < 1.0:
             r = 1.0 - m
             return r * r, -2.0 * y * r
         return 0.0, 0.0
-    if code == MODIFIED_HUBER:
+    if code == Loss.MODIFIED_HUBER:
         if m >= 1.0:
             return 0.0, 0.0
         if m >= -1.0:
             r = 1.0 - m
             return r * r, -2.0 * y * r
         return -4.0 * m, -4.0 * y
-    # PERCEPTRON
+    # Loss.PERCEPTRON
     if m <= 0.0:
         return -m, -y
     return 0.0, 0.0
@@ -219,14 +208,14 @@ def _margin_loss(code, z, y):
 def _residual_loss(code, z, y, epsilon):
     """Loss and derivative of a regression loss, in float64: :func:`fastgd.kernels.losses.residual_loss`."""
     r = 1.0 * z - 1.0 * y
-    if code == RESIDUAL_SQUARED_ERROR:
+    if code == Loss.SQUARED_ERROR:
         return 0.5 * r * r, r
     a = abs(r)
-    if code == HUBER:
+    if code == Loss.HUBER:
         if a <= epsilon:
             return 0.5 * r * r, r
         return epsilon * a - 0.5 * epsilon * epsilon, epsilon if r > 0.0 else -epsilon
-    # EPSILON_INSENSITIVE
+    # Loss.EPSILON_INSENSITIVE
     if a <= epsilon:
         return 0.0, 0.0
     return a - epsilon, 1.0 if r > 0.0 else -1.0
@@ -351,7 +340,7 @@ def _column_sums_kernel(M, out, zero):
 def _row_output_activation(Z, i, out_code, one):
     """Apply the output activation ``out_code`` (identity, logistic, softmax, exp) to row ``i`` of ``Z`` in place."""
     n_out = Z.shape[1]
-    if out_code == SOFTMAX:
+    if out_code == Activation.SOFTMAX:
         zmax = Z[i, 0]
         for k in range(1, n_out):
             zmax = max(zmax, Z[i, k])
@@ -367,10 +356,10 @@ def _row_output_activation(Z, i, out_code, one):
         inv = one / total
         for k in range(n_out):
             Z[i, k] *= inv
-    elif out_code == LOGISTIC:
+    elif out_code == Activation.LOGISTIC:
         for k in range(n_out):
-            Z[i, k] = _activate(LOGISTIC, Z[i, k], one, one)
-    elif out_code != IDENTITY:
+            Z[i, k] = _activate(Activation.LOGISTIC, Z[i, k], one, one)
+    elif out_code != Activation.IDENTITY:
         for k in range(n_out):
             Z[i, k] = _activate(out_code, Z[i, k], one, one - one)
 
@@ -396,10 +385,10 @@ def _mlp_output_delta_kernel(Z, Y, sw, out_code, loss_kind, delta, loss_sums, ba
             p = Z[i, k]
             y = Y[i, k]
             delta[i, k] = (p - y) * w
-            if loss_kind == SQUARED_ERROR:
+            if loss_kind == OutputLoss.SQUARED_ERROR:
                 r = y - p
                 row_loss += r * r
-            elif loss_kind == POISSON:
+            elif loss_kind == OutputLoss.POISSON:
                 if y != 0:
                     row_loss += 1.0 * y * math.log(1.0 * y / p)
                 row_loss += 1.0 * p - y
@@ -407,7 +396,7 @@ def _mlp_output_delta_kernel(Z, Y, sw, out_code, loss_kind, delta, loss_sums, ba
                 pc = min(max(1.0 * p, eps), 1.0 - eps)
                 if y != 0:
                     row_loss -= y * math.log(pc)
-                if loss_kind == BINARY_LOG_LOSS and y != 1:
+                if loss_kind == OutputLoss.BINARY_LOG_LOSS and y != 1:
                     row_loss -= (1.0 - y) * math.log(1.0 - pc)
         weighted_loss = w * row_loss
     block_sum_add(partial, weighted_loss, loss_sums, batch_index)
@@ -422,7 +411,7 @@ def _linear_output_delta_kernel(Z, Y, sw, loss_code, epsilon, dZ, loss_sums, bat
         n_out = Z.shape[1]
         w = 1.0 * sw[i]
         loss = 0.0
-        if loss_code == MULTINOMIAL:
+        if loss_code == Loss.MULTINOMIAL:
             zmax = 1.0 * Z[i, 0]
             for k in range(1, n_out):
                 zmax = max(zmax, 1.0 * Z[i, k])
@@ -437,7 +426,7 @@ def _linear_output_delta_kernel(Z, Y, sw, loss_code, epsilon, dZ, loss_sums, bat
                     d -= 1.0
                 dZ[i, k] = d * w
             loss = math.log(total) + zmax - Z[i, target]
-        elif loss_code >= RESIDUAL_SQUARED_ERROR:
+        elif loss_code >= Loss.SQUARED_ERROR:
             for k in range(n_out):
                 value, d = _residual_loss(loss_code, Z[i, k], Y[i, k], epsilon)
                 loss += value
@@ -570,7 +559,7 @@ def _blocks(n: int, per_block: int) -> int:
 
 
 def matmul(A: Any, B: Any, C: Any, *, trans_a: bool = False, trans_b: bool = False, epilogue: int = EPILOGUE_NONE,
-           bias: Any = None, code: int = IDENTITY, E: Any = None, alpha: float = 0.0, D: Any = None,
+           bias: Any = None, code: int = Activation.IDENTITY, E: Any = None, alpha: float = 0.0, D: Any = None,
            b_column_sums: Any = None, a_row_sums: Any = None, stream: Any = 0) -> None:
     """``C = op(A) @ op(B)`` with a fused epilogue, by the tiled shared-memory kernel.
 
@@ -588,8 +577,8 @@ def matmul(A: Any, B: Any, C: Any, *, trans_a: bool = False, trans_b: bool = Fal
         ``E`` and ``code``) or ``EPILOGUE_ADD_SCALED`` (needs ``D`` and ``alpha``).
     bias : DeviceNDArray of shape (N,), optional
         Added to each row before the activation (``EPILOGUE_BIAS_ACT``).
-    code : int, default=IDENTITY
-        Activation code of :mod:`fastgd.kernels.activations`, not ``SOFTMAX``.
+    code : int, default=Activation.IDENTITY
+        Activation code of :mod:`fastgd.kernels.activations`, not ``Activation.SOFTMAX``.
     E : DeviceNDArray of shape (M, N), optional
         Activation values whose derivative multiplies the product (``EPILOGUE_DERIVATIVE``).
     alpha : float, default=0.0
@@ -879,13 +868,14 @@ def output_activation(Z: Any, out_code: int, stream: Any = 0) -> None:
     Z : DeviceNDArray of shape (n_rows, n_out)
         Pre-activations, overwritten by activations.
     out_code : int
-        ``IDENTITY``, ``LOGISTIC``, ``SOFTMAX``, ``EXP`` (or another element-wise activation code).
+        An :class:`~fastgd.kernels.activations.Activation`: ``IDENTITY``, ``LOGISTIC``, ``SOFTMAX``, ``EXP``
+        (or another element-wise one).
     stream : numba.cuda stream or 0, default=0
         Stream of the launch.
     """
     _check_device(Z)
     dtype = _float_dtype(Z)
-    if out_code not in (*_ELEMENTWISE_CODES, SOFTMAX, EXP):
+    if out_code not in (*_ELEMENTWISE_CODES, Activation.SOFTMAX, Activation.EXP):
         raise ValueError(f"unknown activation code {out_code!r}.")
     if Z.shape[0] == 0:
         return
@@ -899,10 +889,10 @@ def mlp_output_delta(Z: Any, Y: Any, sw: Any, out_code: int, loss_kind: int, del
     Row ``i``: ``Z[i]`` becomes ``P[i] = out(Z[i])`` in place (identity, logistic, softmax with the max
     shift, or exp), ``delta[i] = (P[i] - Y[i]) * sw[i]``, and ``sw[i] * loss_i`` is added to
     ``loss_sums[batch_index]`` (float64), with the definitions of :func:`fastgd.kernels.dense.output_delta`:
-    ``SQUARED_ERROR`` adds ``sum_k (y - p)^2`` **without** the factor ``0.5 / n_out`` (the caller multiplies
-    the sum by it), ``LOG_LOSS`` adds ``-sum_k y log(clip(p))``, ``BINARY_LOG_LOSS`` also
+    ``OutputLoss.SQUARED_ERROR`` adds ``sum_k (y - p)^2`` **without** the factor ``0.5 / n_out`` (the caller multiplies
+    the sum by it), ``OutputLoss.LOG_LOSS`` adds ``-sum_k y log(clip(p))``, ``OutputLoss.BINARY_LOG_LOSS`` also
     ``-(1 - y) log(1 - clip(p))``, with ``clip`` to ``[eps, 1 - eps]`` (``eps`` of the arrays' dtype),
-    ``POISSON`` adds ``sum_k xlogy(y, y / p) - y + p``. So ``loss_sums[batch_index]`` receives what
+    ``OutputLoss.POISSON`` adds ``sum_k xlogy(y, y / p) - y + p``. So ``loss_sums[batch_index]`` receives what
     ``output_delta`` returns, divided by ``0.5 / n_out`` for squared error; that factor, the division by the
     batch's weight sum and the L2 term are the caller's.
 
@@ -915,9 +905,9 @@ def mlp_output_delta(Z: Any, Y: Any, sw: Any, out_code: int, loss_kind: int, del
     sw : DeviceNDArray of shape (n_rows,)
         Sample weights; same dtype as ``Z``.
     out_code : int
-        Output activation: ``IDENTITY``, ``LOGISTIC``, ``SOFTMAX`` or ``EXP``.
+        Output :class:`~fastgd.kernels.activations.Activation`: ``IDENTITY``, ``LOGISTIC``, ``SOFTMAX`` or ``EXP``.
     loss_kind : int
-        ``SQUARED_ERROR``, ``LOG_LOSS``, ``BINARY_LOG_LOSS`` or ``POISSON`` of :mod:`fastgd.kernels.dense`.
+        An :class:`~fastgd.kernels.losses.OutputLoss`.
     delta : DeviceNDArray of shape (n_rows, n_out)
         Output deltas, overwritten.
     loss_sums : DeviceNDArray of float64
@@ -929,8 +919,9 @@ def mlp_output_delta(Z: Any, Y: Any, sw: Any, out_code: int, loss_kind: int, del
     """
     _check_device(Z, Y, sw, delta, loss_sums)
     dtype = _float_dtype(Z, Y, sw, delta)
-    if out_code not in (IDENTITY, LOGISTIC, SOFTMAX, EXP):
-        raise ValueError(f"out_code must be IDENTITY, LOGISTIC, SOFTMAX or EXP, got {out_code!r}.")
+    if out_code not in _OUTPUT_CODES:
+        names = [code.name for code in _OUTPUT_CODES]
+        raise ValueError(f"out_code must be an output Activation ({names}), got {out_code!r}.")
     if loss_kind not in _MLP_LOSSES:
         raise ValueError(f"unknown MLP loss kind {loss_kind!r}.")
     _check_rows(Z, Y, sw, delta, loss_sums, batch_index)
@@ -948,7 +939,7 @@ def linear_output_delta(Z: Any, Y: Any, sw: Any, loss_code: int, epsilon: float,
     Row ``i``: ``dZ[i] = sw[i] * dloss/dz`` and ``sw[i] * loss_i`` is added to ``loss_sums[batch_index]``
     (float64), with the definitions of :func:`fastgd.kernels.losses.output_loss`: margin losses (``Y`` in
     {-1, +1}, one column per output, losses summed over outputs), residual losses (regression, one target per
-    output) and ``MULTINOMIAL`` (``Y[i, 0]`` the class index, softmax cross-entropy over the row with the max
+    output) and ``Loss.MULTINOMIAL`` (``Y[i, 0]`` the class index, softmax cross-entropy over the row with the max
     shift). Computed in float64 per element, stored in ``dZ``'s dtype. The caller divides by the batch length and
     adds the penalty, as :func:`fastgd.kernels.linear.finish_gradient` does.
 
@@ -961,7 +952,7 @@ def linear_output_delta(Z: Any, Y: Any, sw: Any, loss_code: int, epsilon: float,
     sw : DeviceNDArray of shape (n_rows,)
         Sample weights; same dtype as ``Z``.
     loss_code : int
-        A loss code of :mod:`fastgd.kernels.losses` (including ``MULTINOMIAL``).
+        A loss code of :mod:`fastgd.kernels.losses` (including ``Loss.MULTINOMIAL``).
     epsilon : float
         Threshold of ``huber`` and ``epsilon_insensitive``.
     dZ : DeviceNDArray of shape (n_rows, n_outputs)

@@ -21,7 +21,7 @@ from .._numeric.float_env import subnormals_flushed
 from ..backends.cpu import LinearTrainer, make_update_rule
 from ..engine import History, NonFiniteTrainingWarning, nonfinite_message, run_epochs
 from ..kernels.linear import linear_gradient_sum
-from ..kernels.losses import LOSS_CODES, MULTINOMIAL
+from ..kernels.losses import LOSS_CODES, Loss
 from ..optim.schedules import PER_EPOCH
 from ._base import (
     DEVICE_ATTRIBUTE_DOC,
@@ -135,7 +135,9 @@ _LINEAR_DOC_ATTRIBUTES = """
     n_iter_ : int
         Epochs run (accumulated over warm starts and ``partial_fit``).
     t_ : int
-        Optimizer updates made.
+        Optimizer updates made: ``ceil(n_samples / batch_size)`` per complete epoch. scikit-learn's
+        ``SGDClassifier.t_`` counts ``n_iter_ * n_samples + 1`` (one more than this with
+        ``batch_size=1``); the MLP estimators' ``t_`` counts training samples, as scikit-learn's MLPs do.
     loss_curve_ : list of float
         Mean training loss (penalty included) of each epoch.
     validation_scores_ : list of float
@@ -601,12 +603,12 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         index = np.searchsorted(self.classes_, present)[inverse]
         n_classes = self.classes_.size
         if n_classes == 2:
-            return np.where(index == 1, 1.0, -1.0).reshape(-1, 1), 1, LOSS_CODES[self.loss]
+            return np.where(index == 1, 1.0, -1.0).reshape(-1, 1), 1, int(LOSS_CODES[self.loss])
         if self.loss == "log_loss":
-            return index.astype(np.float64).reshape(-1, 1), n_classes, MULTINOMIAL
+            return index.astype(np.float64).reshape(-1, 1), n_classes, int(Loss.MULTINOMIAL)
         Y = np.full((y.shape[0], n_classes), -1.0)
         Y[np.arange(y.shape[0]), index] = 1.0
-        return Y, n_classes, LOSS_CODES[self.loss]
+        return Y, n_classes, int(LOSS_CODES[self.loss])
 
     def _sample_weight(self, y, sample_weight, X, incremental):
         weights = check_sample_weight(sample_weight, X, X.dtype)
@@ -819,7 +821,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
         Y = y.reshape(y.shape[0], -1)
         if not first_call and Y.shape[1] != self.intercept_.size:
             raise ValueError(f"y has {Y.shape[1]} targets, but the model was fitted with {self.intercept_.size}.")
-        return Y, Y.shape[1], LOSS_CODES[self.loss]
+        return Y, Y.shape[1], int(LOSS_CODES[self.loss])
 
     def _coef_1d(self, y) -> bool:
         return y.ndim == 1

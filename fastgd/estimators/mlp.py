@@ -30,7 +30,8 @@ from ..backends.cpu import make_update_rule
 from ..backends.cpu_mlp import MLPTrainer, layer_offsets, one_blas_thread
 from ..engine import SKLEARN_NONFINITE, History, LoopConfig, NonFiniteTrainingError, run_epochs, with_hint_and_cures
 from ..kernels.activations import ACTIVATION_CODES
-from ..kernels.dense import BINARY_LOG_LOSS, LOG_LOSS, POISSON, SQUARED_ERROR, mlp_forward
+from ..kernels.dense import mlp_forward
+from ..kernels.losses import OutputLoss
 from ..optim import OPTIMIZERS, Optimizer
 from ..optim.schedules import Schedule
 from ._base import (
@@ -57,6 +58,11 @@ except ImportError:  # pragma: no cover - a scikit-learn without the helper
 
         major, minor = (int(part) for part in scipy_version.split(".")[:2])
         return {} if (major, minor) >= (1, 15) else {key: value}
+
+
+#: The loss that goes with each output activation.
+OUTPUT_LOSSES = {"identity": OutputLoss.SQUARED_ERROR, "softmax": OutputLoss.LOG_LOSS,
+                 "logistic": OutputLoss.BINARY_LOG_LOSS, "exp": OutputLoss.POISSON}
 
 #: Hidden activations: scikit-learn's four and fastgd's ``leaky_relu``.
 HIDDEN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu")
@@ -160,7 +166,7 @@ _MLP_DOC_ATTRIBUTES = """
     best_validation_score_ : float or None
         Best validation score (early stopping only; not set by L-BFGS).
     t_ : int
-        Training samples seen (scikit-learn's meaning).
+        Training samples seen (scikit-learn's meaning; the linear estimators' ``t_`` counts updates).
     n_updates_ : int
         Optimizer updates made (``ceil(n_samples / batch_size)`` per epoch).
     coefs_ : list of ndarray
@@ -394,26 +400,34 @@ class _BaseMLP(BaseEstimator):
             self.out_activation_ = self._out_activation()
 
     def _make_optimizer(self) -> Optimizer:
-        lr = self.learning_rate_init
-        if self.solver == "sgd":
-            if self.momentum == 1:
-                warnings.warn("momentum=1.0 never lets the velocity decay: every gradient is added to every later "
-                              "step and training does not settle. Use a momentum below 1 (0.9 is the default).",
-                              UserWarning, stacklevel=4)
-            return OPTIMIZERS["velocity_sgd"](lr=lr, momentum=self.momentum,
-                                              nesterov=self.nesterovs_momentum and self.momentum > 0)
-        if self.solver == "adam":
-            return OPTIMIZERS["folded_adam"](lr=lr, betas=(self.beta_1, self.beta_2), eps=self.epsilon)
-        if self.solver == "adamw":
-            return OPTIMIZERS["adamw"](lr=lr, betas=(self.beta_1, self.beta_2), eps=self.epsilon)
-        if self.solver == "rmsprop":
-            return OPTIMIZERS["rmsprop"](lr=lr, alpha=self.beta_2, eps=self.epsilon)
-        return OPTIMIZERS["adagrad"](lr=lr, eps=self.epsilon)
+        """The optimizer of ``solver`` (any but ``"lbfgs"``), configured from this estimator.
+
+        ``"sgd"`` and ``"adam"`` follow scikit-learn's rules (:class:`~fastgd.optim.VelocitySGD`,
+        :class:`~fastgd.optim.FoldedAdam`), the other solvers PyTorch's.
+        """
+        if self.solver == "sgd" and self.momentum == 1:
+            warnings.warn("momentum=1.0 never lets the velocity decay: every gradient is added to every later "
+                          "step and training does not settle. Use a momentum below 1 (0.9 is the default).",
+                          UserWarning, stacklevel=4)
+        lr, betas, eps = self.learning_rate_init, (self.beta_1, self.beta_2), self.epsilon
+        optimizer_and_arguments = {
+            "sgd": ("velocity_sgd", {"momentum": self.momentum,
+                                     "nesterov": self.nesterovs_momentum and self.momentum > 0}),
+            "adam": ("folded_adam", {"betas": betas, "eps": eps}),
+            "adamw": ("adamw", {"betas": betas, "eps": eps}),
+            "rmsprop": ("rmsprop", {"alpha": self.beta_2, "eps": eps}),
+            "adagrad": ("adagrad", {"eps": eps}),
+        }
+        if self.solver not in optimizer_and_arguments:
+            raise ValueError(f"solver={self.solver!r} trains with no optimizer of fastgd.optim; choose one of "
+                             f"{sorted(optimizer_and_arguments)} (or 'lbfgs').")
+        name, arguments = optimizer_and_arguments[self.solver]
+        return OPTIMIZERS[name](lr=lr, **arguments)
 
     def _codes(self) -> tuple[int, int, int]:
-        loss_kind = {"identity": SQUARED_ERROR, "softmax": LOG_LOSS, "logistic": BINARY_LOG_LOSS,
-                     "exp": POISSON}[self.out_activation_]
-        return ACTIVATION_CODES[self.activation], ACTIVATION_CODES[self.out_activation_], loss_kind
+        """Hidden activation, output activation and output loss, as ints (the kernels' argument type)."""
+        out = self.out_activation_
+        return int(ACTIVATION_CODES[self.activation]), int(ACTIVATION_CODES[out]), int(OUTPUT_LOSSES[out])
 
     # -- fitting ----------------------------------------------------------------------------
     @announces_compiles

@@ -10,29 +10,35 @@ activation only (the log link of the Poisson loss), as in scikit-learn.
 from __future__ import annotations
 
 import math
+from enum import IntEnum
 
 import numpy as np
 
 from .._config import jit
 from .._numeric.cast import cast_like
 
-IDENTITY = 0
-LOGISTIC = 1
-TANH = 2
-RELU = 3
-LEAKY_RELU = 4
-SOFTMAX = 5
-EXP = 6
+
+class Activation(IntEnum):
+    """Activation of a layer; the kernels receive ``int(Activation.X)``."""
+
+    IDENTITY = 0
+    LOGISTIC = 1
+    TANH = 2
+    RELU = 3
+    LEAKY_RELU = 4
+    SOFTMAX = 5
+    EXP = 6
+
 
 #: Activation codes by name.
 ACTIVATION_CODES = {
-    "identity": IDENTITY,
-    "logistic": LOGISTIC,
-    "tanh": TANH,
-    "relu": RELU,
-    "leaky_relu": LEAKY_RELU,
-    "softmax": SOFTMAX,
-    "exp": EXP,
+    "identity": Activation.IDENTITY,
+    "logistic": Activation.LOGISTIC,
+    "tanh": Activation.TANH,
+    "relu": Activation.RELU,
+    "leaky_relu": Activation.LEAKY_RELU,
+    "softmax": Activation.SOFTMAX,
+    "exp": Activation.EXP,
 }
 
 #: Slope of ``leaky_relu`` for negative inputs.
@@ -46,19 +52,19 @@ def activate(code, z, one, slope):
     ``one`` and ``slope`` (``1`` and :data:`LEAKY_SLOPE`) come in the dtype of
     ``z``: a float64 constant would turn float32 arithmetic into float64.
     """
-    if code == RELU:
+    if code == Activation.RELU:
         return z if z > 0 else one - one
-    if code == LOGISTIC:
+    if code == Activation.LOGISTIC:
         # scipy.special.expit's formula, stable for large |z|
         if z >= 0:
             return one / (one + math.exp(-z))
         e = math.exp(z)
         return e / (one + e)
-    if code == TANH:
+    if code == Activation.TANH:
         return math.tanh(z)
-    if code == LEAKY_RELU:
+    if code == Activation.LEAKY_RELU:
         return z if z > 0 else z * slope
-    if code == EXP:
+    if code == Activation.EXP:
         return math.exp(z)
     return z
 
@@ -66,29 +72,29 @@ def activate(code, z, one, slope):
 @jit(inline="always")
 def derivative(code, a, one, slope):
     """Derivative of activation ``code`` expressed through its output ``a`` (constants in ``a``'s dtype)."""
-    if code == RELU:
+    if code == Activation.RELU:
         return one if a > 0 else one - one
-    if code == LOGISTIC:
+    if code == Activation.LOGISTIC:
         return a * (one - a)
-    if code == TANH:
+    if code == Activation.TANH:
         return one - a * a
-    if code == LEAKY_RELU:
+    if code == Activation.LEAKY_RELU:
         return one if a > 0 else slope
-    if code == EXP:
+    if code == Activation.EXP:
         return a
     return one
 
 
 @jit(inlined=True)
 def add_bias_and_activate(Z, bias, code):
-    """``Z = act(Z + bias)`` row by row, in place; ``SOFTMAX`` normalises each row."""
+    """``Z = act(Z + bias)`` row by row, in place; ``Activation.SOFTMAX`` normalises each row."""
     one = cast_like(1.0, Z)
     zero = cast_like(0.0, Z)
     slope = cast_like(LEAKY_SLOPE, Z)
     n_rows, n_cols = Z.shape
     for i in range(n_rows):
         row = Z[i]
-        if code == SOFTMAX:
+        if code == Activation.SOFTMAX:
             zmax = row[0] + bias[0]
             for j in range(n_cols):
                 row[j] += bias[j]
@@ -107,7 +113,7 @@ def add_bias_and_activate(Z, bias, code):
             inv = one / total
             for j in range(n_cols):
                 row[j] *= inv
-        elif code == RELU:
+        elif code == Activation.RELU:
             for j in range(np.uint64(n_cols)):
                 z = row[j] + bias[j]
                 row[j] = z if z > 0 else zero
@@ -118,8 +124,8 @@ def add_bias_and_activate(Z, bias, code):
 
 @jit(inlined=True)
 def multiply_by_derivative(delta, A, code):
-    """``delta *= act'(A)`` in place (nothing to do for ``IDENTITY``)."""
-    if code == IDENTITY:
+    """``delta *= act'(A)`` in place (nothing to do for ``Activation.IDENTITY``)."""
+    if code == Activation.IDENTITY:
         return
     one = cast_like(1.0, delta)
     slope = cast_like(LEAKY_SLOPE, delta)

@@ -57,13 +57,8 @@ from ..optim._registry import fused_step, update_range
 from ..optim.schedules import update_lr
 from .activations import LEAKY_SLOPE, add_bias_and_activate, derivative, multiply_by_derivative
 from .linear import norm_and_clip_scale
+from .losses import OutputLoss
 from .rows import prefetch_row, prefetch_targets, run_overload
-
-SQUARED_ERROR = 0
-LOG_LOSS = 1
-BINARY_LOG_LOSS = 2
-#: Half the Poisson deviance, with the ``exp`` output activation (scikit-learn's ``loss="poisson"``).
-POISSON = 3
 
 _JIT_OPTIONS = {"cache": False, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy"}
 
@@ -119,9 +114,9 @@ def output_delta(P, Y, sw, loss_kind, delta):
             p = P[i, k]
             y = Y[i, k]
             delta[i, k] = (p - y) * w
-            if loss_kind == SQUARED_ERROR:
+            if loss_kind == OutputLoss.SQUARED_ERROR:
                 row_loss += (y - p) * (y - p)
-            elif loss_kind == POISSON:
+            elif loss_kind == OutputLoss.POISSON:
                 if y != 0:
                     row_loss += y * math.log(y / p)
                 row_loss += p - y
@@ -129,10 +124,10 @@ def output_delta(P, Y, sw, loss_kind, delta):
                 pc = min(max(p, eps), 1 - eps)
                 if y != 0:
                     row_loss -= y * math.log(pc)
-                if loss_kind == BINARY_LOG_LOSS and y != 1:
+                if loss_kind == OutputLoss.BINARY_LOG_LOSS and y != 1:
                     row_loss -= (1 - y) * math.log(1 - pc)
         total += w * row_loss
-    if loss_kind == SQUARED_ERROR:
+    if loss_kind == OutputLoss.SQUARED_ERROR:
         total *= 0.5 / n_out
     return total
 
@@ -522,7 +517,7 @@ def mlp_epoch(X, Y, sample_weight, order, params, grads, slots, units, offsets, 
     hidden_code, out_code : int
         Activations of hidden and output layers.
     loss_kind : int
-        ``SQUARED_ERROR``, ``LOG_LOSS``, ``BINARY_LOG_LOSS`` or ``POISSON``.
+        ``OutputLoss.SQUARED_ERROR``, ``OutputLoss.LOG_LOSS``, ``OutputLoss.BINARY_LOG_LOSS`` or ``OutputLoss.POISSON``.
     x_batch, y_batch, sw_batch : ndarray
         Batch workspaces of ``batch_size`` rows.
     activations, deltas : ndarray

@@ -15,29 +15,49 @@ that the losses keep their bits.
 from __future__ import annotations
 
 import math
+from enum import IntEnum
 
 from .._config import jit
 
-LOG_LOSS = 0
-HINGE = 1
-SQUARED_HINGE = 2
-MODIFIED_HUBER = 3
-PERCEPTRON = 4
-SQUARED_ERROR = 5
-HUBER = 6
-EPSILON_INSENSITIVE = 7
-MULTINOMIAL = 8
 
-#: Loss codes by name (``log_loss`` with more than two classes becomes ``MULTINOMIAL``).
+class Loss(IntEnum):
+    """Loss of a linear model's decision values; the kernels receive ``int(Loss.X)``."""
+
+    LOG_LOSS = 0
+    HINGE = 1
+    SQUARED_HINGE = 2
+    MODIFIED_HUBER = 3
+    PERCEPTRON = 4
+    SQUARED_ERROR = 5
+    HUBER = 6
+    EPSILON_INSENSITIVE = 7
+    #: ``log_loss`` over more than two classes: softmax of the decision values.
+    MULTINOMIAL = 8
+
+
+class OutputLoss(IntEnum):
+    """Loss of an MLP's output layer, named after the output activation it goes with."""
+
+    #: Half the squared error, with the ``identity`` output.
+    SQUARED_ERROR = 0
+    #: Cross-entropy, with the ``softmax`` output.
+    LOG_LOSS = 1
+    #: Binary cross-entropy per output, with the ``logistic`` output.
+    BINARY_LOG_LOSS = 2
+    #: Half the Poisson deviance, with the ``exp`` output activation (scikit-learn's ``loss="poisson"``).
+    POISSON = 3
+
+
+#: Loss codes by name (``log_loss`` with more than two classes becomes ``Loss.MULTINOMIAL``).
 LOSS_CODES = {
-    "log_loss": LOG_LOSS,
-    "hinge": HINGE,
-    "squared_hinge": SQUARED_HINGE,
-    "modified_huber": MODIFIED_HUBER,
-    "perceptron": PERCEPTRON,
-    "squared_error": SQUARED_ERROR,
-    "huber": HUBER,
-    "epsilon_insensitive": EPSILON_INSENSITIVE,
+    "log_loss": Loss.LOG_LOSS,
+    "hinge": Loss.HINGE,
+    "squared_hinge": Loss.SQUARED_HINGE,
+    "modified_huber": Loss.MODIFIED_HUBER,
+    "perceptron": Loss.PERCEPTRON,
+    "squared_error": Loss.SQUARED_ERROR,
+    "huber": Loss.HUBER,
+    "epsilon_insensitive": Loss.EPSILON_INSENSITIVE,
 }
 
 
@@ -51,29 +71,29 @@ def margin_loss(code, z, y):
     ``perceptron``: ``max(0, -yz)``.
     """
     m = y * z
-    if code == LOG_LOSS:
+    if code == Loss.LOG_LOSS:
         if m > 0.0:
             e = math.exp(-m)
             return math.log1p(e), -y * e / (1.0 + e)
         e = math.exp(m)
         return math.log1p(e) - m, -y / (1.0 + e)
-    if code == HINGE:
+    if code == Loss.HINGE:
         if m < 1.0:
             return 1.0 - m, -y
         return 0.0, 0.0
-    if code == SQUARED_HINGE:
+    if code == Loss.SQUARED_HINGE:
         if m < 1.0:
             r = 1.0 - m
             return r * r, -2.0 * y * r
         return 0.0, 0.0
-    if code == MODIFIED_HUBER:
+    if code == Loss.MODIFIED_HUBER:
         if m >= 1.0:
             return 0.0, 0.0
         if m >= -1.0:
             r = 1.0 - m
             return r * r, -2.0 * y * r
         return -4.0 * m, -4.0 * y
-    # PERCEPTRON
+    # Loss.PERCEPTRON
     if m <= 0.0:
         return -m, -y
     return 0.0, 0.0
@@ -88,14 +108,14 @@ def residual_loss(code, z, y, epsilon):
     ``max(0, |z - y| - epsilon)``.
     """
     r = z - y
-    if code == SQUARED_ERROR:
+    if code == Loss.SQUARED_ERROR:
         return 0.5 * r * r, r
     a = abs(r)
-    if code == HUBER:
+    if code == Loss.HUBER:
         if a <= epsilon:
             return 0.5 * r * r, r
         return epsilon * a - 0.5 * epsilon * epsilon, epsilon if r > 0.0 else -epsilon
-    # EPSILON_INSENSITIVE
+    # Loss.EPSILON_INSENSITIVE
     if a <= epsilon:
         return 0.0, 0.0
     return a - epsilon, 1.0 if r > 0.0 else -1.0
@@ -105,13 +125,13 @@ def residual_loss(code, z, y, epsilon):
 def output_loss(code, z, y_row, dz, epsilon):
     """Loss of one sample over its ``K`` outputs; writes ``dloss/dz`` into ``dz``.
 
-    ``z`` holds the ``K`` decision values. For :data:`MULTINOMIAL`,
+    ``z`` holds the ``K`` decision values. For :data:`Loss.MULTINOMIAL`,
     ``y_row[0]`` is the class index and the loss is the softmax cross-entropy;
     otherwise each output ``k`` has its own target ``y_row[k]`` and the
     losses add up.
     """
     n_out = z.shape[0]
-    if code == MULTINOMIAL:
+    if code == Loss.MULTINOMIAL:
         zmax = z[0]
         for k in range(1, n_out):
             zmax = max(zmax, z[k])
@@ -127,7 +147,7 @@ def output_loss(code, z, y_row, dz, epsilon):
         dz[target] -= 1.0
         return math.log(total) + zmax - z[target]
     loss = 0.0
-    if code >= SQUARED_ERROR:
+    if code >= Loss.SQUARED_ERROR:
         for k in range(n_out):
             value, d = residual_loss(code, z[k], y_row[k], epsilon)
             loss += value

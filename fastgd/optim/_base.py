@@ -403,10 +403,23 @@ class Optimizer:
 
     @property
     def kernel_id(self) -> int:
-        """Index of this optimizer's kernel in the compiled dispatch."""
+        """Index of this optimizer's kernel in the compiled dispatch (:data:`fastgd.optim._registry.KERNELS`).
+
+        Raises
+        ------
+        NotImplementedError
+            The class's ``update_kernel`` is not registered: the compiled
+            dispatch would not know it.
+        """
         from ._registry import KERNELS
 
-        return KERNELS.index(type(self).update_kernel)
+        kernel = type(self).update_kernel
+        if kernel not in KERNELS:
+            name = getattr(kernel, "__name__", repr(kernel))
+            raise NotImplementedError(f"{type(self).__name__}.update_kernel ({name}) is not registered in "
+                                      "fastgd.optim._registry.KERNELS, so no compiled epoch can run it: add it to "
+                                      "KERNELS and its branch to update_range.")
+        return KERNELS.index(kernel)
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters by name, as given to the constructor."""

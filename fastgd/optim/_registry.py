@@ -63,7 +63,12 @@ SGD_KERNEL_ID = KERNELS.index(sgd_update)
 
 @jit(inlined=True)
 def update_range(kernel_id, params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi):
-    """Run kernel number ``kernel_id`` of :data:`KERNELS` on ``params[lo:hi]``."""
+    """Run kernel number ``kernel_id`` of :data:`KERNELS` on ``params[lo:hi]``.
+
+    The branches follow :data:`KERNELS`' order (``tests/test_optim.py`` checks each against its kernel).
+    ``kernel_id`` comes from :attr:`Optimizer.kernel_id <fastgd.optim.Optimizer.kernel_id>`, which refuses
+    a kernel that is not registered, so no id outside the branches reaches this compiled code.
+    """
     if kernel_id == 0:
         sgd_update(params, grads, slots, hyper, step, lr, grad_scale, clip_value, lo, hi)
     elif kernel_id == 1:
