@@ -95,6 +95,52 @@ def test_grid_search_workers_compiling_at_once_leave_a_sound_cache(tmp_path):
     assert _result(_start(_GRID_SEARCH, shared)) == reference
 
 
+#: The fits of ``_FIT`` run as tasks on the two worker processes of a Dask cluster, in opposite dtype orders, at
+#: once on the empty cache; each worker widens the index window as the other processes do.
+_DASK_WORKERS = textwrap.dedent("""
+    import warnings
+
+    def fit_both(order):
+        exec(SLOW_INDEX, {})
+        import hashlib
+        import numpy as np
+        from fastgd import LinearClassifier
+        warnings.simplefilter("ignore")
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(300, 6))
+        y = (X[:, 0] - X[:, 1] > 0).astype(int)
+        digests = {}
+        for dtype in order:
+            model = LinearClassifier(loss="log_loss", batch_size=1, max_iter=3, tol=None, random_state=0)
+            digests[dtype] = hashlib.sha256(model.fit(X.astype(dtype), y).coef_.tobytes()).hexdigest()
+        return digests["float32"] + " " + digests["float64"]
+
+    if __name__ == "__main__":
+        from distributed import Client, LocalCluster
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \\
+                Client(cluster) as client:
+            workers = sorted(client.scheduler_info()["workers"])
+            assert len(workers) == 2, workers
+            orders = (["float32", "float64"], ["float64", "float32"])
+            futures = [client.submit(fit_both, order, workers=[worker], pure=False)
+                       for order, worker in zip(orders, workers)]
+            for result in client.gather(futures):
+                print(result)
+""")
+
+
+def test_dask_workers_compiling_at_once_leave_a_sound_cache(tmp_path):
+    pytest.importorskip("distributed")
+    reference = _result(_start(_FIT, tmp_path / "own-cache", "32"))
+    shared = tmp_path / "shared"
+    script = f"SLOW_INDEX = {_SLOW_INDEX!r}\n" + _DASK_WORKERS
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(shared), "FASTGD_COMPILE_NOTICE": "0"}
+    cluster = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert _result(cluster).splitlines() == [reference, reference]
+    assert _result(_start(_FIT, shared, "64")) == reference  # a third process loads what the workers left
+
+
 #: Saves one entry into the cache of a fastgd kernel at the moment argv[1] (time.time()), under the name argv[2].
 _SAVE_AT = textwrap.dedent("""
     import sys, time
