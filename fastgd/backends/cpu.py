@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from .._compile_notice import compile_notice
 from .._config import PARALLEL_MIN_SIZE
 from .._numeric.float_env import subnormals_flushed
-from ..kernels.linear import linear_epoch, linear_epoch_blocked, linear_epoch_threaded
+from ..kernels.linear import linear_epoch, linear_epoch_blocked, linear_epoch_threaded, one_pass_step_serves
 from ..optim import Optimizer, OptimizerState
 from ..optim.schedules import Schedule, UpdateRule
 from .trainer import EpochResult
@@ -292,6 +292,11 @@ class LinearTrainer(FlatParameterSnapshots):
         self.grads = np.zeros_like(params)
         self.optimizer = optimizer
         self.state = state
+        if (rule.threaded and batch_size == 1 and isinstance(self.X, tuple)
+                and one_pass_step_serves.py_func(self.X, rule, l1)):
+            # per-sample SGD on CSR rows: the one-pass step costs the row's nonzeros, where a threaded
+            # update of a wide model would pass over every weight for every sample
+            rule = rule._replace(threaded=False)
         self.rule = rule
         self.z = np.empty(n_outputs, dtype=dtype)
         self.dz = np.empty(n_outputs, dtype=dtype)

@@ -86,6 +86,19 @@ def finish_gradient(params, grads, n_coefs, inv_batch, l2):
 
 
 @jit(inlined=True)
+def one_pass_step_serves(X, rule, l1):
+    """Whether per-sample training on ``X`` takes the one-pass step (:func:`~fastgd.kernels.rows.sgd_step_and_decide`).
+
+    It serves plain SGD (no momentum), on dense rows always and on CSR rows
+    without L1 and clipping by value. On CSR rows it then costs the row's
+    nonzeros per sample (the L2 decay lives in a weight scale), so the
+    trainers never send such an epoch to the threaded dense update
+    (:meth:`fastgd.backends.cpu.LinearTrainer`, which calls this in Python).
+    """
+    return rule.kernel_id == SGD_KERNEL_ID and rule.hyper[0] == 0.0 and one_pass_sgd_applies(X, l1, rule.clip_value)
+
+
+@jit(inlined=True)
 def sample_norm2(xx, norms, dz, l2, fit_intercept):
     """Squared norm of one sample's gradient, from the pieces summed by :func:`~fastgd.kernels.rows.decision`.
 
@@ -195,8 +208,7 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
     n_samples = order.shape[0]
     n_features = params.size // n_outputs - 1
     n_coefs = n_outputs * n_features
-    plain_sgd = (rule.kernel_id == SGD_KERNEL_ID and rule.hyper[0] == 0.0 and not threaded
-                 and one_pass_sgd_applies(X, l1, rule.clip_value))
+    plain_sgd = not threaded and one_pass_step_serves(X, rule, l1)
     loss_sum = 0.0
     norm_sum = 0.0
     xx = cast_like(0.0, params)
