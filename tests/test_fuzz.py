@@ -405,6 +405,7 @@ def solver_options(solver: str) -> list:
 EXPECTED_ERRORS = (
     "learning_rate='optimal' needs alpha > 0",
     "early_stopping could not split off a validation set",
+    "The validation set is too small. Increase 'validation_fraction'",  # the MLPs' words, scikit-learn's
     "nesterov=True requires momentum > 0 and dampening == 0",
     "needs samples of at least 2 classes",
 )
