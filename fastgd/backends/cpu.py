@@ -293,9 +293,11 @@ class LinearTrainer(FlatParameterSnapshots):
         self.optimizer = optimizer
         self.state = state
         if (rule.threaded and batch_size == 1 and isinstance(self.X, tuple)
-                and one_pass_step_serves.py_func(self.X, rule, l1)):
+                and getattr(one_pass_step_serves, "py_func", one_pass_step_serves)(self.X, rule, l1)):
             # per-sample SGD on CSR rows: the one-pass step costs the row's nonzeros, where a threaded
-            # update of a wide model would pass over every weight for every sample
+            # update of a wide model would pass over every weight for every sample (the test runs as plain
+            # Python: compiling it for a call from here would cost more than it saves; py_func is absent
+            # under NUMBA_DISABLE_JIT)
             rule = rule._replace(threaded=False)
         self.rule = rule
         self.z = np.empty(n_outputs, dtype=dtype)
