@@ -93,7 +93,7 @@ def one_pass_step_serves(X, rule, l1):
     without L1 and clipping by value. On CSR rows it then costs the row's
     nonzeros per sample (the L2 decay lives in a weight scale), so the
     trainers never send such an epoch to the threaded dense update
-    (:meth:`fastgd.backends.cpu.LinearTrainer`, which calls this in Python).
+    (:class:`fastgd.backends.cpu.LinearTrainer`, which calls this in Python).
     """
     return rule.kernel_id == SGD_KERNEL_ID and rule.hyper[0] == 0.0 and one_pass_sgd_applies(X, l1, rule.clip_value)
 
