@@ -13,6 +13,7 @@ from ._compile_notice import set_compile_notice
 from .engine import DivergingTrainingWarning, EpochRecord, NonFiniteTrainingError, NonFiniteTrainingWarning
 from .estimators.linear import LinearClassifier, LinearRegressor
 from .estimators.mlp import MLPClassifier, MLPRegressor
+from .estimators.sgd import SGDClassifier, SGDRegressor
 from .optim._base import set_device_path_loader
 
 
@@ -34,6 +35,8 @@ __all__ = [
     "MLPRegressor",
     "NonFiniteTrainingError",
     "NonFiniteTrainingWarning",
+    "SGDClassifier",
+    "SGDRegressor",
     "__version__",
     "set_compile_notice",
 ]

@@ -5,7 +5,7 @@ Checks that cannot pass are listed here with the reason, and nowhere else.
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from fastgd import LinearClassifier, LinearRegressor, MLPClassifier, MLPRegressor
+from fastgd import LinearClassifier, LinearRegressor, MLPClassifier, MLPRegressor, SGDClassifier, SGDRegressor
 
 # Gradient descent on a finite number of epochs is not invariant to sample
 # weights in the sense these checks demand (weight 2 == the sample twice, weight
@@ -21,6 +21,9 @@ ESTIMATORS = [
     LinearClassifier(random_state=0),
     LinearClassifier(loss="log_loss", solver="adam", learning_rate="constant", batch_size=16, random_state=0),
     LinearRegressor(random_state=0),
+    # the drop-ins with scikit-learn's defaults, as scikit-learn checks its own SGD estimators
+    SGDClassifier(random_state=0),
+    SGDRegressor(random_state=0),
     # scikit-learn runs its own MLPs through these checks with max_iter=100 (and lbfgs for the weight checks).
     MLPClassifier(max_iter=100, random_state=0),
     MLPClassifier(solver="lbfgs", max_iter=100, random_state=0),

@@ -206,8 +206,11 @@ def block_partition(batch_size: int, row_work: float, n_params: int) -> tuple[in
 
 
 def make_update_rule(optimizer: Optimizer, schedule: Schedule, n_params: int,
-                     clip_value: float | None, clip_norm: float | None) -> UpdateRule:
-    """Bundle the optimizer, the schedule's per-update formula and clipping for the kernels."""
+                     clip_value: float | None, clip_norm: float | None, intercept_decay: float = 1.0) -> UpdateRule:
+    """Bundle the optimizer, the schedule's per-update formula and clipping for the kernels.
+
+    ``intercept_decay`` multiplies the intercepts' gradient (see :class:`~fastgd.optim.schedules.UpdateRule`).
+    """
     return UpdateRule(
         kernel_id=optimizer.kernel_id,
         hyper=optimizer.hyperparameters(),
@@ -219,6 +222,7 @@ def make_update_rule(optimizer: Optimizer, schedule: Schedule, n_params: int,
         clip_value=np.inf if clip_value is None else float(clip_value),
         clip_norm=np.inf if clip_norm is None else float(clip_norm),
         threaded=n_params >= PARALLEL_MIN_SIZE,
+        intercept_decay=float(intercept_decay),
     )
 
 

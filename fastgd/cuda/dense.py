@@ -215,9 +215,12 @@ def _residual_loss(code, z, y, epsilon):
         if a <= epsilon:
             return 0.5 * r * r, r
         return epsilon * a - 0.5 * epsilon * epsilon, epsilon if r > 0.0 else -epsilon
-    # Loss.EPSILON_INSENSITIVE
     if a <= epsilon:
         return 0.0, 0.0
+    if code == Loss.SQUARED_EPSILON_INSENSITIVE:
+        e = a - epsilon
+        return e * e, 2.0 * e if r > 0.0 else -2.0 * e
+    # Loss.EPSILON_INSENSITIVE
     return a - epsilon, 1.0 if r > 0.0 else -1.0
 
 

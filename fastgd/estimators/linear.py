@@ -8,11 +8,12 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state, compute_class_weight
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.extmath import safe_sparse_dot, softmax
+from sklearn.utils.extmath import softmax
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -162,6 +163,10 @@ class _LinearGD(BaseEstimator):
     }
 
     _losses: tuple[str, ...] = ()
+    #: Factor on the intercepts' gradient on CSR input (scikit-learn's SGD estimators use 0.01).
+    _sparse_intercept_decay = 1.0
+    #: Whether ``fit`` with ``warm_start`` restarts the learning-rate schedule (scikit-learn's SGD estimators do).
+    _warm_start_restarts_schedule = False
 
     def __init__(self, *, loss, penalty="l2", alpha=1e-4, l1_ratio=0.15, fit_intercept=True, solver="sgd",
                  learning_rate="optimal", learning_rate_init=0.01, power_t=0.25, batch_size=1, max_iter=1000,
@@ -225,14 +230,14 @@ class _LinearGD(BaseEstimator):
 
     @announces_compiles
     @keeps_attributes_on_error
-    def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
+    def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None, initial=(None, None)):
         if self.loss not in self._losses:
             raise ValueError(f"loss must be one of {self._losses}, got {self.loss!r}.")
         if self.learning_rate == "optimal" and self.alpha == 0:
             raise ValueError("learning_rate='optimal' needs alpha > 0: its rate is 1 / (alpha * (t0 + t)).")
         continuing = (incremental or self.warm_start) and hasattr(self, "coef_")
         # Continuing trains in the dtype of the fitted parameters: casting them to float32 could overflow.
-        X_dtype = np.asarray(self.coef_).dtype if continuing else [np.float64, np.float32]
+        X_dtype = self.coef_.dtype if continuing else [np.float64, np.float32]
         X, y = validate_data(self, X, y, reset=not continuing, accept_sparse="csr",
                              dtype=X_dtype, order="C", multi_output=self._multi_output,
                              y_numeric=not isinstance(self, ClassifierMixin))
@@ -251,16 +256,20 @@ class _LinearGD(BaseEstimator):
         # fit with warm_start trains copies, so that a failed fit leaves the fitted model as it was.
         params = self._own_params(dtype, n_params) if incremental and continuing else None
         if params is None and continuing:
-            params = np.concatenate([np.asarray(self.coef_, dtype=dtype).reshape(-1),
+            coef = self.coef_.toarray() if sp.issparse(self.coef_) else self.coef_  # after sparsify()
+            params = np.concatenate([np.asarray(coef, dtype=dtype).reshape(-1),
                                      np.asarray(self.intercept_, dtype=dtype).reshape(-1)])
         elif params is None:
             params = np.zeros(n_params, dtype=dtype)
+        _set_initial(params, *initial, n_outputs, n_features)
         optimizer = make_optimizer(self)
         state = getattr(self, "_optimizer_state", None) if continuing else None
         if not reusable_state(state, optimizer, n_params, dtype):  # none yet, or another solver's
             state = optimizer.init(params)
         elif not incremental:  # a copy that keeps made_by; the device scratch is the original's own
             state = dataclasses.replace(state, slots=state.slots.copy(), _device_scratch=None)
+            if self._warm_start_restarts_schedule:
+                state.step = 0
 
         rng = check_random_state(self.random_state)
         validation_score = None
@@ -288,7 +297,8 @@ class _LinearGD(BaseEstimator):
         schedule = make_schedule(self, alpha=self.alpha, optimal_t0=optimal_t0)
         if continuing and self.learning_rate == "adaptive" and hasattr(self, "_adaptive_eta"):
             schedule.eta = self._adaptive_eta
-        rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm)
+        intercept_decay = self._sparse_intercept_decay if sp.issparse(X) else 1.0
+        rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm, intercept_decay)
         trainer_class = LinearTrainer
         if self.device_ == "cuda":
             from ..backends.cuda import CudaLinearTrainer as trainer_class
@@ -430,7 +440,12 @@ class _LinearGD(BaseEstimator):
 
     def _raw_decision(self, X) -> np.ndarray:
         """Decision values of the fitted model, shape (n_samples, n_outputs)."""
-        return _decision(X, np.atleast_2d(self.coef_), self.intercept_)
+        coef = self.coef_
+        if sp.issparse(coef):  # after sparsify(): a 1-D sparse array for one target
+            coef = sp.csr_array(coef.toarray().reshape(1, -1)) if coef.ndim == 1 else coef
+        else:
+            coef = np.atleast_2d(coef)
+        return _decision(X, coef, self.intercept_)
 
     def _validated(self, X):
         check_is_fitted(self)
@@ -461,7 +476,26 @@ def _canonical(X):
 
 
 def _decision(X, coef, intercept) -> np.ndarray:
-    return np.asarray(safe_sparse_dot(X, coef.T)) + intercept
+    scores = X @ coef.T  # coef is sparse after sparsify()
+    return (scores.toarray() if sp.issparse(scores) else np.asarray(scores)) + intercept
+
+
+def _set_initial(params, coef_init, intercept_init, n_outputs: int, n_features: int) -> None:
+    """Write ``coef_init`` and ``intercept_init`` (either may be None) into the flat ``params``."""
+    n_coefs = n_outputs * n_features
+    if coef_init is not None:
+        coef = np.asarray(coef_init, dtype=np.float64)
+        if coef.size != n_coefs or coef.ndim > 2 or (coef.ndim == 2 and coef.shape[1] != n_features):
+            also = f" or ({n_features},)" if n_outputs == 1 else ""
+            raise ValueError(f"Provided coef_init does not match dataset: it has shape {coef.shape}, the model "
+                             f"needs ({n_outputs}, {n_features}){also}.")
+        params[:n_coefs] = coef.reshape(-1)
+    if intercept_init is not None:
+        intercept = np.asarray(intercept_init, dtype=np.float64).reshape(-1)
+        if intercept.size != n_outputs:
+            raise ValueError(f"Provided intercept_init does not match dataset: it has {intercept.size} values, the "
+                             f"model needs {n_outputs}.")
+        params[n_coefs:] = intercept
 
 
 def _copy_history(history: History) -> History:
@@ -513,6 +547,8 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
     }
     _losses = CLASSIFIER_LOSSES
     _multi_output = False
+    #: Whether ``log_loss`` over more than two classes is the softmax loss (else one-vs-rest logistic).
+    _multinomial_log_loss = True
 
     def __init__(self, loss="hinge", *, penalty="l2", alpha=1e-4, l1_ratio=0.15, fit_intercept=True,
                  solver="sgd", learning_rate="optimal", learning_rate_init=0.01, power_t=0.25, batch_size=1,
@@ -604,7 +640,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         n_classes = self.classes_.size
         if n_classes == 2:
             return np.where(index == 1, 1.0, -1.0).reshape(-1, 1), 1, int(LOSS_CODES[self.loss])
-        if self.loss == "log_loss":
+        if self.loss == "log_loss" and self._multinomial_log_loss:
             return index.astype(np.float64).reshape(-1, 1), n_classes, int(Loss.MULTINOMIAL)
         Y = np.full((y.shape[0], n_classes), -1.0)
         Y[np.arange(y.shape[0]), index] = 1.0
@@ -672,6 +708,8 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         ``log_loss``: the logistic function of the score (binary) or the
         softmax of the scores; ``modified_huber``: ``(clip(score, -1, 1) + 1) / 2``
         per class, normalised over the classes (scikit-learn's rule).
+        :class:`fastgd.SGDClassifier`'s one-vs-rest ``log_loss`` normalises
+        the logistic function of each class's score the same way.
 
         Parameters
         ----------
@@ -684,12 +722,12 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
             Probabilities in the order of ``classes_``.
         """
         scores = self._raw_decision(self._validated(X)).astype(np.float64)
-        if self.loss == "log_loss":
-            if scores.shape[1] == 1:
-                p1 = 1.0 / (1.0 + np.exp(-scores[:, 0]))
-                return np.column_stack([1.0 - p1, p1])
+        if self.loss == "log_loss" and self._multinomial_log_loss and scores.shape[1] > 1:
             return softmax(scores)
-        prob = (np.clip(scores, -1.0, 1.0) + 1.0) / 2.0
+        if self.loss == "log_loss":  # one logistic model per class, normalised over the classes
+            prob = expit(scores)
+        else:
+            prob = (np.clip(scores, -1.0, 1.0) + 1.0) / 2.0
         if prob.shape[1] == 1:
             return np.column_stack([1.0 - prob[:, 0], prob[:, 0]])
         total = prob.sum(axis=1, keepdims=True)
@@ -843,7 +881,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
             Predictions.
         """
         pred = self._raw_decision(self._validated(X))
-        return pred[:, 0] if np.ndim(self.coef_) == 1 else pred
+        return pred[:, 0] if self.coef_.ndim == 1 else pred
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

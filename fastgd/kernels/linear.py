@@ -86,6 +86,15 @@ def finish_gradient(params, grads, n_coefs, inv_batch, l2):
 
 
 @jit(inlined=True)
+def decay_intercept_gradients(grads, n_coefs, intercept_decay):
+    """Multiply the intercepts' gradient ``grads[n_coefs:]`` by ``intercept_decay`` (nothing when it is 1)."""
+    if intercept_decay != 1.0:
+        decay = cast_like(intercept_decay, grads)
+        for j in range(n_coefs, grads.size):
+            grads[j] *= decay
+
+
+@jit(inlined=True)
 def one_pass_step_serves(X, rule, l1):
     """Whether per-sample training on ``X`` takes the one-pass step (:func:`~fastgd.kernels.rows.sgd_step_and_decide`).
 
@@ -236,9 +245,11 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
         lr = update_lr(rule, step)
         if plain_sgd:
             xx = sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2,
-                                     lr * l1, rule.hyper[3], lr, scale, rule.clip_value, z, norms, lazy)
+                                     lr * l1, rule.hyper[3], lr, scale, rule.clip_value, rule.intercept_decay,
+                                     z, norms, lazy)
             continue
         sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
+        decay_intercept_gradients(grads, n_coefs, rule.intercept_decay)
         optimizer_update(threaded, False, params, grads, slots, rule, step, lr, scale, l1, n_coefs)
         xx = decision(X, order, min(i + 1, n_samples - 1), params, n_features, n_outputs, fit_intercept, z, norms)
     fold_weight_scale(X, params, n_coefs, lazy)
@@ -283,6 +294,7 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
             if not fit_intercept:
                 for k in range(n_outputs):
                     grads[n_coefs + k] = 0
+            decay_intercept_gradients(grads, n_coefs, rule.intercept_decay)
         else:
             for i in range(start, stop):
                 prefetch_row(X, order, i)
@@ -298,6 +310,7 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
             if not fit_intercept:
                 for k in range(n_outputs):
                     grads[n_coefs + k] = 0
+            decay_intercept_gradients(grads, n_coefs, rule.intercept_decay)
         if not (math.isfinite(sq) and math.isfinite(loss_sum)):
             return np.nan, step, norm_sum
         norm, scale = norm_and_clip_scale(sq, rule.clip_norm)

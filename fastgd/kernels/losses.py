@@ -33,6 +33,7 @@ class Loss(IntEnum):
     EPSILON_INSENSITIVE = 7
     #: ``log_loss`` over more than two classes: softmax of the decision values.
     MULTINOMIAL = 8
+    SQUARED_EPSILON_INSENSITIVE = 9
 
 
 class OutputLoss(IntEnum):
@@ -58,6 +59,7 @@ LOSS_CODES = {
     "squared_error": Loss.SQUARED_ERROR,
     "huber": Loss.HUBER,
     "epsilon_insensitive": Loss.EPSILON_INSENSITIVE,
+    "squared_epsilon_insensitive": Loss.SQUARED_EPSILON_INSENSITIVE,
 }
 
 
@@ -105,7 +107,7 @@ def residual_loss(code, z, y, epsilon):
 
     ``squared_error``: ``(z - y)^2 / 2``; ``huber``: quadratic within
     ``epsilon`` of the target, linear beyond; ``epsilon_insensitive``:
-    ``max(0, |z - y| - epsilon)``.
+    ``max(0, |z - y| - epsilon)``; ``squared_epsilon_insensitive``: its square.
     """
     r = z - y
     if code == Loss.SQUARED_ERROR:
@@ -115,9 +117,12 @@ def residual_loss(code, z, y, epsilon):
         if a <= epsilon:
             return 0.5 * r * r, r
         return epsilon * a - 0.5 * epsilon * epsilon, epsilon if r > 0.0 else -epsilon
-    # Loss.EPSILON_INSENSITIVE
     if a <= epsilon:
         return 0.0, 0.0
+    if code == Loss.SQUARED_EPSILON_INSENSITIVE:
+        e = a - epsilon
+        return e * e, 2.0 * e if r > 0.0 else -2.0 * e
+    # Loss.EPSILON_INSENSITIVE
     return a - epsilon, 1.0 if r > 0.0 else -1.0
 
 

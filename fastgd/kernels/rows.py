@@ -110,12 +110,13 @@ def sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_i
 
 
 def sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
-                        weight_decay, lr, grad_scale, clip, z, norms, lazy):  # pragma: no cover - compiled overload
+                        weight_decay, lr, grad_scale, clip, intercept_decay, z, norms,
+                        lazy):  # pragma: no cover - compiled overload
     """Plain SGD step on the gradient of sample ``order[i]``, then the decision of sample ``order[i + 1]``.
 
     The step is :func:`fastgd.optim.sgd.plain_sgd_value` on each parameter
     with the gradient of :func:`sample_gradient` (``dz[k] * x + l2 * w_k``,
-    intercept ``dz[k]``), then the L1 proximal step of ``l1_amount`` on the
+    intercept ``intercept_decay * dz[k]``), then the L1 proximal step of ``l1_amount`` on the
     weights when it is positive. With weight decay, gradient scaling,
     clipping or L1 these are the bits of :func:`sample_gradient`,
     :func:`fastgd.optim.sgd.sgd_update` and
@@ -145,7 +146,7 @@ def sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_inte
     :func:`one_pass_sgd_applies`).
     """
     return run_overload(_sgd_step_and_decide, X, order, i, dz, params, n_features, n_outputs, fit_intercept,
-                        l2, l1_amount, weight_decay, lr, grad_scale, clip, z, norms, lazy)
+                        l2, l1_amount, weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy)
 
 
 def one_pass_sgd_applies(X, l1, clip_value):  # pragma: no cover - compiled overload below
@@ -418,10 +419,10 @@ def _sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_
 
 @overload(sgd_step_and_decide, jit_options=_JIT_OPTIONS)
 def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
-                         weight_decay, lr, grad_scale, clip, z, norms, lazy):
+                         weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy):
     if _is_dense(X):
         def impl(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
-                 weight_decay, lr, grad_scale, clip, z, norms, lazy):
+                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy):
             x = X[order[i]]
             x_next = X[order[i + 1]] if i + 1 < order.shape[0] else x
             l2_ = cast_like(l2, params)
@@ -433,6 +434,7 @@ def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_int
             clip_ = cast_like(clip, params)
             tiny = tiny_like(params)
             zero = cast_like(0.0, params)
+            decay = cast_like(intercept_decay, params)
             n_coefs = n_outputs * n_features
             # weight decay, clipping and L1 cost 10 of the 15 vector operations per element: left out when off
             unclipped = not shrink and wd == 0 and scale == 1 and not clip_ < math.inf
@@ -447,7 +449,8 @@ def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_int
                 if k == 0:
                     xx = xx_k
                 b = n_coefs + k
-                params[b] = plain_sgd_value(params[b], d if fit_intercept else zero, lr_, wd, scale, clip_, tiny)
+                params[b] = plain_sgd_value(params[b], d * decay if fit_intercept else zero, lr_, wd, scale, clip_,
+                                            tiny)
                 norms[0, k] = s
                 norms[1, k] = ww
                 z[k] = s + params[b] if fit_intercept else s
@@ -455,7 +458,7 @@ def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_int
         return impl
 
     def impl_csr(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
-                 weight_decay, lr, grad_scale, clip, z, norms, lazy):
+                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy):
         data, indices, indptr = X
         n_coefs = n_outputs * n_features
         wd = cast_like(weight_decay, params)
@@ -464,6 +467,7 @@ def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_int
         clip_ = cast_like(clip, params)
         tiny = tiny_like(params)
         zero = cast_like(0.0, params)
+        decay = cast_like(intercept_decay, params)
         row = order[i]
         lo = indptr[row]
         hi = indptr[row + 1]
@@ -482,7 +486,8 @@ def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_int
                 params[offset + indices[p]] -= cast_like(move * data[p], params)
             lazy[1, k] += move * (move * xx - 2.0 * lazy[2, k])
             b = n_coefs + k
-            params[b] = plain_sgd_value(params[b], dz[k] if fit_intercept else zero, lr_, wd, scale, clip_, tiny)
+            params[b] = plain_sgd_value(params[b], dz[k] * decay if fit_intercept else zero, lr_, wd, scale, clip_,
+                                        tiny)
         lazy[0, 0] = s
         row = order[min(i + 1, order.shape[0] - 1)]
         lo = indptr[row]

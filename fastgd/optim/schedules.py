@@ -64,6 +64,11 @@ class UpdateRule(NamedTuple):
         Rescale each gradient to global norm at most ``clip_norm`` (``inf``: off).
     threaded : bool
         Run the optimizer update on Numba's threads.
+    intercept_decay : float
+        Factor on the intercepts' gradient (1: none). scikit-learn's SGD
+        estimators move intercepts at a hundredth of the rate on sparse input
+        (``intercept_decay = 0.01``), which :class:`fastgd.SGDClassifier` and
+        :class:`fastgd.SGDRegressor` follow; the gradient norm is taken before it.
     """
 
     kernel_id: int
@@ -76,6 +81,7 @@ class UpdateRule(NamedTuple):
     clip_value: float
     clip_norm: float
     threaded: bool
+    intercept_decay: float = 1.0
 
 
 @jit(inline="always")

@@ -1,0 +1,165 @@
+"""fastgd.SGDClassifier and fastgd.SGDRegressor against scikit-learn's estimators of the same names.
+
+scikit-learn is the independent reference: started from the same state with
+``shuffle=False``, an epoch of each must give the same model to float64
+round-off. One epoch: with ``learning_rate="optimal"`` the first steps are
+large (``eta = 10`` at ``alpha = 1e-4``) and scikit-learn's own result moves by
+1e-4 relative after five epochs when its input moves by 1e-15, so longer runs
+compare round-off, not rules.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn import linear_model as sk
+from sklearn.exceptions import ConvergenceWarning
+
+import fastgd
+
+CLASSIFIER_LOSSES = ["hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron", "squared_error",
+                     "huber", "epsilon_insensitive", "squared_epsilon_insensitive"]
+REGRESSOR_LOSSES = ["squared_error", "huber", "epsilon_insensitive", "squared_epsilon_insensitive"]
+
+
+def _data(sparse: bool, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(120, 10)) * 0.3
+    X[:, :5] *= rng.random((120, 5)) < 0.4  # zeros, so that CSR rows differ in length
+    y2 = (X[:, 0] - X[:, 1] + 0.1 * rng.normal(size=120) > 0).astype(int)
+    y3 = np.digitize(X[:, 2] + X[:, 3], [-0.2, 0.2])
+    yr = X @ rng.normal(size=10) + 0.5
+    return (sp.csr_matrix(X) if sparse else X), y2, y3, yr
+
+
+def _same_model(ours, theirs, rtol=1e-9):
+    scale = max(np.abs(theirs.coef_).max(), np.abs(theirs.intercept_).max(), 1.0)
+    np.testing.assert_allclose(np.asarray(ours.coef_).reshape(np.shape(theirs.coef_)), theirs.coef_,
+                               rtol=0, atol=rtol * scale)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=0, atol=rtol * scale)
+    assert ours.t_ == theirs.t_
+    assert ours.n_iter_ == theirs.n_iter_
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("loss", CLASSIFIER_LOSSES)
+def test_classifier_epoch_equals_scikit_learn(sparse, n_classes, loss):
+    X, y2, y3, _ = _data(sparse)
+    y = y2 if n_classes == 2 else y3
+    # alpha=0.1: the first rates of "optimal" (1.8 and falling) do not make the squared losses diverge
+    for penalty, learning_rate in [("l2", "optimal"), (None, "invscaling"), ("l2", "constant")]:
+        kwargs = dict(loss=loss, penalty=penalty, alpha=0.1, learning_rate=learning_rate, eta0=0.05, max_iter=1,
+                      tol=None, shuffle=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            theirs = sk.SGDClassifier(**kwargs).fit(X, y)
+            ours = fastgd.SGDClassifier(**kwargs).fit(X, y)
+        _same_model(ours, theirs)
+        np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+        if loss in ("log_loss", "modified_huber"):
+            np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("loss", REGRESSOR_LOSSES)
+def test_regressor_epoch_equals_scikit_learn(sparse, loss):
+    X, _, _, y = _data(sparse)
+    for learning_rate in ("invscaling", "constant", "adaptive"):
+        kwargs = dict(loss=loss, learning_rate=learning_rate, max_iter=1, tol=None, shuffle=False, epsilon=0.05)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            theirs = sk.SGDRegressor(**kwargs).fit(X, y)
+            ours = fastgd.SGDRegressor(**kwargs).fit(X, y)
+        _same_model(ours, theirs)
+        assert ours.coef_.shape == theirs.coef_.shape
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_weights_intercept_and_start_as_scikit_learn(sparse):
+    X, y2, y3, _ = _data(sparse, seed=1)
+    weights = np.random.default_rng(2).uniform(0.2, 2.0, size=X.shape[0])
+    cases = [
+        (dict(class_weight={0: 2.0, 1: 0.5}), y2, {}),
+        (dict(fit_intercept=False, loss="log_loss"), y3, {}),
+        (dict(alpha=1e-2, loss="modified_huber"), y3, {"sample_weight": weights}),
+        (dict(), y3, {"coef_init": np.full((3, X.shape[1]), 0.1), "intercept_init": [0.3, -0.2, 0.1]}),
+    ]
+    for kwargs, y, fit_kwargs in cases:
+        kwargs = dict(kwargs, max_iter=1, tol=None, shuffle=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            # copies: scikit-learn trains the coef_init array it is given in place
+            theirs = sk.SGDClassifier(**kwargs).fit(X, y, **{k: np.array(v) for k, v in fit_kwargs.items()})
+            ours = fastgd.SGDClassifier(**kwargs).fit(X, y, **fit_kwargs)
+        _same_model(ours, theirs)
+    np.testing.assert_array_equal(cases[-1][2]["coef_init"], 0.1)  # fastgd leaves it as it was
+
+
+def test_sparse_input_moves_intercepts_at_a_hundredth_of_the_rate():
+    X, y2, _, _ = _data(False)
+    dense = fastgd.SGDClassifier(max_iter=1, tol=None, shuffle=False).fit(X, y2)
+    sparse = fastgd.SGDClassifier(max_iter=1, tol=None, shuffle=False).fit(sp.csr_matrix(X), y2)
+    assert not np.allclose(dense.intercept_, sparse.intercept_)
+    # LinearClassifier keeps the full rate on CSR input: its intercept is the dense one
+    full = fastgd.LinearClassifier(max_iter=1, tol=None, shuffle=False).fit(sp.csr_matrix(X), y2)
+    np.testing.assert_allclose(full.intercept_, dense.intercept_, rtol=1e-9)
+
+
+def test_partial_fit_and_warm_start_count_as_scikit_learn():
+    X, _, y3, _ = _data(False)
+    ours, theirs = fastgd.SGDClassifier(shuffle=False), sk.SGDClassifier(shuffle=False)
+    for _ in range(2):
+        ours.partial_fit(X, y3, classes=[0, 1, 2])
+        theirs.partial_fit(X, y3, classes=[0, 1, 2])
+        _same_model(ours, theirs, rtol=1e-6)
+    kwargs = dict(max_iter=3, tol=None, shuffle=False, warm_start=True, penalty=None, loss="hinge")
+    ours, theirs = fastgd.SGDClassifier(**kwargs), sk.SGDClassifier(**kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(2):  # the second fit restarts the schedule (t_ back to 1) from the fitted weights
+            ours.fit(X, y3)
+            theirs.fit(X, y3)
+            assert (ours.n_iter_, ours.t_) == (theirs.n_iter_, theirs.t_) == (3, 3 * X.shape[0] + 1)
+
+
+@pytest.mark.parametrize("ours, theirs", [(fastgd.SGDClassifier, sk.SGDClassifier),
+                                          (fastgd.SGDRegressor, sk.SGDRegressor)])
+def test_same_parameters_and_defaults(ours, theirs):
+    ours_params = inspect.signature(ours).parameters
+    theirs_params = inspect.signature(theirs).parameters
+    assert list(ours_params) == list(theirs_params)
+    assert {k: p.default for k, p in ours_params.items()} == {k: p.default for k, p in theirs_params.items()}
+
+
+def test_sparsify_densify_and_dtype():
+    X, _, y3, yr = _data(True)
+    clf = fastgd.SGDClassifier(random_state=0, max_iter=5, tol=None).fit(X, y3)
+    before = clf.decision_function(X)
+    assert sp.issparse(clf.sparsify().coef_)
+    np.testing.assert_allclose(clf.decision_function(X), before)
+    clf.partial_fit(X, y3)  # continues from the sparse coefficients
+    assert not sp.issparse(clf.densify().coef_)
+    reg = fastgd.SGDRegressor(random_state=0, max_iter=5, tol=None).fit(X.astype(np.float32), yr)
+    assert reg.coef_.dtype == np.float32 and reg.coef_.shape == (X.shape[1],)
+    np.testing.assert_allclose(reg.sparsify().predict(X), reg.densify().predict(X), rtol=1e-6)
+
+
+def test_clear_errors():
+    X, y2, _, _ = _data(False)
+    with pytest.raises(ValueError, match="averaged SGD is not implemented"):
+        fastgd.SGDClassifier(average=True).fit(X, y2)
+    with pytest.raises(ValueError, match="l1_ratio must be set"):
+        fastgd.SGDClassifier(penalty="elasticnet", l1_ratio=None).fit(X, y2)
+    with pytest.raises(ValueError, match="early_stopping should be False with partial_fit"):
+        fastgd.SGDClassifier(early_stopping=True).partial_fit(X, y2, classes=[0, 1])
+    with pytest.raises(ValueError, match="coef_init does not match"):
+        fastgd.SGDClassifier().fit(X, y2, coef_init=np.zeros((2, X.shape[1])))
+    with pytest.raises(ValueError, match="intercept_init does not match"):
+        fastgd.SGDRegressor().fit(X, X[:, 0], intercept_init=[0.0, 1.0])
+    with pytest.raises(ValueError, match="learning_rate"):
+        fastgd.SGDClassifier(learning_rate="pa1").fit(X, y2)
