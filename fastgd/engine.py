@@ -292,8 +292,8 @@ def _loop(trainer: Trainer, config: LoopConfig, history: History, bar) -> None:
                     raise NonFiniteTrainingError(no_model_message(global_epoch + 1, hint))
                 _report_nonfinite(global_epoch + 1, config.on_nonfinite, hint)
                 break
-            if epoch + 1 < config.max_iter:  # the copy the next epoch would fall back on
-                last_good = trainer.snapshot()
+            if epoch + 1 < config.max_iter:  # the copy the next epoch would fall back on, over the previous one
+                last_good = trainer.snapshot(reuse=None if last_good is start else last_good)
             in_epoch = False
             best_before = history.best_loss
             history.n_updates += result.n_updates

@@ -10,7 +10,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from fastgd import LinearClassifier, LinearRegressor, NonFiniteTrainingError, NonFiniteTrainingWarning
+from fastgd.backends.cpu import LinearTrainer
 from fastgd.estimators._base import unique_labels_and_index
+from fastgd.kernels.penalty import weight_sums
+from fastgd.optim._base import OptimizerState
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -376,3 +379,42 @@ def test_class_weight_balanced_equals_explicit_weights():
     weights = {k: len(y) / (2 * counts[k]) for k in range(2)}
     explicit = LinearClassifier(class_weight=weights, max_iter=3, tol=None, random_state=0).fit(X, y)
     np.testing.assert_allclose(balanced.coef_, explicit.coef_)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weight_sums_match_numpy_and_see_every_nonfinite_parameter(dtype):
+    rng = np.random.default_rng(0)
+    params = rng.normal(size=1003).astype(dtype)
+    n_coefs = 1000  # the last three are intercepts: in the finiteness check, not in the sums
+    squares, absolutes, finite = weight_sums(params, n_coefs)
+    coefs = params[:n_coefs].astype(np.float64)
+    assert finite
+    np.testing.assert_allclose(squares, np.sum(coefs ** 2), rtol=1e-12)
+    np.testing.assert_allclose(absolutes, np.sum(np.abs(coefs)), rtol=1e-12)
+    for where, value in [(5, np.nan), (999, np.inf), (1001, -np.inf), (1002, np.nan)]:
+        bad = params.copy()
+        bad[where] = value
+        assert not weight_sums(bad, n_coefs)[2]
+
+
+def test_fallback_snapshot_is_refreshed_in_place_and_restores_the_last_finite_epoch():
+    trainer = LinearTrainer.__new__(LinearTrainer)  # snapshot() needs only the parameters and the state
+    trainer.params = np.zeros(5)
+    trainer.state = OptimizerState(slots=np.zeros((0, 5)), step=3)
+    first = trainer.snapshot()
+    trainer.params[:] = 1.0
+    again = trainer.snapshot(reuse=first)
+    assert again[0] is first[0] and again[1] is first[1]  # written into the old arrays
+    np.testing.assert_array_equal(again[0], 1.0)
+    assert trainer.snapshot(reuse=(np.zeros(4), np.zeros((0, 4)), 0))[0].shape == (5,)  # another model's: not reused
+    # full-batch GD at a rate 1e30 too large grows the weights by about 1e30 an epoch: a few epochs are finite,
+    # then the guard must give back the end of the last of them, through copies refreshed every epoch
+    X, y = make_regression(n_samples=40, n_features=3, random_state=0)
+    kwargs = dict(batch_size=None, learning_rate="constant", learning_rate_init=1e30, alpha=0.0, tol=None,
+                  shuffle=False)
+    with pytest.warns(NonFiniteTrainingWarning):
+        diverged = LinearRegressor(max_iter=50, **kwargs).fit(X, y)
+    assert 2 <= diverged.n_iter_ < 50
+    last_finite = LinearRegressor(max_iter=diverged.n_iter_, **kwargs).fit(X, y)
+    np.testing.assert_array_equal(diverged.coef_, last_finite.coef_)
+    np.testing.assert_array_equal(diverged.intercept_, last_finite.intercept_)

@@ -18,6 +18,7 @@ from .._compile_notice import compile_notice
 from .._config import PARALLEL_MIN_SIZE
 from .._numeric.float_env import subnormals_flushed
 from ..kernels.linear import linear_epoch, linear_epoch_blocked, linear_epoch_threaded, one_pass_step_serves
+from ..kernels.penalty import weight_sums
 from ..optim import Optimizer, OptimizerState
 from ..optim.schedules import Schedule, UpdateRule
 from .trainer import EpochResult
@@ -232,8 +233,13 @@ class FlatParameterSnapshots:
     params: np.ndarray
     state: OptimizerState
 
-    def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """Copies of the parameters and optimizer state."""
+    def snapshot(self, reuse: tuple[np.ndarray, np.ndarray, int] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """Copies of the parameters and optimizer state, written into the arrays of ``reuse`` when it fits."""
+        if reuse is not None and reuse[0].shape == self.params.shape and reuse[1].shape == self.state.slots.shape:
+            params, slots, _ = reuse
+            np.copyto(params, self.params)
+            np.copyto(slots, self.state.slots)
+            return params, slots, self.state.step
         return self.params.copy(), self.state.slots.copy(), self.state.step
 
     def restore(self, snapshot: tuple[np.ndarray, np.ndarray, int]) -> None:
@@ -352,8 +358,9 @@ class LinearTrainer(FlatParameterSnapshots):
                 self.block_grads, self.block_loss, self.block_z, self.block_dz, max(self.block_rows, 1))
         self.state.step = step
         n_updates = step - step_before
-        loss = loss_sum / self.n_samples + self.penalty()
-        if not np.isfinite(loss) or not np.isfinite(self.params).all():
+        penalty, params_finite = self.penalty_and_finiteness()
+        loss = loss_sum / self.n_samples + penalty
+        if not np.isfinite(loss) or not params_finite:
             loss = np.nan
         return EpochResult(loss, np.array([norm_sum / max(n_updates, 1)]), n_updates)
 
@@ -373,12 +380,7 @@ class LinearTrainer(FlatParameterSnapshots):
         with np.errstate(all="ignore"):
             return bool(np.isfinite(rows @ coef.T + self.params[self.n_coefs:]).all())
 
-    def penalty(self) -> float:
-        """Value of the penalty ``l2 / 2 * ||W||^2 + l1 * ||W||_1``."""
-        coefs = self.params[:self.n_coefs].astype(np.float64, copy=False)
-        value = 0.0
-        if self.l2:  # not coefs @ coefs: waking BLAS's threads for it took milliseconds
-            value += 0.5 * self.l2 * float(np.square(coefs).sum())
-        if self.l1:
-            value += self.l1 * float(np.abs(coefs).sum())
-        return value
+    def penalty_and_finiteness(self) -> tuple[float, bool]:
+        """Value of the penalty ``l2 / 2 * ||W||^2 + l1 * ||W||_1``, and whether every parameter is finite."""
+        squares, absolutes, finite = weight_sums(self.params, self.n_coefs)
+        return 0.5 * self.l2 * squares + self.l1 * absolutes, finite

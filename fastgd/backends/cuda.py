@@ -115,8 +115,8 @@ class DeviceParameters:
         if self.state.slots.size:
             self.d_slots.copy_to_host(self.state.slots)
 
-    def snapshot(self):
-        """Device copies of the parameters and optimizer state, and the step count."""
+    def snapshot(self, reuse=None):
+        """Device copies of the parameters and optimizer state, and the step count (``reuse`` is not used)."""
         return _device_copy(self.d_params), _device_copy(self.d_slots), self.state.step
 
     def restore(self, snapshot) -> None:
@@ -219,8 +219,9 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
         self.to_host()
         loss_sum = float(self.loss_sums.copy_to_host().sum())
         norms = np.sqrt(self.sq_norms.copy_to_host()) / self.batch_lengths
-        loss = loss_sum / self.n_samples + self.penalty()
-        if not (np.isfinite(loss) and np.isfinite(norms).all() and np.isfinite(self.params).all()):
+        penalty, params_finite = self.penalty_and_finiteness()
+        loss = loss_sum / self.n_samples + penalty
+        if not (np.isfinite(loss) and np.isfinite(norms).all() and params_finite):
             loss = np.nan
         return EpochResult(loss, np.array([norms.mean()]), len(self.batch_lengths))
 

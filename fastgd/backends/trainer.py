@@ -39,8 +39,13 @@ class Trainer(Protocol):
         overflow (a huge learning rate on its last step).
         """
 
-    def snapshot(self) -> Any:
-        """A copy of the parameters and optimizer state."""
+    def snapshot(self, reuse: Any = None) -> Any:
+        """A copy of the parameters and optimizer state.
+
+        ``reuse`` is an older snapshot that nothing needs any more: the copy
+        may be written into it (the engine refreshes its fallback copy every
+        epoch; for a wide model a fresh allocation costs as much as the copy).
+        """
 
     def restore(self, snapshot: Any) -> None:
         """Put back a copy made by :meth:`snapshot`."""

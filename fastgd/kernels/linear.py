@@ -59,6 +59,7 @@ from .rows import (
     one_pass_sgd_applies,
     prefetch_row,
     prefetch_targets,
+    prefetch_weights,
     sample_gradient,
     sgd_step_and_decide,
 )
@@ -229,6 +230,7 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
         lazy[2, k] = norms[0, k]
     for i in range(n_samples):
         prefetch_row(X, order, i)
+        prefetch_weights(X, order, i, params, n_features, n_outputs)
         prefetch_targets(Y, sample_weight, order, i)
         loss = output_loss(loss_code, z, Y[order[i]], dz, epsilon)
         weight = sample_weight[order[i]]

@@ -43,6 +43,9 @@ PREFETCH_DISTANCE = 8
 #: How many samples ahead :func:`prefetch_row` moves rows on into L1.
 NEAR_PREFETCH_DISTANCE = 3
 
+#: Samples ahead whose weights a CSR row will touch are prefetched (:func:`prefetch_weights`).
+WEIGHT_PREFETCH_DISTANCE = 4
+
 #: Bytes per cache line.
 CACHE_LINE = 64
 
@@ -64,6 +67,18 @@ def prefetch_row(X, order, i):  # pragma: no cover - compiled overload below
     into L2. Nothing beyond the last sample.
     """
     return run_overload(_prefetch_row, X, order, i)
+
+
+def prefetch_weights(X, order, i, params, n_features, n_outputs):  # pragma: no cover - compiled overload below
+    """Prefetch into L2 the weights that the CSR row of sample ``order[i + WEIGHT_PREFETCH_DISTANCE]`` will touch.
+
+    On wide models (hashed text: 2**20 columns and more) per-sample SGD waits
+    on these weights: each nonzero of a row reads and writes a weight at a
+    random place in megabytes of them. The row's column indices were
+    prefetched :data:`PREFETCH_DISTANCE` samples ahead, so reading them here
+    does not stall. Nothing on dense rows (their weights are read in order).
+    """
+    return run_overload(_prefetch_weights, X, order, i, params, n_features, n_outputs)
 
 
 @jit(inlined=True)
@@ -292,6 +307,25 @@ def _prefetch_row(X, order, i):
     return impl_csr
 
 
+@overload(prefetch_weights, jit_options=_JIT_OPTIONS)
+def _prefetch_weights(X, order, i, params, n_features, n_outputs):
+    if _is_dense(X):
+        def impl(X, order, i, params, n_features, n_outputs):
+            return None
+        return impl
+
+    def impl_csr(X, order, i, params, n_features, n_outputs):
+        ahead = i + WEIGHT_PREFETCH_DISTANCE
+        if ahead < order.shape[0]:
+            _, indices, indptr = X
+            row = order[ahead]
+            for k in range(n_outputs):
+                offset = k * n_features
+                for p in range(indptr[row], indptr[row + 1]):
+                    prefetch(params, offset + indices[p])
+    return impl_csr
+
+
 @overload(decision, jit_options=_JIT_OPTIONS)
 def _decision(X, order, i, params, n_features, n_outputs, fit_intercept, z, norms):
     with_norms = not isinstance(norms, types.NoneType)
@@ -515,15 +549,15 @@ def _fold_weight_scale(X, params, n_coefs, lazy):
         if s == 1.0:
             return None
         s_ = cast_like(s, params)
-        for j in range(n_coefs):
-            params[j] *= s_
         lazy[0, 0] = 1.0
         n_outputs = lazy.shape[1]
         n_features = n_coefs // n_outputs
-        for k in range(n_outputs):
+        for k in range(n_outputs):  # one pass: each weight is scaled and its square summed (wide models: 4M)
             ww = 0.0
             for j in range(k * n_features, (k + 1) * n_features):
-                ww += params[j] * params[j]
+                v = params[j] * s_
+                params[j] = v
+                ww += v * v
             lazy[1, k] = ww
     return impl_csr
 
