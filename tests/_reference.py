@@ -242,8 +242,10 @@ def folded_adam(params, grads, state, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
 #
 # Per-sample SGD of a linear model, written from the textbook: for each sample
 # in turn, the gradient of its weighted loss plus the L2 term, clipped, one
-# plain SGD step (PyTorch's rule, with coupled weight decay), then the L1
-# proximal step. Targets are coded as fastgd's linear estimators code them:
+# plain SGD step (PyTorch's rule, with coupled weight decay), then the
+# cumulative L1 penalty of Tsuruoka, Tsujii and Ananiadou (2009): the total
+# penalty u every weight could have had so far, q what each has had; a weight
+# moves toward zero by the difference and stops there. Targets are coded as fastgd's linear estimators code them:
 # +/-1 per output for the margin losses, the class index for the multinomial
 # log loss, real values for the regression losses.
 
@@ -277,8 +279,12 @@ def residual_loss_derivative(loss: str, z: np.ndarray, y: np.ndarray, epsilon: f
 
 
 def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, weight_decay=0.0,
-                   clip_value=None, clip_norm=None, fit_intercept=True, epsilon=0.1):
+                   clip_value=None, clip_norm=None, fit_intercept=True, epsilon=0.1, l1_on_nonzeros=False):
     """Weights ``(n_outputs, n_features)`` and intercepts after ``epochs`` unshuffled epochs of per-sample SGD.
+
+    The L1 penalty reaches every weight after each step, or with
+    ``l1_on_nonzeros`` only those of the sample's nonzero features (the weights
+    a sparse step moves).
 
     ``lr_at(t)`` is the learning rate of update ``t`` (1-based). ``loss ==
     "multinomial"`` is the softmax cross-entropy with ``Y[:, 0]`` the class
@@ -290,6 +296,7 @@ def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, 
     n_outputs = int(Y[:, 0].max()) + 1 if loss == "multinomial" else Y.shape[1]
     W = np.zeros((n_outputs, X.shape[1]))
     b = np.zeros(n_outputs)
+    u, q = 0.0, np.zeros_like(W)
     t = 0
     for _ in range(epochs):
         for x, y, weight in zip(X, Y, sample_weight, strict=True):
@@ -315,5 +322,12 @@ def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, 
             lr = lr_at(t)
             W = W - lr * (grad_W + weight_decay * W)
             b = b - lr * (grad_b + weight_decay * b)
-            W = np.sign(W) * np.maximum(np.abs(W) - lr * l1, 0.0)
+            if l1 > 0.0:
+                u += lr * l1
+                cols = np.flatnonzero(x) if l1_on_nonzeros else np.arange(x.size)
+                w = W[:, cols]
+                new = np.where(w > 0, np.maximum(0.0, w - (u + q[:, cols])),
+                               np.where(w < 0, np.minimum(0.0, w + (u - q[:, cols])), w))
+                q[:, cols] += new - w
+                W[:, cols] = new
     return W, b

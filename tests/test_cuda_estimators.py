@@ -113,6 +113,18 @@ def test_linear_regressor_penalties_and_clipping_match_cpu():
     np.testing.assert_array_equal(gpu.intercept_, 0.0)
 
 
+def test_linear_per_sample_l1_is_the_cumulative_penalty_as_on_cpu():
+    def make(device):  # momentum: the update moves every weight on both backends, so both penalise them all
+        return LinearClassifier(loss="log_loss", momentum=0.5, penalty="elasticnet", l1_ratio=0.7, alpha=0.1,
+                                learning_rate="constant", learning_rate_init=0.1, batch_size=1, max_iter=2,
+                                shuffle=False, tol=None, device=device)
+
+    cpu, gpu = fit_both(make, X, Y_BINARY)
+    assert (cpu.coef_ == 0).any()  # the penalty zeroed weights
+    np.testing.assert_allclose(gpu.coef_, cpu.coef_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gpu.intercept_, cpu.intercept_, rtol=1e-9, atol=1e-12)
+
+
 def test_device_shuffle_is_reproducible_and_trains():
     def make():
         return MLPClassifier((5,), batch_size=9, max_iter=3, random_state=4, device="cuda")

@@ -147,6 +147,28 @@ def test_per_sample_sgd_matches_the_textbook(case, sparse):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
+def test_per_sample_cumulative_l1_on_csr_penalises_the_row_s_weights(n_classes):
+    """Per-sample plain SGD with L1 on CSR rows: the cumulative penalty on the weights each step moved."""
+    X, y = make_classification(n_samples=60, n_features=7, n_informative=4, n_classes=n_classes, random_state=3)
+    X = StandardScaler().fit_transform(X)
+    X[np.abs(X) < 0.6] = 0.0
+    kwargs = dict(penalty="elasticnet", alpha=0.05, l1_ratio=0.6, learning_rate="constant", learning_rate_init=0.05)
+    clf = LinearClassifier(max_iter=2, tol=None, shuffle=False, **kwargs).fit(sp.csr_matrix(X), y)
+    Y = np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)
+    if n_classes == 2:
+        Y = Y[:, 1:]
+    W, b = ref.per_sample_sgd(X, Y, np.ones(y.size), loss="hinge", epochs=2, lr_at=lambda t: 0.05, l2=0.05 * 0.4,
+                              l1=0.05 * 0.6, l1_on_nonzeros=True)
+    assert (W == 0).sum() > 0  # the penalty zeroed weights: the test sees the rule, not only the shrinkage
+    np.testing.assert_allclose(clf.coef_.reshape(W.shape), W, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(clf.intercept_, b, rtol=1e-10, atol=1e-12)
+    dense = LinearClassifier(max_iter=2, tol=None, shuffle=False, **kwargs).fit(X, y)  # every weight, every step
+    W_all, _ = ref.per_sample_sgd(X, Y, np.ones(y.size), loss="hinge", epochs=2, lr_at=lambda t: 0.05,
+                                  l2=0.05 * 0.4, l1=0.05 * 0.6)
+    np.testing.assert_allclose(dense.coef_.reshape(W.shape), W_all, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
 def test_per_sample_sgd_on_wide_csr_costs_the_nonzeros(n_classes, monkeypatch):
     """A model wide enough for the threaded update (2**17 columns) trained per sample on CSR rows.
 

@@ -52,7 +52,8 @@ def test_classifier_epoch_equals_scikit_learn(sparse, n_classes, loss):
     X, y2, y3, _ = _data(sparse)
     y = y2 if n_classes == 2 else y3
     # alpha=0.1: the first rates of "optimal" (1.8 and falling) do not make the squared losses diverge
-    for penalty, learning_rate in [("l2", "optimal"), (None, "invscaling"), ("l2", "constant")]:
+    for penalty, learning_rate in [("l2", "optimal"), (None, "invscaling"), ("elasticnet", "constant"),
+                                   ("l1", "optimal")]:
         kwargs = dict(loss=loss, penalty=penalty, alpha=0.1, learning_rate=learning_rate, eta0=0.05, max_iter=1,
                       tol=None, shuffle=False)
         with warnings.catch_warnings():
@@ -69,8 +70,9 @@ def test_classifier_epoch_equals_scikit_learn(sparse, n_classes, loss):
 @pytest.mark.parametrize("loss", REGRESSOR_LOSSES)
 def test_regressor_epoch_equals_scikit_learn(sparse, loss):
     X, _, _, y = _data(sparse)
-    for learning_rate in ("invscaling", "constant", "adaptive"):
-        kwargs = dict(loss=loss, learning_rate=learning_rate, max_iter=1, tol=None, shuffle=False, epsilon=0.05)
+    for learning_rate, penalty in [("invscaling", "l2"), ("constant", "elasticnet"), ("adaptive", "l1")]:
+        kwargs = dict(loss=loss, learning_rate=learning_rate, penalty=penalty, alpha=0.01, max_iter=1, tol=None,
+                      shuffle=False, epsilon=0.05)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             theirs = sk.SGDRegressor(**kwargs).fit(X, y)

@@ -302,18 +302,21 @@ class LinearTrainer(FlatParameterSnapshots):
         self.grads = np.zeros_like(params)
         self.optimizer = optimizer
         self.state = state
-        if (rule.threaded and batch_size == 1 and isinstance(self.X, tuple)
-                and getattr(one_pass_step_serves, "py_func", one_pass_step_serves)(self.X, rule, l1)):
+        one_pass = batch_size == 1 and getattr(one_pass_step_serves, "py_func", one_pass_step_serves)(self.X, rule, l1)
+        if rule.threaded and one_pass and (isinstance(self.X, tuple) or l1 > 0):
             # per-sample SGD on CSR rows: the one-pass step costs the row's nonzeros, where a threaded
-            # update of a wide model would pass over every weight for every sample (the test runs as plain
-            # Python: compiling it for a call from here would cost more than it saves; py_func is absent
-            # under NUMBA_DISABLE_JIT)
+            # update of a wide model would pass over every weight for every sample; and with L1 it applies
+            # the cumulative penalty, whatever the model's size (the test runs as plain Python: compiling it
+            # for a call from here would cost more than it saves; py_func is absent under NUMBA_DISABLE_JIT)
             rule = rule._replace(threaded=False)
         self.rule = rule
         self.z = np.empty(n_outputs, dtype=dtype)
         self.dz = np.empty(n_outputs, dtype=dtype)
         self.norms = np.empty((2, n_outputs), dtype=dtype)
-        self.lazy = np.ones((3, n_outputs))
+        self.lazy = np.ones((4, n_outputs))
+        self.lazy[3] = 0.0  # the cumulative L1 penalty's running total, over the epochs of this fit
+        # and each weight's share of it (per-sample training with L1 only)
+        self.l1_applied = np.zeros(params.size - n_outputs if batch_size == 1 and l1 > 0 else 0)
         self.loss_code = int(loss_code)  # an int: an enum member would compile a specialisation of its own
         self.loss_epsilon = float(loss_epsilon)
         self.n_outputs = n_outputs
@@ -353,9 +356,10 @@ class LinearTrainer(FlatParameterSnapshots):
         with compile_notice(self.kernels), parallel, numba_threads(self.n_threads), subnormals_flushed():
             loss_sum, step, norm_sum = epoch(
                 self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots,
-                self.z, self.dz, self.norms, self.lazy, self.rule._replace(lr=float(lr)), step_before, self.loss_code,
-                self.loss_epsilon, self.n_outputs, self.fit_intercept, self.l2, self.l1, self.batch_size,
-                self.block_grads, self.block_loss, self.block_z, self.block_dz, max(self.block_rows, 1))
+                self.z, self.dz, self.norms, self.lazy, self.l1_applied, self.rule._replace(lr=float(lr)), step_before,
+                self.loss_code, self.loss_epsilon, self.n_outputs, self.fit_intercept, self.l2, self.l1,
+                self.batch_size, self.block_grads, self.block_loss, self.block_z, self.block_dz,
+                max(self.block_rows, 1))
         self.state.step = step
         n_updates = step - step_before
         penalty, params_finite = self.penalty_and_finiteness()

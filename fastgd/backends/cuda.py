@@ -24,7 +24,7 @@ import numpy as np
 from numba import cuda
 
 from ..cuda import dense
-from ..cuda.linear import l1_shrink
+from ..cuda.linear import cumulative_l1, l1_shrink
 from ..cuda.optim import clip_norm_scale, device_step, fill, squared_norm
 from ..kernels.activations import Activation
 from ..kernels.losses import OutputLoss
@@ -148,7 +148,9 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
     CPU-only options, such as thread counts, are accepted and unused). Each
     batch: decision values ``Z = X_b W^T + b``, the loss derivative, ``dZ^T
     X_b + l2 |b| W``, the column sums of ``dZ`` (intercepts), all divided by
-    the batch length in the fused optimizer update, then the L1 proximal step.
+    the batch length in the fused optimizer update, then the L1 step: the
+    cumulative penalty per sample (``batch_size=1``), as on the CPU, else the
+    proximal one.
     """
 
     def __init__(self, X, Y, sample_weight, params, optimizer, state: OptimizerState, rule: UpdateRule, *,
@@ -165,6 +167,7 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
         self.d_Y = cuda.to_device(np.ascontiguousarray(Y))
         self.d_sw = cuda.to_device(np.ascontiguousarray(sample_weight))
         self._upload_parameters()
+        self.d_l1_applied = cuda.to_device(self.l1_applied) if self.l1_applied.size else None
         rows = self.batch_size
         self.x_batch = cuda.device_array((rows, n_features), dtype=dtype)
         self.y_batch = cuda.device_array((rows, Y.shape[1]), dtype=dtype)
@@ -213,7 +216,10 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
             lr_k = learning_rate(rule, step)
             # the mean over the batch: 1 / batch length, from the device copy of the lengths
             self._update(rule, step, lr_k, self.sq_norms, k, self.length_views[k])
-            if self.l1 > 0.0:
+            if self.l1 > 0.0 and self.d_l1_applied is not None:  # per-sample: the cumulative penalty, as on the CPU
+                self.lazy[3, 0] += lr_k * self.l1
+                cumulative_l1(self.d_params, n_coefs, self.lazy[3, 0], self.d_l1_applied)
+            elif self.l1 > 0.0:
                 l1_shrink(self.d_params, n_coefs, lr_k * self.l1)
         self.state.step = step
         self.to_host()

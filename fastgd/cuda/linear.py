@@ -43,3 +43,44 @@ def l1_shrink(params, n_coefs: int, amount: float, stream=0) -> None:
         return
     blocks = int(min(MAX_BLOCKS, (n_coefs + THREADS - 1) // THREADS))  # numba-cuda on a GPU takes Python ints only
     _l1_shrink_kernel[blocks, THREADS, stream](params, np.int64(n_coefs), params.dtype.type(amount))
+
+
+@cuda.jit(cache=True)
+def _cumulative_l1_kernel(params, n_coefs, total, applied):
+    start = cuda.grid(1)
+    stride = cuda.gridsize(1)
+    for j in range(start, n_coefs, stride):
+        old = params[j]
+        w = 1.0 * old  # float64, as applied and total
+        if w > 0.0:
+            w = max(0.0, w - (total + applied[j]))
+        elif w < 0.0:
+            w = min(0.0, w + (total - applied[j]))
+        params[j] = w
+        applied[j] += 1.0 * params[j] - old
+
+
+def cumulative_l1(params, n_coefs: int, total: float, applied, stream=0) -> None:
+    """The cumulative L1 penalty on the first ``n_coefs`` entries of ``params``, on the device.
+
+    :func:`fastgd.kernels.penalty.cumulative_l1_value` on every weight (a
+    device update moves them all), as per-sample training applies it on the CPU.
+
+    Parameters
+    ----------
+    params : numba device array of shape (n_params,)
+        Flat parameters, weights first; updated in place.
+    n_coefs : int
+        Number of weights (the intercepts that follow are not penalised).
+    total : float
+        The penalty every weight could have received so far: the sum of
+        ``learning rate * l1`` over the updates, this one included.
+    applied : numba device array of float64, shape (n_coefs,)
+        What each weight has received; updated in place.
+    stream : numba stream or 0, default=0
+        Stream to launch on.
+    """
+    if n_coefs <= 0:
+        return
+    blocks = int(min(MAX_BLOCKS, (n_coefs + THREADS - 1) // THREADS))
+    _cumulative_l1_kernel[blocks, THREADS, stream](params, np.int64(n_coefs), np.float64(total), applied)

@@ -51,9 +51,12 @@ REGRESSOR_LOSSES = ("squared_error", "huber", "epsilon_insensitive")
 _LINEAR_DOC_PARAMETERS = """
     penalty : {"l2", "l1", "elasticnet"} or None, default="l2"
         Regulariser added to the mean loss: ``alpha / 2 * ||W||^2`` (l2),
-        ``alpha * ||W||_1`` (l1, applied as a soft-threshold after each
-        update), or their mix weighted by ``l1_ratio``. Intercepts are never
-        penalised.
+        ``alpha * ||W||_1`` (l1), or their mix weighted by ``l1_ratio``.
+        Intercepts are never penalised. Per-sample training (``batch_size=1``)
+        applies L1 as scikit-learn's ``SGDClassifier`` does, the cumulative
+        penalty of Tsuruoka et al. (2009) on the weights each update moved (on
+        CSR rows: the row's nonzeros, so a step costs them); mini-batches
+        apply it as a soft threshold of every weight after each update.
     alpha : float, default=1e-4
         Regularisation strength, >= 0; also sets the ``optimal`` learning rate.
     l1_ratio : float, default=0.15

@@ -48,10 +48,9 @@ _SHARED_DOC = """
     penalty : {"l2", "l1", "elasticnet"} or None, default="l2"
         Regulariser: ``alpha / 2 * ||w||^2`` (l2), ``alpha * ||w||_1`` (l1), or
         their mix weighted by ``l1_ratio``. L2 decays the weights through a
-        scale (scikit-learn's ``wscale``), so a step on a CSR row costs its
-        nonzeros; L1 is applied as a soft threshold after each step, over every
-        weight (scikit-learn applies the cumulative penalty of Tsuruoka et al.:
-        the models differ slightly).
+        scale (scikit-learn's ``wscale``) and L1 is the cumulative penalty of
+        Tsuruoka et al. (2009) on the weights a step moved, as in
+        scikit-learn: a step on a CSR row costs its nonzeros.
     alpha : float, default=1e-4
         Regularisation strength; also sets the ``optimal`` learning rate.
     l1_ratio : float or None, default=0.15

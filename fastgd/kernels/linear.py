@@ -51,7 +51,7 @@ from .._numeric.float_env import adopt_float_control, float_control, restore_flo
 from ..optim._registry import SGD_KERNEL_ID, fused_step, update_range
 from ..optim.schedules import update_lr
 from .losses import output_loss
-from .penalty import l1_shrink
+from .penalty import cumulative_l1, l1_shrink
 from .rows import (
     accumulate,
     decision,
@@ -202,9 +202,13 @@ def optimizer_update(threaded, blocked, params, grads, slots, rule, step, lr, sc
 
 
 @jit(reduction=True, refcount=False, inline="always")
-def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step, loss_code,
-                epsilon, n_outputs, fit_intercept, l2, l1):
+def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
+                rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1):
     """The epoch of :func:`linear_epoch` with ``batch_size = 1``: one update per sample.
+
+    L1 is the cumulative penalty of scikit-learn's ``SGDClassifier``
+    (:func:`~fastgd.kernels.penalty.cumulative_l1_value`) on every route:
+    after each update, on the weights it moved.
 
     Each sample's decision values are computed at the end of the step
     before (the first one's before the loop), together with the pieces of
@@ -248,20 +252,23 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
         if plain_sgd:
             xx = sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2,
                                      lr * l1, rule.hyper[3], lr, scale, rule.clip_value, rule.intercept_decay,
-                                     z, norms, lazy)
+                                     z, norms, lazy, l1_applied)
             continue
         sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
         decay_intercept_gradients(grads, n_coefs, rule.intercept_decay)
-        optimizer_update(threaded, False, params, grads, slots, rule, step, lr, scale, l1, n_coefs)
+        optimizer_update(threaded, False, params, grads, slots, rule, step, lr, scale, 0.0, n_coefs)
+        if l1 > 0.0:  # this update moved every weight: the cumulative penalty on all of them
+            lazy[3, 0] += lr * l1
+            cumulative_l1(params, n_coefs, lazy[3, 0], l1_applied)
         xx = decision(X, order, min(i + 1, n_samples - 1), params, n_features, n_outputs, fit_intercept, z, norms)
     fold_weight_scale(X, params, n_coefs, lazy)
     return loss_sum, step, norm_sum
 
 
 @jit(reduction=True, refcount=False, inline="always")
-def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
-               loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss, block_z,
-               block_dz, block_rows):
+def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
+               rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
+               block_z, block_dz, block_rows):
     """The epoch of :func:`linear_epoch`; ``threaded`` and ``blocked`` are constants of each entry point.
 
     ``threaded`` runs the optimizer update on Numba's threads
@@ -273,8 +280,8 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
     are those of :func:`linear_epoch`.
     """
     if batch_size == 1 and not blocked:
-        return sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
-                           loss_code, epsilon, n_outputs, fit_intercept, l2, l1)
+        return sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
+                           rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1)
     n_samples = order.shape[0]
     n_features = params.size // n_outputs - 1
     n_coefs = n_outputs * n_features
@@ -324,7 +331,7 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
 
 
 @jit(reduction=True, refcount=False)
-def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
+def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied, rule, step,
                  loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
                  block_z, block_dz, block_rows):
     """Train a linear model for one epoch, with serial optimizer updates.
@@ -347,9 +354,16 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms,
         Workspaces for decision values and their loss derivatives.
     norms : ndarray of shape (2, n_outputs)
         Workspace for the pieces of a sample's gradient norm (see :func:`sample_norm2`).
-    lazy : ndarray of shape (3, n_outputs), float64
-        Workspace of per-sample SGD on CSR rows: the weight scale and its
-        norms (see :func:`fastgd.kernels.rows.sgd_step_and_decide`).
+    lazy : ndarray of shape (4, n_outputs), float64
+        Workspace of per-sample SGD: the weight scale of CSR rows and its
+        norms, and ``lazy[3, 0]``, the running total of the cumulative L1
+        penalty, kept over the epochs of a fit (see
+        :func:`fastgd.kernels.rows.sgd_step_and_decide`).
+    l1_applied : ndarray of float64
+        Per-sample training with L1: the cumulative penalty each weight has
+        received (``n_outputs * n_features``, zeros at the start of a fit);
+        unused otherwise (it may then be empty). Mini-batches apply L1 as a
+        soft threshold after each update (:func:`~fastgd.kernels.penalty.l1_shrink`).
     rule : UpdateRule
         Optimizer, schedule and clipping (``rule.threaded`` is ignored: see
         :func:`linear_epoch_threaded`).
@@ -381,23 +395,23 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms,
     norm_sum : float
         Sum over this epoch's updates of the gradient's global norm before clipping.
     """
-    return epoch_loop(False, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
-                      loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
-                      block_z, block_dz, block_rows)
+    return epoch_loop(False, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
+                      rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads,
+                      block_loss, block_z, block_dz, block_rows)
 
 
 @jit(reduction=True, refcount=False)
-def linear_epoch_threaded(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
+def linear_epoch_threaded(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied, rule, step,
                           loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
                           block_z, block_dz, block_rows):
     """:func:`linear_epoch` with the optimizer update on Numba's threads (``rule.threaded``, large models)."""
-    return epoch_loop(True, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
-                      loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
-                      block_z, block_dz, block_rows)
+    return epoch_loop(True, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
+                      rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads,
+                      block_loss, block_z, block_dz, block_rows)
 
 
 @jit(reduction=True, refcount=False)
-def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
+def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied, rule, step,
                          loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
                          block_z, block_dz, block_rows):
     """:func:`linear_epoch` with each mini-batch's gradient computed in blocks of rows on Numba's threads.
@@ -408,9 +422,9 @@ def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz
     same bits on any number of threads. The optimizer update runs on the
     threads too when ``rule.threaded``.
     """
-    return epoch_loop(False, True, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, rule, step,
-                      loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
-                      block_z, block_dz, block_rows)
+    return epoch_loop(False, True, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
+                      rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads,
+                      block_loss, block_z, block_dz, block_rows)
 
 
 @jit(reduction=True)

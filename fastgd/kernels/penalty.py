@@ -1,4 +1,4 @@
-"""The penalty's value, and the proximal step of L1 (soft thresholding), elementwise and over the weights."""
+"""The penalty's value, and the L1 steps: cumulative (per-sample SGD) and proximal (soft thresholding)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,36 @@ def soft_threshold(value, amount):
     if value < -amount:
         return value + amount
     return amount - amount
+
+
+@jit(inlined=True)
+def cumulative_l1_value(value, scale, total, applied):
+    """A weight after the cumulative L1 penalty of Tsuruoka, Tsujii and Ananiadou (2009), in float64.
+
+    ``scale * value`` is the weight (``scale > 0``: the weight scale of CSR
+    training, 1 on dense rows), ``total`` the L1 penalty every weight could
+    have received so far (the sum of ``lr * l1`` over the updates) and
+    ``applied`` what this weight has received (its entry of the record ``q``).
+    The weight moves toward zero by the difference, and stops at zero: the
+    rule of scikit-learn's ``SGDClassifier``. The caller adds
+    ``scale * (new - value)`` to ``applied``. Only the weights a step touches
+    are penalised, so a step on a CSR row costs its nonzeros.
+    """
+    if value > 0.0:
+        return max(0.0, value - (total + applied) / scale)
+    if value < 0.0:
+        return min(0.0, value + (total - applied) / scale)
+    return value + 0.0
+
+
+@jit(inlined=True)
+def cumulative_l1(params, n_coefs, total, applied):
+    """:func:`cumulative_l1_value` on every weight ``params[:n_coefs]``, with the records ``applied``."""
+    for j in range(n_coefs):
+        old = params[j]
+        new = cast_like(cumulative_l1_value(old, 1.0, total, applied[j]), params)
+        params[j] = new
+        applied[j] += new - old
 
 
 @jit(inlined=True)

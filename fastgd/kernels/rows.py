@@ -29,7 +29,7 @@ from .._config import INLINE_OPTIONS, REDUCTION_FASTMATH, jit
 from .._numeric.cast import cast_like, flush_subnormal, tiny_like
 from .._numeric.prefetch import prefetch, prefetch_l1
 from ..optim.sgd import plain_sgd_value
-from .penalty import soft_threshold
+from .penalty import cumulative_l1_value
 
 _JIT_OPTIONS = {"cache": False, "fastmath": set(REDUCTION_FASTMATH), "error_model": "numpy", **INLINE_OPTIONS}
 #: :func:`sample_gradient` sums nothing; without fast-math, ``d * x + l2 * w`` is not contracted to a fused
@@ -124,18 +124,21 @@ def sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_i
     return run_overload(_sample_gradient, X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
 
 
-def sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
-                        weight_decay, lr, grad_scale, clip, intercept_decay, z, norms,
-                        lazy):  # pragma: no cover - compiled overload
+def sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_step,
+                        weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy,
+                        l1_applied):  # pragma: no cover - compiled overload
     """Plain SGD step on the gradient of sample ``order[i]``, then the decision of sample ``order[i + 1]``.
 
     The step is :func:`fastgd.optim.sgd.plain_sgd_value` on each parameter
     with the gradient of :func:`sample_gradient` (``dz[k] * x + l2 * w_k``,
-    intercept ``intercept_decay * dz[k]``), then the L1 proximal step of ``l1_amount`` on the
-    weights when it is positive. With weight decay, gradient scaling,
-    clipping or L1 these are the bits of :func:`sample_gradient`,
-    :func:`fastgd.optim.sgd.sgd_update` and
-    :func:`fastgd.kernels.penalty.l1_shrink` in a row; without them the rule
+    intercept ``intercept_decay * dz[k]``), then, when ``l1_step`` (this
+    update's ``lr * l1``) is positive, the cumulative L1 penalty
+    (:func:`~fastgd.kernels.penalty.cumulative_l1_value`) on the weights the
+    step touched: every weight of a dense row, the nonzeros' of a CSR row.
+    The penalty's running total is ``lazy[3, 0]``, each weight's record
+    ``l1_applied`` (both kept over the epochs of a fit). With weight decay,
+    gradient scaling or clipping these are the bits of
+    :func:`sample_gradient` and :func:`fastgd.optim.sgd.sgd_update` in a row; without them the rule
     is contracted to fused multiply-adds (:func:`unclipped_sample_sgd_value`,
     the same values to round-off). The next sample's
     decision values, and the pieces of its gradient norm, are written into
@@ -145,7 +148,7 @@ def sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_inte
     On dense rows it is one pass: each new weight is multiplied into the next
     row's dot product as soon as it is written. Per-sample SGD is bound by the
     chain sample -> dot product -> update -> next dot product; fusing the
-    two loops halves its length (``lazy`` is not used).
+    two loops halves its length (of ``lazy`` only the L1 total is used).
 
     CSR rows keep the weights as ``s * params`` (scikit-learn's ``wscale``),
     with the scale ``s = lazy[0, 0]``: the step multiplies ``s`` by
@@ -156,17 +159,16 @@ def sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_inte
     closed form, recomputed exactly when ``s`` is folded back into the
     weights, below 1e-9) and ``lazy[2, k]`` the current row's
     ``x . params_k``; :func:`fold_weight_scale` folds ``s`` back at the end of
-    the epoch. Clipping by value and L1 are not linear in the weights: with
-    either, the caller takes the general route instead (see
-    :func:`one_pass_sgd_applies`).
+    the epoch. Clipping by value is not linear in the weights: with it the
+    caller takes the general route instead (see :func:`one_pass_sgd_applies`).
     """
     return run_overload(_sgd_step_and_decide, X, order, i, dz, params, n_features, n_outputs, fit_intercept,
-                        l2, l1_amount, weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy)
+                        l2, l1_step, weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied)
 
 
 def one_pass_sgd_applies(X, l1, clip_value):  # pragma: no cover - compiled overload below
     """Whether :func:`sgd_step_and_decide` serves plain SGD on ``X``: always on dense rows, on CSR rows
-    only without L1 and clipping by value (which the scaled weights cannot carry)."""
+    only without clipping by value (which the scaled weights cannot carry); ``l1`` is not a condition."""
     return run_overload(_one_pass_sgd_applies, X, l1, clip_value)
 
 
@@ -227,25 +229,29 @@ def unclipped_sample_sgd_value(param, x, lr_l2, lr_d, tiny):
 
 
 @jit(reduction=True, refcount=False, inline="always")
-def sgd_row_step(general, w, x, x_next, d, l2, lr, weight_decay, grad_scale, clip, tiny, l1_amount):
+def sgd_row_step(general, w, x, x_next, d, l2, lr, weight_decay, grad_scale, clip, tiny, l1_total, l1_applied):
     """Plain SGD step of the weight row ``w`` on ``d * x + l2 * w``; returns ``(w . x_next, ||w||^2, ||x_next||^2)``.
 
     ``general`` (a constant of each call site) applies weight decay, gradient
     scaling and clipping (:func:`sample_sgd_value`) and, with a positive
-    ``l1_amount``, the L1 proximal step; otherwise none of them
-    (:func:`unclipped_sample_sgd_value`). The sums use the new weights.
+    ``l1_total``, the cumulative L1 penalty (``l1_applied`` is the row's
+    record, see :func:`~fastgd.kernels.penalty.cumulative_l1_value`);
+    otherwise none of them (:func:`unclipped_sample_sgd_value`). The sums use
+    the new weights.
     """
     s = cast_like(0.0, w)
     ww = cast_like(0.0, w)
     xx = cast_like(0.0, w)
-    shrink = l1_amount > 0
+    shrink = l1_total > 0
     lr_l2 = lr * l2
     lr_d = lr * d
     for j in range(w.size):
         if general:
             v = sample_sgd_value(w[j], d, x[j], l2, lr, weight_decay, grad_scale, clip, tiny)
             if shrink:
-                v = soft_threshold(v, l1_amount)
+                penalised = cast_like(cumulative_l1_value(v, 1.0, l1_total, l1_applied[j]), w)
+                l1_applied[j] += penalised - v
+                v = penalised
         else:
             v = unclipped_sample_sgd_value(w[j], x[j], lr_l2, lr_d, tiny)
         w[j] = v
@@ -452,16 +458,19 @@ def _sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_
 
 
 @overload(sgd_step_and_decide, jit_options=_JIT_OPTIONS)
-def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
-                         weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy):
+def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_step,
+                         weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied):
     if _is_dense(X):
-        def impl(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
-                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy):
+        def impl(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_step,
+                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied):
             x = X[order[i]]
             x_next = X[order[i + 1]] if i + 1 < order.shape[0] else x
             l2_ = cast_like(l2, params)
-            amount = cast_like(l1_amount, params)
-            shrink = l1_amount > 0.0
+            shrink = l1_step > 0.0
+            total = 0.0
+            if shrink:
+                total = lazy[3, 0] + l1_step
+                lazy[3, 0] = total
             wd = cast_like(weight_decay, params)
             lr_ = cast_like(lr, params)
             scale = cast_like(grad_scale, params)
@@ -476,10 +485,13 @@ def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_int
             for k in range(n_outputs):
                 w = params[k * n_features:(k + 1) * n_features]
                 d = dz[k]
+                record = l1_applied[k * n_features:(k + 1) * n_features] if shrink else l1_applied
                 if unclipped:
-                    s, ww, xx_k = sgd_row_step(False, w, x, x_next, d, l2_, lr_, wd, scale, clip_, tiny, amount)
+                    s, ww, xx_k = sgd_row_step(False, w, x, x_next, d, l2_, lr_, wd, scale, clip_, tiny, total,
+                                               record)
                 else:
-                    s, ww, xx_k = sgd_row_step(True, w, x, x_next, d, l2_, lr_, wd, scale, clip_, tiny, amount)
+                    s, ww, xx_k = sgd_row_step(True, w, x, x_next, d, l2_, lr_, wd, scale, clip_, tiny, total,
+                                               record)
                 if k == 0:
                     xx = xx_k
                 b = n_coefs + k
@@ -491,8 +503,8 @@ def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_int
             return xx
         return impl
 
-    def impl_csr(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_amount,
-                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy):
+    def impl_csr(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2, l1_step,
+                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied):
         data, indices, indptr = X
         n_coefs = n_outputs * n_features
         wd = cast_like(weight_decay, params)
@@ -519,6 +531,20 @@ def _sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_int
             for p in range(lo, hi):
                 params[offset + indices[p]] -= cast_like(move * data[p], params)
             lazy[1, k] += move * (move * xx - 2.0 * lazy[2, k])
+            if l1_step > 0.0:  # the cumulative penalty on the weights just moved
+                if k == 0:
+                    lazy[3, 0] += l1_step
+                total = lazy[3, 0]
+                ww_change = 0.0
+                for p in range(lo, hi):
+                    j = offset + indices[p]
+                    old = params[j]
+                    new = cast_like(cumulative_l1_value(old, s, total, l1_applied[j]), params)
+                    if new != old:
+                        params[j] = new
+                        l1_applied[j] += s * (new - old)
+                        ww_change += new * new - old * old
+                lazy[1, k] += ww_change
             b = n_coefs + k
             params[b] = plain_sgd_value(params[b], dz[k] * decay if fit_intercept else zero, lr_, wd, scale, clip_,
                                         tiny)
@@ -570,5 +596,5 @@ def _one_pass_sgd_applies(X, l1, clip_value):
         return impl
 
     def impl_csr(X, l1, clip_value):
-        return not l1 > 0.0 and not clip_value < math.inf
+        return not clip_value < math.inf
     return impl_csr
