@@ -102,3 +102,153 @@ class LinearClassifierPeakMem:
 
     def peakmem_fit(self, batch_size, dtype):
         self.est.fit(self.X, self.y)
+
+
+# -- hashed text: per-sample SGD on CSR rows, by width ------------------------------------------
+#: Vocabulary of the synthetic text: token ids 0 .. TEXT_VOCAB - 1, token k drawn with probability ~ 1 / (k + 1)**1.07.
+TEXT_VOCAB, TEXT_ZIPF = 200_000, 1.07
+#: Tokens drawn per row (Poisson mean): after repeats and l2 normalisation, about 85 nonzeros per row.
+TEXT_TOKENS_PER_ROW = 115
+#: Hidden model by number of classes: (share of a row's tokens drawn from its topic's keywords, keywords per class).
+#: Tuned so that per-sample SGD scores about 85 % on held-out rows at 2**20 columns, binary and 20 classes.
+TEXT_TOPICS = {2: (0.03, 500), 20: (0.06, 200)}
+#: Share of labels replaced by a uniformly drawn class (label noise).
+TEXT_LABEL_NOISE = 0.08
+#: The width sweep: columns, rows, epochs per fit (per-sample SGD, hinge).
+TEXT_WIDTHS = [2**12, 2**14, 2**16, 2**18, 2**20, 2**22]
+TEXT_ROWS, TEXT_EPOCHS = 20_000, 1
+_HASH_MULTIPLIER = np.uint64(2654435761)  # Knuth's multiplicative hash, modulo 2**32
+
+
+def _l2_normalise_rows(X) -> None:
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    norms = np.sqrt(np.bincount(rows, weights=X.data**2, minlength=X.shape[0]))
+    X.data /= norms[rows]
+
+
+@lru_cache(maxsize=2)
+def text_tokens(n_rows: int, n_classes: int = 2, seed: int = 0):
+    """Synthetic text as token counts: ``(T, y)``, ``T`` CSR of ``n_rows`` x ``TEXT_VOCAB``, rows l2-normalised.
+
+    Each row has a hidden topic (its class) and ``TEXT_TOKENS_PER_ROW`` tokens on
+    average (Poisson), drawn from a Zipfian distribution over the vocabulary
+    except for a share (``TEXT_TOPICS``) drawn, Zipf-like too, from the topic's
+    own keywords (disjoint sets among token ranks 100-20,000). Values are
+    ``1 + log(count)``, rows l2-normalised. The label is the hidden sparse linear
+    model's: the class whose keywords (weights uniform in [0.5, 1.5]) score the
+    row highest, a keyword drawn in the background counting as much as a topic's;
+    then ``TEXT_LABEL_NOISE`` of the labels are replaced by a random class.
+    """
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    topic_share, n_keywords = TEXT_TOPICS.get(n_classes, TEXT_TOPICS[20])
+    cdf = np.cumsum(1.0 / np.arange(1, TEXT_VOCAB + 1) ** TEXT_ZIPF)
+    cdf /= cdf[-1]
+    topic = rng.integers(0, n_classes, n_rows)
+    lengths = rng.poisson(TEXT_TOKENS_PER_ROW, n_rows)
+    row = np.repeat(np.arange(n_rows), lengths)
+    tokens = np.searchsorted(cdf, rng.random(row.size))
+    keywords = 100 + rng.permutation(20_000 - 100)[:n_classes * n_keywords].reshape(n_classes, n_keywords)
+    keywords.sort(axis=1)
+    keyword_cdf = np.cumsum(1.0 / np.arange(1, n_keywords + 1))
+    keyword_cdf /= keyword_cdf[-1]
+    from_topic = rng.random(row.size) < topic_share
+    tokens[from_topic] = keywords[topic[row[from_topic]],
+                                  np.searchsorted(keyword_cdf, rng.random(int(from_topic.sum())))]
+    T = sp.csr_matrix((np.ones(row.size), (row, tokens)), shape=(n_rows, TEXT_VOCAB))
+    T.sum_duplicates()
+    T.data = 1.0 + np.log(T.data)
+    _l2_normalise_rows(T)
+    W = np.zeros((TEXT_VOCAB, n_classes))
+    for c in range(n_classes):
+        W[keywords[c], c] = rng.uniform(0.5, 1.5, n_keywords)
+    scores = np.asarray(T @ W) + 1e-9 * rng.random((n_rows, n_classes))  # breaks ties at random
+    y = np.argmax(scores, axis=1)
+    noisy = rng.random(n_rows) < TEXT_LABEL_NOISE
+    y[noisy] = rng.integers(0, n_classes, int(noisy.sum()))
+    return T, y
+
+
+def hash_columns(T, n_features: int):
+    """``T``'s tokens hashed to ``n_features`` columns (a power of two): float64 CSR, sorted, rows l2-normalised.
+
+    Column of token k: the top log2(n_features) bits of ``(k * 2654435761) mod 2**32``;
+    tokens of a row that share a column are summed.
+    """
+    import scipy.sparse as sp
+
+    bits = int(n_features).bit_length() - 1
+    if n_features != 1 << bits or not 0 < bits <= 32:
+        raise ValueError(f"n_features must be a power of two up to 2**32, got {n_features}")
+    columns = ((T.indices.astype(np.uint64) * _HASH_MULTIPLIER) & np.uint64(0xFFFFFFFF)) >> np.uint64(32 - bits)
+    X = sp.csr_matrix((T.data.copy(), columns.astype(np.int32 if bits < 31 else np.int64), T.indptr.copy()),
+                      shape=(T.shape[0], n_features))
+    X.sum_duplicates()
+    _l2_normalise_rows(X)
+    return X
+
+
+@lru_cache(maxsize=2)
+def hashed_text(n_rows: int, n_features: int, n_classes: int = 2, seed: int = 0):
+    """``(X, y)``: ``text_tokens(n_rows, n_classes, seed)`` hashed to ``n_features`` columns, made once per process."""
+    T, y = text_tokens(n_rows, n_classes, seed)
+    return hash_columns(T, n_features), y
+
+
+def make_text_estimator(lib: str, max_iter: int = TEXT_EPOCHS, loss: str = "hinge"):
+    """Per-sample SGD as text users run it: fastgd's ``LinearClassifier(batch_size=1)`` or scikit-learn's."""
+    if lib == "sklearn":
+        from sklearn.linear_model import SGDClassifier
+
+        return SGDClassifier(loss=loss, alpha=1e-4, max_iter=max_iter, tol=None, random_state=0)
+    if LinearClassifier is None:
+        raise NotImplementedError("fastgd.LinearClassifier is not available in this commit")
+    return LinearClassifier(loss=loss, batch_size=1, learning_rate="optimal", alpha=1e-4, max_iter=max_iter,
+                            tol=None, random_state=0)
+
+
+def _fit_quietly(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn's ConvergenceWarning at max_iter
+        return est.fit(X, y)
+
+
+class SparseTextFitByWidth:
+    """Per-sample SGD (hinge, one epoch) on 20,000 rows of hashed text, ~85 nonzeros per row, by width.
+
+    The same token stream hashed to each width, so the work per sample is the
+    same; a step should cost the row's nonzeros, whatever the number of columns.
+    scikit-learn's ``SGDClassifier`` with the same arguments is the peer.
+    """
+
+    params = (TEXT_WIDTHS,)
+    param_names = ["n_features"]
+    timeout = 180
+
+    def setup(self, n_features):
+        self.X, self.y = hashed_text(TEXT_ROWS, n_features)
+        key = ("text", n_features, "float64")
+        if key not in _WARMED:  # compiles (or loads) the CSR kernels at this width: the route depends on it
+            _fit_quietly(make_text_estimator("fastgd"), self.X[:200], self.y[:200])
+            _WARMED.add(key)
+        self.fastgd = make_text_estimator("fastgd")
+        self.sklearn = make_text_estimator("sklearn")
+
+    def time_fastgd_fit(self, n_features):
+        self.fastgd.fit(self.X, self.y)
+
+    def time_sklearn_fit(self, n_features):
+        _fit_quietly(self.sklearn, self.X, self.y)
+
+    def track_speedup_vs_sklearn(self, n_features):
+        """scikit-learn's fit time over fastgd's, medians of 3 fits each, run alternately."""
+        times: dict[str, list[float]] = {"fastgd": [], "sklearn": []}
+        for _ in range(3):
+            for lib, est in (("fastgd", self.fastgd), ("sklearn", self.sklearn)):
+                t0 = time.perf_counter()
+                _fit_quietly(est, self.X, self.y)
+                times[lib].append(time.perf_counter() - t0)
+        return float(np.median(times["sklearn"]) / np.median(times["fastgd"]))
+
+    track_speedup_vs_sklearn.unit = "x"

@@ -67,13 +67,29 @@ Sections (all by default; pick some with their flags):
     Adam on mini-batches) and ``MLPClassifier((64,))``, and a profile of where
     it goes.
 
+``--text``
+    Hashed text as ``HashingVectorizer`` makes it, generated in
+    ``bench_linear.hashed_text``: Zipfian tokens hashed to 2**20 columns, ~85
+    nonzeros per row, l2-normalised float64 CSR, 125,000 rows (100,000 train,
+    25,000 held out), labels from a hidden sparse linear model with label
+    noise, binary and 20 classes. Hinge and log loss, 5 epochs:
+    ``fastgd.LinearClassifier(batch_size=1)`` (and ``fastgd.SGDClassifier``
+    when the commit has it) against ``sklearn.linear_model.SGDClassifier`` and,
+    when ``vowpalwabbit`` is installed, Vowpal Wabbit (data written once in its
+    text format, trained from its cache file with ``--passes 5 --holdout_off``
+    through ``pyvw.Workspace(...).run_parser()``): samples/s, ratio to
+    scikit-learn, held-out accuracy against the targets (1.5x scikit-learn,
+    accuracy within 0.5 point, at least VW's samples/s). Then a width sweep:
+    us per sample at 2**12 ... 2**22 columns (20,000 rows, hinge, 3 epochs),
+    fastgd and scikit-learn, against the target (2**22 within 1.5x of 2**12).
+
 ``--quick`` shrinks the problems (20,000 samples, 1e6 parameters; for
-``--mlp`` 1,000 and 5,000 samples) for a smoke test. Times are medians of
+``--mlp`` 1,000 and 5,000 samples; for ``--text`` 5,000 rows) for a smoke test. Times are medians of
 several repetitions after warm-ups (Numba compiles before any timing),
 measured with ``time.perf_counter``.
 
 Run: ``python benchmarks/compare.py [--sgd] [--optim] [--mlp] [--stream [--rows N] [--path DIR] [--cold]]
-[--threads] [--partial-fit] [--quick]``; with no section flag, ``--sgd --optim --mlp`` run.
+[--threads] [--partial-fit] [--text] [--quick]``; with no section flag, ``--sgd --optim --mlp`` run.
 """
 
 from __future__ import annotations
@@ -92,6 +108,12 @@ import numpy as np
 
 SGD_TARGET_SPEEDUP = 4.0
 SGD_ACCURACY_TOLERANCE = 0.005  # 0.5 percentage point
+
+#: --text targets: speed-up over scikit-learn at 2**20 columns, and per-sample time at 2**22 over that at 2**12.
+TEXT_TARGET_SPEEDUP = 1.5
+TEXT_WIDTH_GROWTH_TARGET = 1.5
+TEXT_EPOCHS = 5
+TEXT_SWEEP_EPOCHS = 3
 
 #: MLP targets by batch size: minimum speed-up over scikit-learn (float64) and over PyTorch.
 MLP_SKLEARN_TARGETS = {1: 30.0, 32: 6.0, 128: 4.0, 1024: 4.0}
@@ -766,6 +788,237 @@ def section_partial_fit() -> None:
           "another (the engine runs the compiled epoch).")
 
 
+# -- section 7: hashed text ------------------------------------------------------------------------
+def _bench_linear():
+    try:
+        import bench_linear
+    except ImportError:  # imported as benchmarks.compare
+        from benchmarks import bench_linear
+    return bench_linear
+
+
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def _range(values, scale: float = 1.0, fmt: str = "{:.2f}") -> str:
+    """``median (min-max)`` of ``values`` times ``scale``."""
+    lo, mid, hi = (scale * v for v in (min(values), statistics.median(values), max(values)))
+    return f"{fmt.format(mid)} ({fmt.format(lo)}-{fmt.format(hi)})"
+
+
+def _per_round(times: dict[str, list[float]], peer: str, name: str) -> list[float]:
+    """``peer``'s time over ``name``'s in each round of an interleaved measurement (a speed-up of ``name``)."""
+    return [a / b for a, b in zip(times[peer], times[name], strict=True)]
+
+
+def _write_vw(path: str, X, labels) -> None:
+    """Rows of CSR ``X`` in Vowpal Wabbit's text format, ``label | column:value ...``, one line each."""
+    with open(path, "w") as f:
+        for i in range(X.shape[0]):
+            lo, hi = X.indptr[i], X.indptr[i + 1]
+            f.write(f"{labels[i]} | " + " ".join(map("{}:{:.9g}".format, X.indices[lo:hi].tolist(),
+                                                     X.data[lo:hi].tolist())) + "\n")
+
+
+class _VowpalWabbit:
+    """Vowpal Wabbit on one task: the data written once in its text format, each fit read from its cache.
+
+    ``fit(loss)`` trains ``--passes TEXT_EPOCHS --holdout_off`` from the cache file
+    through ``pyvw.Workspace(...).run_parser()`` and saves the model; the first
+    call of a task writes the cache (call it untimed, as a warm-up).
+    ``accuracy(loss)`` predicts the held-out rows with the saved model.
+    """
+
+    LOSSES = {"hinge": "hinge", "log_loss": "logistic"}
+
+    def __init__(self, folder: str, X_train, y_train, X_test, y_test, n_classes: int, epochs: int):
+        self.folder, self.n_classes, self.epochs = folder, n_classes, epochs
+        self.y_test = y_test
+        self.bits = max(1, int(X_train.shape[1] - 1).bit_length())
+        to_vw = (lambda y: np.where(y == 1, 1, -1)) if n_classes == 2 else (lambda y: y + 1)
+        self.train, self.test = os.path.join(folder, "train.vw"), os.path.join(folder, "test.vw")
+        self.cache = os.path.join(folder, "train.cache")
+        _write_vw(self.train, X_train, to_vw(y_train))
+        _write_vw(self.test, X_test, to_vw(y_test))
+
+    def _model(self, loss: str) -> str:
+        return os.path.join(self.folder, f"{loss}.model")
+
+    def fit(self, loss: str) -> None:
+        from vowpalwabbit import pyvw
+
+        task = f"--oaa {self.n_classes} " if self.n_classes > 2 else ""
+        ws = pyvw.Workspace(f"--quiet -b {self.bits} {task}--loss_function {self.LOSSES[loss]} -d {self.train} "
+                            f"--cache_file {self.cache} --passes {self.epochs} --holdout_off -f {self._model(loss)}")
+        ws.run_parser()
+        ws.finish()
+
+    def accuracy(self, loss: str) -> float:
+        from vowpalwabbit import pyvw
+
+        predictions = os.path.join(self.folder, f"{loss}.predictions")
+        ws = pyvw.Workspace(f"--quiet -t -i {self._model(loss)} -d {self.test} -p {predictions}")
+        ws.run_parser()
+        ws.finish()
+        with open(predictions) as f:
+            pred = np.array([float(line.split()[0]) for line in f if line.strip()])
+        labels = (pred > 0).astype(int) if self.n_classes == 2 else pred.astype(int) - 1
+        return float(np.mean(labels == self.y_test))
+
+
+def _vowpalwabbit_version() -> str | None:
+    try:
+        import vowpalwabbit
+        from vowpalwabbit import pyvw  # noqa: F401
+    except ImportError:
+        return None
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vowpalwabbit")
+    except PackageNotFoundError:
+        return getattr(vowpalwabbit, "__version__", "?")
+
+
+def section_text(quick: bool) -> None:
+    import tempfile
+
+    from sklearn.linear_model import SGDClassifier
+
+    import fastgd
+
+    bl = _bench_linear()
+    n_rows = 5_000 if quick else 125_000
+    n_features, epochs, repeats = 2**20, TEXT_EPOCHS, 3
+    n_train = int(0.8 * n_rows)
+    vw_version = _vowpalwabbit_version()
+    has_drop_in = hasattr(fastgd, "SGDClassifier")
+    print(f"\n## Hashed text: {n_rows:,} rows x 2**20 columns, float64 CSR, {epochs} epochs of per-sample SGD\n")
+    print(f"Synthetic text (`benchmarks/bench_linear.py`, `hashed_text`): Zipfian tokens (exponent "
+          f"{bl.TEXT_ZIPF}) over {bl.TEXT_VOCAB:,} token ids hashed to columns by a multiplicative hash, "
+          "1 + log(count), l2-normalised rows; labels from a hidden sparse linear model over topic keywords, "
+          f"{100 * bl.TEXT_LABEL_NOISE:.0f} % of them replaced at random. First {n_train:,} rows train, the rest "
+          f"({n_rows - n_train:,}) are held out. fastgd.LinearClassifier(loss=..., batch_size=1, "
+          "learning_rate='optimal', alpha=1e-4, max_iter=5, tol=None, random_state=0)"
+          + (", fastgd.SGDClassifier(loss=..., max_iter=5, tol=None, random_state=0)" if has_drop_in else "")
+          + " and sklearn SGDClassifier(loss=..., max_iter=5, tol=None, alpha=1e-4, random_state=0)"
+          + (f" and Vowpal Wabbit {vw_version} (its default adaptive, normalised updates; `--passes {epochs} "
+             "--holdout_off` from its cache file, `--loss_function hinge|logistic`, `--oaa 20` for 20 classes)"
+             if vw_version else "")
+          + f". samples/s = {n_train:,} x {epochs} / fit seconds: median (min-max) of {repeats} fits each, run "
+          "round-robin after a warm-up fit (compilation); the ratio to sklearn is per round (median, min-max); "
+          "accuracy on the held-out rows.\n")
+    rows, verdicts = [], []
+    for n_classes in (2, 20):
+        X, y = bl.hashed_text(n_rows, n_features, n_classes)
+        X_train, y_train, X_test, y_test = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
+        folder = tempfile.TemporaryDirectory(prefix="fastgd-text-vw-") if vw_version else None
+        try:
+            vw = (_VowpalWabbit(folder.name, X_train, y_train, X_test, y_test, n_classes, epochs)
+                  if folder else None)
+            for loss in ("hinge", "log_loss"):
+                makers: dict[str, Callable[[], object]] = {
+                    "fastgd LinearClassifier": lambda loss=loss: fastgd.LinearClassifier(
+                        loss=loss, batch_size=1, learning_rate="optimal", alpha=1e-4, max_iter=epochs, tol=None,
+                        random_state=0)}
+                if has_drop_in:
+                    makers["fastgd SGDClassifier"] = lambda loss=loss: fastgd.SGDClassifier(
+                        loss=loss, max_iter=epochs, tol=None, random_state=0)
+                makers["sklearn SGDClassifier"] = lambda loss=loss: SGDClassifier(
+                    loss=loss, max_iter=epochs, tol=None, alpha=1e-4, random_state=0)
+                fits: dict[str, Callable[[], object]] = {
+                    name: (lambda make=make, X=X_train, y=y_train: bl._fit_quietly(make(), X, y))
+                    for name, make in makers.items()}
+                if vw is not None:
+                    fits["Vowpal Wabbit"] = lambda loss=loss, vw=vw: vw.fit(loss)
+                load_before = _load()
+                for name, fit in fits.items():  # warm-up: compiles fastgd's kernels, writes VW's cache
+                    if name.startswith("fastgd"):
+                        bl._fit_quietly(makers[name](), X_train[:1000], y_train[:1000])
+                    else:
+                        fit()
+                times: dict[str, list[float]] = {name: [] for name in fits}
+                fitted: dict[str, object] = {}
+                for _ in range(repeats):
+                    for name, fit in fits.items():
+                        t0 = time.perf_counter()
+                        fitted[name] = fit()
+                        times[name].append(time.perf_counter() - t0)
+                load = f"{load_before:.2f} -> {_load():.2f}"
+                acc = {name: (vw.accuracy(loss) if name == "Vowpal Wabbit" else est.score(X_test, y_test))
+                       for name, est in fitted.items()}
+                sk = "sklearn SGDClassifier"
+                for name in fits:
+                    rows.append([f"{n_classes}", loss, name, _range([n_train * epochs / t for t in times[name]],
+                                                                   1e-6, "{:.2f}") + " M",
+                                 "1" if name == sk else _range(_per_round(times, sk, name), fmt="{:.2f}") + "x",
+                                 f"{100 * acc[name]:.2f} %", f"{100 * (acc[name] - acc[sk]):+.2f}", load])
+                for name in fits:
+                    if name.startswith("fastgd"):
+                        speedup = statistics.median(_per_round(times, sk, name))
+                        dacc = acc[name] - acc[sk]
+                        line = (f"- {n_classes} classes, {loss}, {name}: {speedup:.2f}x sklearn (target "
+                                f">= {TEXT_TARGET_SPEEDUP:g}x), Δacc {100 * dacc:+.2f} points (target >= "
+                                f"-{100 * SGD_ACCURACY_TOLERANCE:.1f})")
+                        met = speedup >= TEXT_TARGET_SPEEDUP and dacc >= -SGD_ACCURACY_TOLERANCE
+                        if vw is not None:
+                            vs_vw = statistics.median(_per_round(times, "Vowpal Wabbit", name))
+                            line += f"; {vs_vw:.2f}x Vowpal Wabbit (target >= 1x)"
+                            met = met and vs_vw >= 1.0
+                        verdicts.append(line + f": {'MET' if met else 'NOT MET'}")
+        finally:
+            if folder is not None:
+                folder.cleanup()
+    print(markdown_table(["classes", "loss", "implementation", "samples/s", "vs sklearn", "held-out acc",
+                          "Δacc vs sklearn (points)", "1-min load"], rows))
+    print()
+    print("\n".join(verdicts))
+    if not has_drop_in:
+        print("- fastgd.SGDClassifier not in this commit: skipped")
+    if vw_version is None:
+        print("- vowpalwabbit not installed: skipped (`pip install vowpalwabbit` to add it)")
+    _text_width_sweep(quick)
+
+
+def _text_width_sweep(quick: bool) -> None:
+    bl = _bench_linear()
+    n_rows = 5_000 if quick else bl.TEXT_ROWS
+    epochs, repeats = TEXT_SWEEP_EPOCHS, 5
+    libs = ("fastgd", "sklearn")
+    print(f"\n### Width sweep: per-sample SGD, hinge, {n_rows:,} rows of the same tokens hashed to each width "
+          f"(~85 nonzeros per row), {epochs} epochs\n")
+    print("fastgd.LinearClassifier(batch_size=1) and sklearn SGDClassifier as above (alpha=1e-4, 'optimal'); "
+          f"us per sample = fit seconds / ({n_rows:,} x {epochs}), median (min-max) of {repeats} fits each, run "
+          "round-robin after a warm-up fit at each width; accuracy on the training rows.\n")
+    rows, per_sample = [], {}
+    for n_features in bl.TEXT_WIDTHS:
+        X, y = bl.hashed_text(n_rows, n_features)
+        bl._fit_quietly(bl.make_text_estimator("fastgd", max_iter=1), X[:200], y[:200])
+        load_before = _load()
+        times: dict[str, list[float]] = {lib: [] for lib in libs}
+        fitted = {}
+        for _ in range(repeats):
+            for lib in libs:
+                est = bl.make_text_estimator(lib, max_iter=epochs)
+                t0 = time.perf_counter()
+                fitted[lib] = bl._fit_quietly(est, X, y)
+                times[lib].append(time.perf_counter() - t0)
+        us = {lib: [1e6 * t / (n_rows * epochs) for t in times[lib]] for lib in libs}
+        median = per_sample[n_features] = {lib: statistics.median(v) for lib, v in us.items()}
+        rows.append([f"2**{n_features.bit_length() - 1}", f"{X.nnz / n_rows:.1f}", _range(us["fastgd"]),
+                     _range(us["sklearn"]), f"{median['sklearn'] / median['fastgd']:.2f}x",
+                     f"{100 * fitted['fastgd'].score(X, y):.2f} / {100 * fitted['sklearn'].score(X, y):.2f} %",
+                     f"{load_before:.2f} -> {_load():.2f}"])
+    print(markdown_table(["columns", "nonzeros/row", "fastgd us/sample", "sklearn us/sample", "speed-up",
+                          "train acc fastgd / sklearn", "1-min load"], rows))
+    narrow, wide = bl.TEXT_WIDTHS[0], bl.TEXT_WIDTHS[-1]
+    growth = {lib: per_sample[wide][lib] / per_sample[narrow][lib] for lib in libs}
+    print(f"\n- per-sample time at 2**{wide.bit_length() - 1} over 2**{narrow.bit_length() - 1} columns: fastgd "
+          f"{growth['fastgd']:.2f}x, sklearn {growth['sklearn']:.2f}x (target for fastgd <= "
+          f"{TEXT_WIDTH_GROWTH_TARGET:g}x): {'MET' if growth['fastgd'] <= TEXT_WIDTH_GROWTH_TARGET else 'NOT MET'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -779,11 +1032,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold", action="store_true", help="--stream: drop the file from the page cache first")
     parser.add_argument("--threads", action="store_true", help="mini-batch training on 1 and 2 threads")
     parser.add_argument("--partial-fit", action="store_true", help="per-call time of partial_fit on 10 rows")
+    parser.add_argument("--text", action="store_true", help="hashed text, 2**20 columns: vs SGDClassifier (and VW)")
     parser.add_argument("--cuda", action="store_true", help="GPU: fused Adam bandwidth, MLP epochs vs torch on CUDA")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     args = parser.parse_args(argv)
     run_all = not (args.sgd or args.optim or args.mlp or args.stream or args.threads or args.partial_fit
-                   or args.cuda)
+                   or args.text or args.cuda)
     start = time.perf_counter()
     print("# fastgd vs peers" + (" (--quick sizes)" if args.quick else ""))
     print()
@@ -801,6 +1055,8 @@ def main(argv: list[str] | None = None) -> int:
         section_threads(args.quick)
     if args.partial_fit:
         section_partial_fit()
+    if args.text:
+        section_text(args.quick)
     if run_all or args.cuda:
         from cuda_compare import section_cuda  # benchmarks/cuda_compare.py, next to this script
 
