@@ -264,7 +264,7 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
 
         Parameters
         ----------
-        X : {{array-like, sparse matrix}} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data; float32 trains in float32, anything else in float64.
         y : array-like of shape (n_samples,)
             Class labels.
@@ -288,7 +288,7 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
 
         Parameters
         ----------
-        X : {{array-like, sparse matrix}} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             A batch of training data.
         y : array-like of shape (n_samples,)
             Its labels.
@@ -371,7 +371,7 @@ class SGDRegressor(_SGDDropIn, LinearRegressor):
 
         Parameters
         ----------
-        X : {{array-like, sparse matrix}} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data; float32 trains in float32, anything else in float64.
         y : array-like of shape (n_samples,)
             Targets.
@@ -395,7 +395,7 @@ class SGDRegressor(_SGDDropIn, LinearRegressor):
 
         Parameters
         ----------
-        X : {{array-like, sparse matrix}} of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             A batch of training data.
         y : array-like of shape (n_samples,)
             Its targets.
