@@ -250,7 +250,7 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
         step += 1
         lr = update_lr(rule, step)
         if plain_sgd:
-            xx = sgd_step_and_decide(X, order, i, dz, params, n_features, n_outputs, fit_intercept, l2,
+            xx = sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit_intercept, l2,
                                      lr * l1, rule.hyper[3], lr, scale, rule.clip_value, rule.intercept_decay,
                                      z, norms, lazy, l1_applied)
             continue
