@@ -90,16 +90,67 @@ def test_weights_intercept_and_start_as_scikit_learn(sparse):
         (dict(fit_intercept=False, loss="log_loss"), y3, {}),
         (dict(alpha=1e-2, loss="modified_huber"), y3, {"sample_weight": weights}),
         (dict(), y3, {"coef_init": np.full((3, X.shape[1]), 0.1), "intercept_init": [0.3, -0.2, 0.1]}),
+        # one-vs-rest: problem k weights only its positive samples by class k's weight
+        (dict(class_weight={0: 3.0, 1: 0.5, 2: 1.5}, loss="log_loss"), y3, {}),
+        (dict(class_weight="balanced", penalty="elasticnet"), y3[20:], {"sample_weight": weights[20:]}),
     ]
     for kwargs, y, fit_kwargs in cases:
+        X_case = X[X.shape[0] - y.shape[0]:]
         kwargs = dict(kwargs, max_iter=1, tol=None, shuffle=False)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             # copies: scikit-learn trains the coef_init array it is given in place
-            theirs = sk.SGDClassifier(**kwargs).fit(X, y, **{k: np.array(v) for k, v in fit_kwargs.items()})
-            ours = fastgd.SGDClassifier(**kwargs).fit(X, y, **fit_kwargs)
+            theirs = sk.SGDClassifier(**kwargs).fit(X_case, y, **{k: np.array(v) for k, v in fit_kwargs.items()})
+            ours = fastgd.SGDClassifier(**kwargs).fit(X_case, y, **fit_kwargs)
         _same_model(ours, theirs)
-    np.testing.assert_array_equal(cases[-1][2]["coef_init"], 0.1)  # fastgd leaves it as it was
+    np.testing.assert_array_equal(cases[3][2]["coef_init"], 0.1)  # fastgd leaves it as it was
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_multiclass_is_one_binary_fit_per_class_with_scikit_learn_seeds(sparse):
+    """Row k of a multiclass fit is the binary fit of class k against the rest, shuffled and stopped on its own.
+
+    The seeds are drawn as scikit-learn's ``_fit_multiclass`` draws them;
+    each binary fit is an independent run of the two-class estimator. The
+    number of threads (``n_jobs``) must not change a bit.
+    """
+    X, _, y3, _ = _data(sparse, seed=3)
+    weights = np.random.default_rng(4).uniform(0.5, 1.5, size=X.shape[0])
+    class_weight = {0: 2.0, 1: 1.0, 2: 0.5}
+    kwargs = dict(loss="modified_huber", max_iter=40, tol=1e-2, n_iter_no_change=2, random_state=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        one = fastgd.SGDClassifier(**kwargs, n_jobs=1, class_weight=class_weight).fit(X, y3, sample_weight=weights)
+        two = fastgd.SGDClassifier(**kwargs, n_jobs=2, class_weight=class_weight).fit(X, y3, sample_weight=weights)
+        seeds = np.random.RandomState(7).randint(np.iinfo(np.int32).max, size=3)
+        binary = [fastgd.SGDClassifier(**dict(kwargs, random_state=seeds[k])).fit(
+            X, y3 == k, sample_weight=weights * np.where(y3 == k, class_weight[k], 1.0)) for k in range(3)]
+    np.testing.assert_array_equal(one.coef_, two.coef_)
+    np.testing.assert_array_equal(one.intercept_, two.intercept_)
+    np.testing.assert_array_equal(one.coef_, np.vstack([b.coef_ for b in binary]))
+    np.testing.assert_array_equal(one.intercept_, [b.intercept_[0] for b in binary])
+    epochs = [b.n_iter_ for b in binary]
+    assert len(set(epochs)) > 1, "the test needs problems that stop at different epochs"
+    assert one.n_iter_ == max(epochs)
+    assert one.t_ == max(b.t_ for b in binary)
+    assert len(one.loss_curve_) == max(epochs)
+    # the last epoch's loss sums each problem's last loss
+    np.testing.assert_allclose(one.loss_curve_[-1], sum(b.loss_curve_[-1] for b in binary), rtol=1e-12)
+    # partial_fit continues each problem: one more epoch of each
+    one.partial_fit(X, y3, sample_weight=weights)
+    for k, b in enumerate(binary):
+        b.partial_fit(X, y3 == k, sample_weight=weights * np.where(y3 == k, class_weight[k], 1.0))
+        np.testing.assert_array_equal(one.coef_[k], b.coef_[0])
+    assert one.n_iter_ == 1
+
+
+def test_multiclass_early_stopping_stops_each_problem():
+    X, _, y3, _ = _data(False, seed=5)
+    clf = fastgd.SGDClassifier(early_stopping=True, n_iter_no_change=2, max_iter=200, random_state=0).fit(X, y3)
+    assert 2 < clf.n_iter_ < 200
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert all(0.0 <= v <= 1.0 for v in clf.validation_scores_)
+    assert clf.score(X, y3) > 0.6
 
 
 def test_sparse_input_moves_intercepts_at_a_hundredth_of_the_rate():

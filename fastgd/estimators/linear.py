@@ -274,48 +274,9 @@ class _LinearGD(BaseEstimator):
             if self._warm_start_restarts_schedule:
                 state.step = 0
 
-        rng = check_random_state(self.random_state)
-        validation_score = None
-        train_rows = None  # early stopping on the CPU: the rows trained on, the others held out where they are
-        hint = nonfinite_hint(X, None if isinstance(self, ClassifierMixin) else y)
-        if self.early_stopping and not incremental:
-            stratify = y if isinstance(self, ClassifierMixin) else None
-            train_rows, held_out = validation_split(X.shape[0], self.validation_fraction, rng, stratify)
-            X_val, y_val = X[held_out], y[held_out]  # the only copy: validation_fraction of the data
-            if self.device_ == "cuda":  # the device trainer draws its own orders over all its samples
-                X, Y, sample_weight, y = X[train_rows], Y[train_rows], sample_weight[train_rows], y[train_rows]
-                train_rows = None
-
-            def validation_score():
-                coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
-                return self._validation_score(y_val, _decision(X_val, coef, params[n_outputs * n_features:]))
-
-        n_train = X.shape[0] if train_rows is None else train_rows.size
-        batch_size = resolve_batch_size(self.batch_size, n_train)
-        l2, l1 = self._penalties()
-        # scikit-learn's ``optimal`` offset: typw = sqrt(1 / sqrt(alpha)), eta0 = typw, t0 = 1 / (eta0 * alpha)
-        optimal_t0 = 1.0 / (np.sqrt(1.0 / np.sqrt(self.alpha)) * self.alpha) if self.alpha > 0 else 1.0
-        history = getattr(self, "_history", None) if continuing else None
-        epoch_offset = history.n_epochs if history is not None else 0
-        schedule = make_schedule(self, alpha=self.alpha, optimal_t0=optimal_t0)
-        if continuing and self.learning_rate == "adaptive" and hasattr(self, "_adaptive_eta"):
-            schedule.eta = self._adaptive_eta
-        intercept_decay = self._sparse_intercept_decay if sp.issparse(X) else 1.0
-        rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm, intercept_decay)
-        trainer_class = LinearTrainer
-        if self.device_ == "cuda":
-            from ..backends.cuda import CudaLinearTrainer as trainer_class
-        trainer = trainer_class(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
-                              loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
-                              fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size,
-                              n_threads=self.n_threads)
-        config = make_loop_config(self, schedule, rng, incremental=incremental, validation_score=validation_score,
-                                  epoch_offset=epoch_offset)
-        config.nonfinite_hint = hint
-        if train_rows is not None:
-            train_only_on(trainer, train_rows)
-            config.rows = train_rows
-        history = run_epochs(trainer, config, None if history is None else _copy_history(history))
+        state, history, adaptive_eta = self._train_model(X, y, Y, sample_weight, params, optimizer, state,
+                                                         continuing=continuing, incremental=incremental,
+                                                         n_outputs=n_outputs, loss_code=loss_code)
 
         coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
         self.coef_ = coef.reshape(-1) if self._coef_1d(y) else coef
@@ -323,7 +284,7 @@ class _LinearGD(BaseEstimator):
         self._params = params  # coef_ and intercept_ are views of it
         self._optimizer_state = state
         self._history = history
-        self._adaptive_eta = schedule.eta
+        self._adaptive_eta = adaptive_eta
         self.n_iter_ = history.n_epochs
         self.t_ = history.n_updates
         self.loss_curve_ = list(history.loss_curve)
@@ -334,6 +295,75 @@ class _LinearGD(BaseEstimator):
             self.validation_scores_ = list(history.validation_scores)
             self.best_validation_score_ = history.best_validation_score
         return self
+
+    def _train_model(self, X, y, Y, sample_weight, params, optimizer, state, *, continuing: bool,
+                     incremental: bool, n_outputs: int, loss_code: int):
+        """Train ``params`` in place, all outputs in one epoch loop; return the state, history and adaptive rate."""
+        history = getattr(self, "_history", None) if continuing else None
+        eta = getattr(self, "_adaptive_eta", None) if continuing else None
+        history, eta = self._train(X, y, Y, sample_weight, params, optimizer, state, history, eta,
+                                   check_random_state(self.random_state), incremental=incremental,
+                                   n_outputs=n_outputs, loss_code=loss_code)
+        return state, history, eta
+
+    def _train(self, X, y, Y, sample_weight, params, optimizer, state, history, adaptive_eta, rng, *,
+               incremental: bool, n_outputs: int, loss_code: int, split=None, score=None,
+               n_threads: int | None = None):
+        """Run the epochs of one model on its trainer: ``params`` and ``state`` are trained in place.
+
+        ``split`` is ``(train_rows, held_out, X_val)`` of early stopping when
+        already drawn (else it is drawn from ``rng``); ``score(y_val, scores)``
+        replaces :meth:`_validation_score`; ``n_threads`` replaces the
+        estimator's. Returns the history and the adaptive schedule's rate.
+        """
+        n_features = X.shape[1]
+        n_params = params.size
+        validation_score = None
+        train_rows = None  # early stopping on the CPU: the rows trained on, the others held out where they are
+        hint = nonfinite_hint(X, None if isinstance(self, ClassifierMixin) else y)
+        if self.early_stopping and not incremental:
+            if split is None:
+                stratify = y if isinstance(self, ClassifierMixin) else None
+                train_rows, held_out = validation_split(X.shape[0], self.validation_fraction, rng, stratify)
+                X_val = X[held_out]  # the only copy: validation_fraction of the data
+            else:
+                train_rows, held_out, X_val = split
+            y_val = y[held_out]
+            if self.device_ == "cuda":  # the device trainer draws its own orders over all its samples
+                X, Y, sample_weight, y = X[train_rows], Y[train_rows], sample_weight[train_rows], y[train_rows]
+                train_rows = None
+            score = self._validation_score if score is None else score
+
+            def validation_score():
+                coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
+                return score(y_val, _decision(X_val, coef, params[n_outputs * n_features:]))
+
+        n_train = X.shape[0] if train_rows is None else train_rows.size
+        batch_size = resolve_batch_size(self.batch_size, n_train)
+        l2, l1 = self._penalties()
+        # scikit-learn's ``optimal`` offset: typw = sqrt(1 / sqrt(alpha)), eta0 = typw, t0 = 1 / (eta0 * alpha)
+        optimal_t0 = 1.0 / (np.sqrt(1.0 / np.sqrt(self.alpha)) * self.alpha) if self.alpha > 0 else 1.0
+        epoch_offset = history.n_epochs if history is not None else 0
+        schedule = make_schedule(self, alpha=self.alpha, optimal_t0=optimal_t0)
+        if adaptive_eta is not None and self.learning_rate == "adaptive":
+            schedule.eta = adaptive_eta
+        intercept_decay = self._sparse_intercept_decay if sp.issparse(X) else 1.0
+        rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm, intercept_decay)
+        trainer_class = LinearTrainer
+        if self.device_ == "cuda":
+            from ..backends.cuda import CudaLinearTrainer as trainer_class
+        trainer = trainer_class(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
+                              loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
+                              fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size,
+                              n_threads=self.n_threads if n_threads is None else n_threads)
+        config = make_loop_config(self, schedule, rng, incremental=incremental, validation_score=validation_score,
+                                  epoch_offset=epoch_offset)
+        config.nonfinite_hint = hint
+        if train_rows is not None:
+            train_only_on(trainer, train_rows)
+            config.rows = train_rows
+        history = run_epochs(trainer, config, None if history is None else _copy_history(history))
+        return history, schedule.eta
 
     def _fit_full_batch(self, read_chunks, epochs: int, classes=None):
         """Exact full-batch GD over data read chunk by chunk (see :func:`fastgd.stream.fit_full_batch`).
@@ -651,8 +681,15 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
 
     def _sample_weight(self, y, sample_weight, X, incremental):
         weights = check_sample_weight(sample_weight, X, X.dtype)
-        if self.class_weight is None:
+        per_class = self._class_weights(y, incremental)
+        if per_class is None:
             return weights
+        return weights * per_class[np.searchsorted(self.classes_, y)].astype(X.dtype)
+
+    def _class_weights(self, y, incremental: bool) -> np.ndarray | None:
+        """The weight of each class in ``classes_`` from ``class_weight`` (None without it)."""
+        if self.class_weight is None:
+            return None
         if self.class_weight == "balanced" and incremental:
             raise ValueError("class_weight='balanced' needs the whole data set; with partial_fit pass a dict "
                              "computed by sklearn.utils.compute_class_weight on all the labels.")
@@ -660,7 +697,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         if per_class.min() < 0:
             raise ValueError(f"class_weight must be non-negative; got min {float(per_class.min()):g}. A negative "
                              "weight makes gradient descent climb its samples' loss instead of descending it.")
-        return weights * per_class[np.searchsorted(self.classes_, y)].astype(X.dtype)
+        return per_class
 
     def _validation_score(self, y, scores):
         return float(np.mean(self._labels(scores) == y))

@@ -12,12 +12,20 @@ They are thin classes over :class:`~fastgd.LinearClassifier` and
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
+from typing import NamedTuple
 
+import numpy as np
 from sklearn.linear_model._base import SparseCoefMixin
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ..backends.cpu import resolve_n_threads
+from ..engine import History
+from ._base import check_sample_weight, reusable_state, validation_split
 from .linear import CLASSIFIER_LOSSES, REGRESSOR_LOSSES, LinearClassifier, LinearRegressor
 
 #: Regression losses (also accepted by the classifier, on targets coded -1/+1).
@@ -106,7 +114,9 @@ _SHARED_ATTRIBUTES = """
         Updates made since the last ``fit`` started, plus one: scikit-learn's
         ``n_iter_ * n_samples + 1`` after a ``fit``.
     loss_curve_ : list of float
-        Mean training loss (penalty included) of each epoch, a fastgd extra.
+        Mean training loss (penalty included) of each epoch, a fastgd extra;
+        with one-vs-rest problems, the sum of theirs (a problem that stopped
+        earlier counts with its last epoch's loss).
     n_features_in_ : int
         Number of features seen in ``fit``.
     feature_names_in_ : ndarray of str
@@ -176,10 +186,56 @@ class _SGDDropIn(SparseCoefMixin):
         self._check_sgd_options(incremental)
         restart = not incremental and not (self.warm_start and hasattr(self, "coef_"))
         epochs_before = 0 if restart or not hasattr(self, "n_iter_") else self._history.n_epochs
+        self._epochs_run = None
         self._fit(X, y, sample_weight, incremental=incremental, **kwargs)
-        self.n_iter_ = self._history.n_epochs - epochs_before
+        ran = self._epochs_run  # set by one-vs-rest training: the most epochs one of its problems ran
+        self.n_iter_ = self._history.n_epochs - epochs_before if ran is None else ran
         self.t_ = float(self._optimizer_state.step + 1)
         return self
+
+
+class _BinaryProblem(NamedTuple):
+    """What one one-vs-rest problem of :class:`SGDClassifier` keeps between calls."""
+
+    state: object
+    history: History
+    adaptive_eta: float | None
+
+
+def _binary_accuracy(y_val, scores) -> float:
+    """Accuracy of the decision values ``scores[:, 0] > 0`` on the boolean labels ``y_val``."""
+    return float(np.mean((scores[:, 0] > 0) == y_val))
+
+
+def _padded(curves) -> np.ndarray:
+    """The non-empty ``curves`` as rows of one array, each shorter one continued by its last value."""
+    curves = [list(c) for c in curves if len(c)]
+    if not curves:
+        return np.empty((0, 0))
+    n = max(len(c) for c in curves)
+    return np.array([c + [c[-1]] * (n - len(c)) for c in curves], dtype=float)
+
+
+def _summed_history(histories: list[History]) -> History:
+    """One history for the one-vs-rest problems of a fit.
+
+    Epoch ``e``'s loss is the sum of the problems' losses (a problem that
+    stopped earlier counts with its last epoch's), its gradient norm that of
+    all their gradients together, its validation score their mean; the
+    counters are the largest of the problems'.
+    """
+    losses = _padded([h.loss_curve for h in histories]).sum(axis=0)
+    norms = _padded([[float(g[0]) for g in h.gradient_norms] for h in histories])
+    scores = _padded([h.validation_scores for h in histories])
+    scores = scores.mean(axis=0) if scores.size else scores.reshape(-1)
+    return History(loss_curve=[float(v) for v in losses], validation_scores=[float(v) for v in scores],
+                   gradient_norms=[np.array([v]) for v in np.sqrt((norms ** 2).sum(axis=0))],
+                   n_updates=max(h.n_updates for h in histories),
+                   n_samples_seen=max(h.n_samples_seen for h in histories),
+                   best_loss=float(losses.min()) if losses.size else np.inf,
+                   best_validation_score=float(scores.max()) if scores.size else -np.inf,
+                   n_epochs=max(h.n_epochs for h in histories),
+                   converged=all(h.converged for h in histories))
 
 
 class SGDClassifier(_SGDDropIn, LinearClassifier):
@@ -187,8 +243,9 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
 
     Same parameters, defaults, fitted attributes and numerics as scikit-learn's
     (started from the same state with ``shuffle=False``, an epoch of each
-    agrees to float64 round-off); the one-vs-rest problems of a multiclass fit
-    are trained together, in one pass over each sample.
+    agrees to float64 round-off). A multiclass fit trains scikit-learn's
+    one-vs-rest problems, one per class, each with its own shuffling, stopping
+    and class weighting, on up to ``n_jobs`` threads.
 
     Parameters
     ----------
@@ -199,12 +256,14 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
         on targets coded -1/+1.
     {_SHARED_DOC.replace("{power_t}", "0.5")}
     n_jobs : int or None, default=None
-        Threads of the compiled kernels (``None``: fastgd chooses; ``-1``: all
-        cores). Per-sample SGD is one chain of updates, so it mostly runs on one.
+        Threads that train the one-vs-rest problems of a multiclass fit at
+        the same time (``None``: as many as there are idle cores; ``-1``: all
+        cores). Each problem is one chain of updates on one thread; the
+        result is the same for any number.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplying the sample weights. With more than
-        two classes they weight a sample in every one-vs-rest problem
-        (scikit-learn weights only the positive samples of each).
+        two classes, problem ``k`` weights only its positive samples (those
+        of class ``k``) by class ``k``'s weight, as scikit-learn does.
 
     Attributes
     ----------
@@ -258,6 +317,76 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
         self.class_weight = class_weight
         self.warm_start = warm_start
         self.average = average
+
+    def _sample_weight(self, y, sample_weight, X, incremental):
+        if self.classes_.size > 2:  # class weights weight each problem's positive samples (_train_model)
+            return check_sample_weight(sample_weight, X, X.dtype)
+        return super()._sample_weight(y, sample_weight, X, incremental)
+
+    def _train_model(self, X, y, Y, sample_weight, params, optimizer, state, *, continuing: bool,
+                     incremental: bool, n_outputs: int, loss_code: int):
+        """Two classes: one model. More: scikit-learn's one-vs-rest, one binary problem per class.
+
+        Problem ``k`` separates class ``k`` (+1) from the others (-1), its
+        positive samples weighted by the class's weight, with its own random
+        seed (drawn as scikit-learn draws them), schedule, stopping and
+        optimizer state; the early-stopping split is drawn once for all. The
+        problems run on up to ``n_jobs`` threads (the compiled epochs release
+        the GIL); each is trained on its own copy of its weights, written
+        back when all have finished, so the result does not depend on the
+        threads.
+        """
+        if self.classes_.size <= 2:
+            return super()._train_model(X, y, Y, sample_weight, params, optimizer, state, continuing=continuing,
+                                        incremental=incremental, n_outputs=n_outputs, loss_code=loss_code)
+        n_classes, n_features = n_outputs, X.shape[1]
+        per_class = self._class_weights(y, incremental)
+        rng = check_random_state(self.random_state)
+        split = None
+        if self.early_stopping and not incremental:
+            train_rows, held_out = validation_split(X.shape[0], self.validation_fraction, rng, y)
+            split = (train_rows, held_out, X[held_out])
+        seeds = rng.randint(np.iinfo(np.int32).max, size=n_classes)
+        before = getattr(self, "_problems", None) if continuing else None
+        if before is None or len(before) != n_classes:
+            before = [None] * n_classes
+
+        def train(k: int):
+            positive = Y[:, k] > 0
+            Y_k = np.where(positive, 1.0, -1.0).astype(X.dtype).reshape(-1, 1)
+            weight = sample_weight
+            if per_class is not None:
+                weight = sample_weight * np.where(positive, per_class[k], 1.0).astype(X.dtype)
+            params_k = np.append(params[k * n_features:(k + 1) * n_features], params[n_classes * n_features + k])
+            prior = before[k]
+            if prior is None or not reusable_state(prior.state, optimizer, params_k.size, params_k.dtype):
+                state_k = optimizer.init(params_k)
+            else:  # a copy: a failed call leaves the problems as they were
+                state_k = dataclasses.replace(prior.state, slots=prior.state.slots.copy(), _device_scratch=None)
+                if not incremental:
+                    state_k.step = 0
+            history, eta = self._train(X, positive, Y_k, weight, params_k, optimizer, state_k,
+                                       None if prior is None else prior.history,
+                                       None if prior is None else prior.adaptive_eta,
+                                       np.random.RandomState(seeds[k]), incremental=incremental, n_outputs=1,
+                                       loss_code=loss_code, split=split, score=_binary_accuracy, n_threads=1)
+            return params_k, _BinaryProblem(state_k, history, eta)
+
+        workers = min(n_classes, resolve_n_threads(self.n_threads))
+        if workers > 1:
+            with ThreadPoolExecutor(workers, thread_name_prefix="fastgd-ovr") as pool:
+                results = list(pool.map(train, range(n_classes)))
+        else:
+            results = [train(k) for k in range(n_classes)]
+        for k, (params_k, _) in enumerate(results):
+            params[k * n_features:(k + 1) * n_features] = params_k[:n_features]
+            params[n_classes * n_features + k] = params_k[n_features]
+        problems = [problem for _, problem in results]
+        self._epochs_run = max(p.history.n_epochs - (0 if b is None else b.history.n_epochs)
+                               for p, b in zip(problems, before, strict=True))
+        self._problems = problems
+        state.step = max(p.state.step for p in problems)
+        return state, _summed_history([p.history for p in problems]), None
 
     def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None) -> SGDClassifier:
         """Fit the model by plain SGD.
