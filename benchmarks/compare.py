@@ -203,6 +203,8 @@ def machine_lines(with_torch: bool = True) -> list[str]:
     versions.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
                     else "torch not installed")
     lines = [
+        # where fastgd was imported from: an installed copy shadows a checkout for `python benchmarks/compare.py`
+        f"- fastgd from {os.path.dirname(os.path.dirname(os.path.abspath(fastgd.__file__)))}",
         f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores ({usable} usable by this process)",
         f"- OS: {platform.platform()}; Python {platform.python_version()}",
         "- " + ", ".join(versions),
