@@ -83,13 +83,22 @@ Sections (all by default; pick some with their flags):
     us per sample at 2**12 ... 2**22 columns (20,000 rows, hinge, 3 epochs),
     fastgd and scikit-learn, against the target (2**22 within 1.5x of 2**12).
 
+``--defaults``
+    Accuracy of the defaults: mean 5-fold accuracy (standardised features,
+    ``StandardScaler`` in a pipeline, shuffled folds) over 10 seeds on every
+    classification data set bundled with scikit-learn (iris, wine,
+    breast_cancer, digits), ``sklearn.linear_model.SGDClassifier`` against
+    ``fastgd.SGDClassifier`` and ``fastgd.LinearClassifier`` with default
+    parameters (hinge) and with ``loss="log_loss"``; R^2 on diabetes for the
+    regressors. Target: within 0.5 point of scikit-learn's.
+
 ``--quick`` shrinks the problems (20,000 samples, 1e6 parameters; for
 ``--mlp`` 1,000 and 5,000 samples; for ``--text`` 5,000 rows) for a smoke test. Times are medians of
 several repetitions after warm-ups (Numba compiles before any timing),
 measured with ``time.perf_counter``.
 
 Run: ``python benchmarks/compare.py [--sgd] [--optim] [--mlp] [--stream [--rows N] [--path DIR] [--cold]]
-[--threads] [--partial-fit] [--text] [--quick]``; with no section flag, ``--sgd --optim --mlp`` run.
+[--threads] [--partial-fit] [--text] [--defaults] [--quick]``; with no section flag, ``--sgd --optim --mlp`` run.
 """
 
 from __future__ import annotations
@@ -983,6 +992,59 @@ def section_text(quick: bool) -> None:
     _text_width_sweep(quick)
 
 
+def section_defaults(quick: bool) -> None:
+    from sklearn import datasets, linear_model
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import fastgd
+
+    seeds = range(2 if quick else 10)
+    print(f"\n## Accuracy of the defaults: mean 5-fold score over {len(seeds)} seeds, standardised features\n")
+    print("Each estimator with its default parameters (`random_state=seed`), and with `loss=\"log_loss\"`; "
+          "folds shuffled with the same seed for every estimator. Classifiers: accuracy in %; regressors: R^2. "
+          f"Target: within {100 * SGD_ACCURACY_TOLERANCE:.1f} point of scikit-learn.\n")
+    cases = [(name, loader, loss) for name, loader in (("iris", datasets.load_iris), ("wine", datasets.load_wine),
+                                                       ("breast_cancer", datasets.load_breast_cancer),
+                                                       ("digits", datasets.load_digits))
+             for loss in ("hinge", "log_loss")]
+    cases.append(("diabetes", datasets.load_diabetes, "squared_error"))
+    rows, verdicts = [], []
+    for name, loader, loss in cases:
+        X, y = loader(return_X_y=True)
+        regression = loss == "squared_error"
+        if regression:
+            makers = {"sklearn SGDRegressor": lambda s: linear_model.SGDRegressor(random_state=s),
+                      "fastgd SGDRegressor": lambda s: fastgd.SGDRegressor(random_state=s),
+                      "fastgd LinearRegressor": lambda s: fastgd.LinearRegressor(random_state=s)}
+        else:
+            kw = {} if loss == "hinge" else {"loss": loss}
+            makers = {"sklearn SGDClassifier": lambda s, kw=kw: linear_model.SGDClassifier(random_state=s, **kw),
+                      "fastgd SGDClassifier": lambda s, kw=kw: fastgd.SGDClassifier(random_state=s, **kw),
+                      "fastgd LinearClassifier": lambda s, kw=kw: fastgd.LinearClassifier(random_state=s, **kw)}
+        scores = {}
+        for label, make in makers.items():
+            per_seed = []
+            for seed in seeds:
+                folds = (KFold if regression else StratifiedKFold)(5, shuffle=True, random_state=seed)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # ConvergenceWarning of the default max_iter on some folds
+                    per_seed.append(cross_val_score(make_pipeline(StandardScaler(), make(seed)), X, y, cv=folds).mean())
+            scores[label] = float(np.mean(per_seed))
+        peer = next(iter(makers))
+        fmt = (lambda v: f"{v:.4f}") if regression else (lambda v: f"{100 * v:.2f}")
+        rows.append([name, loss, *(fmt(scores[label]) for label in makers)])
+        for label in list(makers)[1:]:
+            gap = scores[label] - scores[peer]
+            met = gap >= -SGD_ACCURACY_TOLERANCE
+            shown = f"{gap:+.4f}" if regression else f"{100 * gap:+.2f} points"
+            verdicts.append(f"- {name}, {loss}, {label}: {shown} vs scikit-learn: {'MET' if met else 'NOT MET'}")
+    print(markdown_table(["data", "loss", "scikit-learn", "fastgd SGD drop-in", "fastgd Linear*"], rows))
+    print()
+    print("\n".join(verdicts))
+
+
 def _text_width_sweep(quick: bool) -> None:
     bl = _bench_linear()
     n_rows = 5_000 if quick else bl.TEXT_ROWS
@@ -1035,11 +1097,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", action="store_true", help="mini-batch training on 1 and 2 threads")
     parser.add_argument("--partial-fit", action="store_true", help="per-call time of partial_fit on 10 rows")
     parser.add_argument("--text", action="store_true", help="hashed text, 2**20 columns: vs SGDClassifier (and VW)")
+    parser.add_argument("--defaults", action="store_true", help="accuracy of the default parameters vs sklearn")
     parser.add_argument("--cuda", action="store_true", help="GPU: fused Adam bandwidth, MLP epochs vs torch on CUDA")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     args = parser.parse_args(argv)
     run_all = not (args.sgd or args.optim or args.mlp or args.stream or args.threads or args.partial_fit
-                   or args.text or args.cuda)
+                   or args.text or args.defaults or args.cuda)
     start = time.perf_counter()
     print("# fastgd vs peers" + (" (--quick sizes)" if args.quick else ""))
     print()
@@ -1059,6 +1122,8 @@ def main(argv: list[str] | None = None) -> int:
         section_partial_fit()
     if args.text:
         section_text(args.quick)
+    if args.defaults:
+        section_defaults(args.quick)
     if run_all or args.cuda:
         from cuda_compare import section_cuda  # benchmarks/cuda_compare.py, next to this script
 
