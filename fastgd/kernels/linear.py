@@ -100,8 +100,9 @@ def one_pass_step_serves(X, rule, l1):
     """Whether per-sample training on ``X`` takes the one-pass step (:func:`~fastgd.kernels.rows.sgd_step_and_decide`).
 
     It serves plain SGD (no momentum), on dense rows always and on CSR rows
-    without L1 and clipping by value. On CSR rows it then costs the row's
-    nonzeros per sample (the L2 decay lives in a weight scale), so the
+    without clipping by value. On CSR rows it then costs the row's
+    nonzeros per sample (the L2 decay lives in a weight scale, L1 is the
+    cumulative penalty on the weights the step moved), so the
     trainers never send such an epoch to the threaded dense update
     (:class:`fastgd.backends.cpu.LinearTrainer`, which calls this in Python).
     """

@@ -47,7 +47,7 @@ NEAR_PREFETCH_DISTANCE = 3
 WEIGHT_PREFETCH_DISTANCE = 4
 
 #: Weights of fewer bytes stay in a core's L2 cache: :func:`prefetch_weights` then does nothing (hashed
-#: text, 84 nonzeros per row: prefetching 2**12 weights cost 40 ns per sample, 2**20 weights saved 100).
+#: text, 84 nonzeros per row: prefetching 2**12 weights cost 50-70 ns per sample, 2**20 weights saved 100).
 WEIGHT_PREFETCH_MIN_BYTES = 1 << 20
 
 #: Bytes per cache line.
@@ -257,12 +257,6 @@ def sparse_squares(data, lo, hi):
     if p + 2 < hi:
         c += nonzero_square(data, p + 2)
     return (a + b) + (c + d)
-
-
-@jit(inlined=True)
-def sparse_dot_and_squares(data, indices, lo, hi, values, offset):
-    """:func:`sparse_dot` and :func:`sparse_squares` of one row in one pass over it (the same bits as the two)."""
-    return sparse_dot(data, indices, lo, hi, values, offset), sparse_squares(data, lo, hi)
 
 
 def fold_weight_scale(X, params, n_coefs, lazy):  # pragma: no cover - compiled overload below
@@ -626,10 +620,9 @@ def _sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit
         row = order[min(i + 1, order.shape[0] - 1)]
         lo = indptr[row]
         hi = indptr[row + 1]
-        xv, xx_next = sparse_dot_and_squares(data, indices, lo, hi, params, 0)
+        xx_next = sparse_squares(data, lo, hi)
         for k in range(n_outputs):
-            if k > 0:
-                xv = sparse_dot(data, indices, lo, hi, params, k * n_features)
+            xv = sparse_dot(data, indices, lo, hi, params, k * n_features)
             lazy[2, k] = xv
             norms[0, k] = s * xv
             norms[1, k] = s * s * lazy[1, k]
