@@ -278,6 +278,53 @@ def residual_loss_derivative(loss: str, z: np.ndarray, y: np.ndarray, epsilon: f
     raise ValueError(loss)
 
 
+def output_loss_derivative(loss: str, z: np.ndarray, y: np.ndarray, epsilon: float) -> np.ndarray:
+    """d loss / dz of one sample's outputs ``z``; ``"multinomial"``: softmax cross-entropy, ``y[0]`` the class."""
+    if loss == "multinomial":
+        p = np.exp(z - z.max())
+        dz = p / p.sum()
+        dz[int(y[0])] -= 1.0
+        return dz
+    if loss in ("squared_error", "huber", "epsilon_insensitive"):
+        return residual_loss_derivative(loss, z, y, epsilon)
+    return margin_loss_derivative(loss, z, y)
+
+
+def mini_batch_sgd(X, Y, sample_weight, *, loss, epochs, batch_size, lr_at, l2=0.0, weight_decay=0.0,
+                   clip_norm=None, fit_intercept=True, intercept_decay=1.0, epsilon=0.1):
+    """Weights ``(n_outputs, n_features)`` and intercepts after ``epochs`` unshuffled epochs of mini-batch SGD.
+
+    Each batch of ``batch_size`` consecutive rows (the last may be shorter)
+    makes one step on its mean weighted loss gradient plus ``l2 * W``,
+    clipped to norm ``clip_norm``; the intercepts' gradient is then
+    multiplied by ``intercept_decay``. ``lr_at(t)`` and the losses are those
+    of :func:`per_sample_sgd`. Computed in float64.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    n_outputs = int(Y[:, 0].max()) + 1 if loss == "multinomial" else Y.shape[1]
+    W = np.zeros((n_outputs, X.shape[1]))
+    b = np.zeros(n_outputs)
+    t = 0
+    for _ in range(epochs):
+        for start in range(0, X.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            dz = np.array([output_loss_derivative(loss, W @ x + b, y, epsilon) * weight
+                           for x, y, weight in zip(X[rows], Y[rows], sample_weight[rows], strict=True)])
+            grad_W = dz.T @ X[rows] / len(dz) + l2 * W
+            grad_b = dz.mean(axis=0) if fit_intercept else np.zeros(n_outputs)
+            if clip_norm is not None:
+                norm = math.sqrt(np.sum(grad_W**2) + np.sum(grad_b**2))
+                if norm > clip_norm:
+                    grad_W, grad_b = grad_W * (clip_norm / (norm + 1e-6)), grad_b * (clip_norm / (norm + 1e-6))
+            grad_b = grad_b * intercept_decay
+            t += 1
+            lr = lr_at(t)
+            W = W - lr * (grad_W + weight_decay * W)
+            b = b - lr * (grad_b + weight_decay * b)
+    return W, b
+
+
 def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, weight_decay=0.0,
                    clip_value=None, clip_norm=None, fit_intercept=True, epsilon=0.1, l1_on_nonzeros=False):
     """Weights ``(n_outputs, n_features)`` and intercepts after ``epochs`` unshuffled epochs of per-sample SGD.
@@ -300,16 +347,7 @@ def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, 
     t = 0
     for _ in range(epochs):
         for x, y, weight in zip(X, Y, sample_weight, strict=True):
-            z = W @ x + b
-            if loss == "multinomial":
-                p = np.exp(z - z.max())
-                dz = p / p.sum()
-                dz[int(y[0])] -= 1.0
-            elif loss in ("squared_error", "huber", "epsilon_insensitive"):
-                dz = residual_loss_derivative(loss, z, y, epsilon)
-            else:
-                dz = margin_loss_derivative(loss, z, y)
-            dz = dz * weight
+            dz = output_loss_derivative(loss, W @ x + b, y, epsilon) * weight
             grad_W = np.outer(dz, x) + l2 * W
             grad_b = dz if fit_intercept else np.zeros(n_outputs)
             if clip_norm is not None:

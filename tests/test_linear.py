@@ -203,6 +203,102 @@ def test_per_sample_sgd_on_wide_csr_costs_the_nonzeros(n_classes, monkeypatch):
     assert not np.delete(coef, columns, axis=1).any()
 
 
+def _wide_csr(X, width):
+    """``X``'s nonzeros spread over ``width`` columns (its columns go to ``WIDE_COLUMNS``), as CSR."""
+    columns = WIDE_COLUMNS[WIDE_COLUMNS < width][-X.shape[1]:]
+    rows, cols = np.nonzero(X)
+    return sp.csr_matrix((X[rows, cols], (rows, columns[cols])), shape=(X.shape[0], width)), columns
+
+
+WIDE_COLUMNS = np.array([5, 900, 2_000, 3_333, 4_000, 4_095, 20_000, 65_536, 100_001, 131_000, 2**17 - 1])
+
+# (estimator kwargs, reference kwargs) of mini-batch plain SGD on wide CSR rows
+CSR_BATCH_CASES = {
+    "hinge-optimal": ({"loss": "hinge", "alpha": 1e-3}, {}),
+    "multinomial-clip_norm": ({"loss": "log_loss", "alpha": 1e-2, "learning_rate": "constant", "n_classes": 3,
+                               "clip_norm": 0.2}, {"loss": "multinomial"}),
+    "modified_huber-3-outputs-decay": ({"loss": "modified_huber", "alpha": 1e-3, "learning_rate": "constant",
+                                        "n_classes": 3, "weight_decay": 0.05}, {}),
+    # a decay of 0.75 per step folds the weight scale back into the weights (below 1e-9) several times
+    "strong-l2-no-intercept": ({"loss": "squared_hinge", "alpha": 5.0, "learning_rate": "constant",
+                                "fit_intercept": False}, {}),
+    "intercept-decay": ({"loss": "log_loss", "alpha": 1e-3, "learning_rate": "constant",
+                         "intercept_decay": 0.01}, {}),
+}
+
+
+@pytest.mark.parametrize("width", [2**12, 2**17])
+@pytest.mark.parametrize("case", CSR_BATCH_CASES)
+def test_csr_mini_batches_cost_the_nonzeros_and_match_the_textbook(case, width, monkeypatch):
+    """Mini-batch plain SGD on wide CSR rows touches only the batch's weights, on the textbook's rule.
+
+    Three unshuffled epochs of batches of 7 (the last one shorter) with sample
+    weights against :func:`_reference.mini_batch_sgd`, on the columns in use,
+    and exactly zero elsewhere. The dense epochs are patched to fail: a batch
+    on hashed text (2**20 columns) passed over every weight and cost 46 us per
+    sample.
+    """
+    import fastgd.backends.cpu as cpu
+
+    def dense_epoch(*args):
+        raise AssertionError("a CSR mini-batch passed over every weight")
+
+    for name in ("linear_epoch", "linear_epoch_threaded", "linear_epoch_blocked"):
+        monkeypatch.setattr(cpu, name, dense_epoch)
+    kwargs, ref_kwargs = (dict(d) for d in CSR_BATCH_CASES[case])
+    n_classes = kwargs.pop("n_classes", 2)
+    intercept_decay = kwargs.pop("intercept_decay", 1.0)
+    X, y = make_classification(n_samples=60, n_features=6, n_informative=4, n_classes=n_classes, random_state=3)
+    X = StandardScaler().fit_transform(X)
+    X[np.abs(X) < 0.6] = 0.0
+    wide, columns = _wide_csr(X, width)
+    sample_weight = np.random.default_rng(0).uniform(0.5, 2.0, size=y.size)
+    clf = LinearClassifier(batch_size=7, max_iter=3, tol=None, shuffle=False, learning_rate_init=0.05, **kwargs)
+    clf._sparse_intercept_decay = intercept_decay  # SGDClassifier's 0.01 on sparse input
+    clf.fit(wide, y, sample_weight=sample_weight)
+
+    alpha = kwargs["alpha"]
+    if n_classes == 2:
+        Y = np.where(y == 1, 1.0, -1.0)[:, None]
+    elif ref_kwargs.get("loss") == "multinomial":
+        Y = y[:, None].astype(float)
+    else:
+        Y = np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)
+    lr_at = _optimal_rate(alpha) if kwargs.get("learning_rate", "optimal") == "optimal" else (lambda t: 0.05)
+    W, b = ref.mini_batch_sgd(X, Y, sample_weight, loss=ref_kwargs.get("loss", kwargs["loss"]), epochs=3,
+                              batch_size=7, lr_at=lr_at, l2=alpha, weight_decay=kwargs.get("weight_decay", 0.0),
+                              clip_norm=kwargs.get("clip_norm"), fit_intercept=kwargs.get("fit_intercept", True),
+                              intercept_decay=intercept_decay)
+    assert clf.t_ == 3 * 9  # nine batches per epoch
+    coef = clf.coef_.reshape(-1, width)
+    np.testing.assert_allclose(coef[:, columns], W.reshape(coef.shape[0], -1), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(clf.intercept_, b, rtol=1e-10, atol=1e-12)
+    assert not np.delete(coef, columns, axis=1).any()
+
+
+def test_csr_mini_batches_guard_float32_and_the_dense_route():
+    """The sparse mini-batch route in float32 follows float64, its non-finite guard keeps the last good
+    weights, and narrow CSR input (few columns per nonzero) takes the dense route to the same model."""
+    X, y = make_classification(n_samples=300, n_features=11, n_informative=6, random_state=0)
+    X[np.abs(X) < 0.5] = 0.0
+    wide, _ = _wide_csr(X, 2**17)
+    make = lambda **kw: LinearClassifier(loss="log_loss", batch_size=16, alpha=1e-3, learning_rate="constant",
+                                         learning_rate_init=0.05, max_iter=3, tol=None, random_state=0, **kw)
+    fits = {dtype: make().fit(wide.astype(dtype), y) for dtype in (np.float32, np.float64)}
+    assert fits[np.float32].coef_.dtype == np.float32
+    np.testing.assert_allclose(fits[np.float32].coef_, fits[np.float64].coef_, rtol=2e-4, atol=2e-5)
+
+    clf = make(warm_start=True).set_params(max_iter=1).fit(wide, y)
+    good = clf.coef_.copy()
+    with pytest.warns(NonFiniteTrainingWarning):
+        clf.set_params(learning_rate_init=1e300, max_iter=3).fit(wide, y)
+    np.testing.assert_array_equal(clf.coef_, good)
+
+    dense = make().fit(X, y)
+    narrow = make().fit(sp.csr_matrix(X), y)
+    np.testing.assert_allclose(narrow.coef_, dense.coef_, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("loss", ["hinge", "log_loss"])
 def test_per_sample_sgd_float32_follows_float64(loss):
     """float32 training of the one-pass path stays within float32 round-off of the float64 one."""

@@ -36,6 +36,9 @@ and the model only, so the result is bitwise the same on any number of
 threads. All entry points inline the same loop, :func:`epoch_loop`, at
 Numba's level (``inline="always"``: compiled once per entry point, and only
 for the entry point used), with ``threaded`` and ``blocked`` constants.
+Mini-batches of plain SGD on wide CSR rows have a loop of their own,
+:func:`linear_epoch_csr_batches`: a batch costs its nonzeros, where the
+general loop passes over every weight for every batch.
 """
 
 from __future__ import annotations
@@ -46,10 +49,11 @@ import numba
 import numpy as np
 
 from .._config import INNER_OPTIONS, jit
-from .._numeric.cast import cast_like
+from .._numeric.cast import cast_like, tiny_like
 from .._numeric.float_env import adopt_float_control, float_control, restore_float_control
 from ..optim._registry import SGD_KERNEL_ID, fused_step, update_range
 from ..optim.schedules import update_lr
+from ..optim.sgd import plain_sgd_value
 from .losses import output_loss
 from .penalty import cumulative_l1, l1_shrink
 from .rows import (
@@ -62,6 +66,8 @@ from .rows import (
     prefetch_weights,
     sample_gradient,
     sgd_step_and_decide,
+    sparse_dot,
+    unsigned,
 )
 
 
@@ -454,3 +460,152 @@ def linear_gradient_sum(X, Y, sample_weight, params, grads, z, dz, loss_code, ep
             dz[k] *= weight
         accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, i == 0)
     return loss_sum
+
+
+@jit(reduction=True, refcount=False)
+def linear_epoch_csr_batches(X, Y, sample_weight, order, params, grads, touched, touched_grads, z, dz, lazy, rule,
+                             step, loss_code, epsilon, n_outputs, fit_intercept, l2, batch_size):
+    """Mini-batch plain SGD on CSR rows at the cost of the batch's nonzeros, not of the model's width.
+
+    The update of :func:`linear_epoch` for plain SGD (no momentum, no
+    clipping by value, no L1), written so that a batch touches only the
+    weights of its rows' nonzero features. The weights are kept as ``s *
+    params`` (the weight scale of :func:`~fastgd.kernels.rows.sgd_step_and_decide`,
+    ``s = lazy[0, 0]``): the L2 term and weight decay of a step multiply
+    ``s``, and the batch's mean loss gradient moves the weights it touches.
+    For each batch:
+
+    1. each row's decision values at the batch's starting weights, its loss,
+       and its weighted loss gradient added into ``grads`` (zeros outside the
+       batch's columns);
+    2. each touched weight once: its gradient moved to the list ``touched``
+       / ``touched_grads`` and ``grads`` back to zeros, with the sums that
+       give the gradient's norm in closed form, ``||a / B||^2 + 2 l2 s (a / B)
+       . params + l2^2 s^2 ||params||^2`` (plus the intercepts'), for
+       ``clip_norm`` and the recorded norms;
+    3. the step: ``s`` times ``1 - lr (c l2 + weight_decay)`` (``c`` the
+       clip-by-norm factor), each touched weight moved by ``lr c a_j / (B s)``,
+       the intercepts by the plain SGD rule.
+
+    ``||params||^2`` is kept up to date from the moved weights; the scale is
+    folded back into the weights below 1e-9 and at the end of the epoch
+    (:func:`~fastgd.kernels.rows.fold_weight_scale`). The O(n_features)
+    work is two passes per epoch: the start (``grads`` zeroed,
+    ``||params||^2``) and the fold. Values equal those of :func:`linear_epoch`
+    to round-off (the norm's pieces are summed in another order).
+
+    Parameters
+    ----------
+    X : tuple (data, indices, indptr)
+        CSR samples (canonical: sorted, no duplicate columns).
+    touched, touched_grads : ndarray of int64, ndarray
+        Workspaces of at least ``n_outputs`` times the most nonzeros a batch
+        can hold (the largest ``batch_size`` rows).
+    lazy : ndarray of shape (4, n_outputs), float64
+        ``lazy[0, 0]`` holds the weight scale (1 between epochs) and
+        ``lazy[1]`` the squared norms of the weight rows at a fold.
+    Y, sample_weight, order, params, grads, z, dz, rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, \
+batch_size
+        As in :func:`linear_epoch`.
+
+    Returns
+    -------
+    loss_sum, step, norm_sum : float, int, float
+        As in :func:`linear_epoch`.
+    """
+    data, indices, indptr = X
+    n_samples = order.shape[0]
+    n_features = params.size // n_outputs - 1
+    n_coefs = n_outputs * n_features
+    weight_decay = rule.hyper[3]
+    tiny = tiny_like(params)
+    lazy[0, 0] = 1.0
+    squares = 0.0  # ||params||^2 over the weights
+    for j in range(n_coefs):
+        w = np.float64(params[j])
+        squares += w * w
+    grads[:] = 0
+    loss_sum = 0.0
+    norm_sum = 0.0
+    for start in range(0, n_samples, batch_size):
+        stop = min(n_samples, start + batch_size)
+        s = lazy[0, 0]
+        for i in range(start, stop):
+            prefetch_row(X, order, i)
+            prefetch_weights(X, order, i, params, n_features, n_outputs)
+            prefetch_targets(Y, sample_weight, order, i)
+            row = order[i]
+            lo = indptr[row]
+            hi = indptr[row + 1]
+            for k in range(n_outputs):
+                zk = s * sparse_dot(data, indices, lo, hi, params, k * n_features)
+                z[k] = zk + params[n_coefs + k] if fit_intercept else zk
+            loss = output_loss(loss_code, z, Y[row], dz, epsilon)
+            weight = sample_weight[row]
+            loss_sum += weight * loss
+            for k in range(n_outputs):
+                d = dz[k] * weight
+                offset = k * n_features
+                for p in range(lo, hi):
+                    q = unsigned(p)
+                    grads[unsigned(offset + indices[q])] += d * data[q]
+                grads[n_coefs + k] += d
+        n_touched = 0
+        aa = 0.0  # ||a||^2 and a . params over the touched weights (a: the summed loss gradient)
+        ap = 0.0
+        for i in range(start, stop):
+            row = order[i]
+            for k in range(n_outputs):
+                offset = k * n_features
+                for p in range(indptr[row], indptr[row + 1]):
+                    j = unsigned(offset + indices[unsigned(p)])
+                    g = grads[j]
+                    grads[j] = 0
+                    # kept on its first visit only: a repeat finds 0 (and a gradient that summed to 0 leaves its
+                    # weight to the scale); written always and counted conditionally, without a branch
+                    touched[n_touched] = j
+                    touched_grads[n_touched] = g
+                    n_touched += g != 0
+                    aa += np.float64(g) * np.float64(g)
+                    ap += np.float64(g) * np.float64(params[j])
+        inv = 1.0 / (stop - start)
+        sq = inv * inv * aa + 2.0 * l2 * inv * s * ap + l2 * l2 * s * s * squares
+        if fit_intercept:
+            for k in range(n_outputs):
+                b = grads[n_coefs + k] * inv
+                sq += b * b
+        if not (math.isfinite(sq) and math.isfinite(loss_sum)):
+            grads[n_coefs:] = 0
+            fold_weight_scale(X, params, n_coefs, lazy)
+            return np.nan, step, norm_sum
+        norm, clip = norm_and_clip_scale(sq, rule.clip_norm)
+        norm_sum += norm
+        step += 1
+        lr = update_lr(rule, step)
+        s_new = s * (1.0 - lr * (clip * l2 + weight_decay))
+        if not s_new >= 1e-9:  # fold the scale into the weights (also when a huge rate made it 0 or negative)
+            lazy[0, 0] = s_new
+            fold_weight_scale(X, params, n_coefs, lazy)
+            squares = 0.0
+            for k in range(n_outputs):
+                squares += lazy[1, k]
+            s_new = 1.0
+        lazy[0, 0] = s_new
+        move = lr * clip * inv / s_new  # params_j -= move * a_j keeps s * params_j on the rule
+        for t in range(n_touched):
+            j = touched[t]
+            old = params[j]
+            new = old - cast_like(move * touched_grads[t], params)
+            params[j] = new
+            squares += np.float64(new) * np.float64(new) - np.float64(old) * np.float64(old)
+        lr_ = cast_like(lr, params)
+        wd = cast_like(weight_decay, params)
+        clip_ = cast_like(clip, params)
+        decay = cast_like(rule.intercept_decay * inv, params)
+        for k in range(n_outputs):
+            b = n_coefs + k
+            g = grads[b] * decay if fit_intercept else cast_like(0.0, params)
+            params[b] = plain_sgd_value(params[b], g, lr_, wd, clip_, cast_like(math.inf, params), tiny)
+            grads[b] = 0
+    fold_weight_scale(X, params, n_coefs, lazy)
+    return loss_sum, step, norm_sum
