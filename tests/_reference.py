@@ -326,12 +326,16 @@ def mini_batch_sgd(X, Y, sample_weight, *, loss, epochs, batch_size, lr_at, l2=0
 
 
 def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, weight_decay=0.0,
-                   clip_value=None, clip_norm=None, fit_intercept=True, epsilon=0.1, l1_on_nonzeros=False):
+                   clip_value=None, clip_norm=None, fit_intercept=True, epsilon=0.1, l1_on_nonzeros=False,
+                   intercept_decay=1.0, average_from=0):
     """Weights ``(n_outputs, n_features)`` and intercepts after ``epochs`` unshuffled epochs of per-sample SGD.
 
     The L1 penalty reaches every weight after each step, or with
     ``l1_on_nonzeros`` only those of the sample's nonzero features (the weights
-    a sparse step moves).
+    a sparse step moves). The intercepts' gradient is multiplied by
+    ``intercept_decay`` after clipping. With ``average_from = n > 0``, also
+    returns the mean of the weights and of the intercepts after each update
+    from the ``n``-th on (averaged SGD): ``(W, b, W_mean, b_mean)``.
 
     ``lr_at(t)`` is the learning rate of update ``t`` (1-based). ``loss ==
     "multinomial"`` is the softmax cross-entropy with ``Y[:, 0]`` the class
@@ -344,6 +348,7 @@ def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, 
     W = np.zeros((n_outputs, X.shape[1]))
     b = np.zeros(n_outputs)
     u, q = 0.0, np.zeros_like(W)
+    W_mean, b_mean = np.zeros_like(W), np.zeros_like(b)
     t = 0
     for _ in range(epochs):
         for x, y, weight in zip(X, Y, sample_weight, strict=True):
@@ -356,6 +361,7 @@ def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, 
                     grad_W, grad_b = grad_W * (clip_norm / (norm + 1e-6)), grad_b * (clip_norm / (norm + 1e-6))
             if clip_value is not None:
                 grad_W, grad_b = np.clip(grad_W, -clip_value, clip_value), np.clip(grad_b, -clip_value, clip_value)
+            grad_b = grad_b * intercept_decay
             t += 1
             lr = lr_at(t)
             W = W - lr * (grad_W + weight_decay * W)
@@ -368,4 +374,7 @@ def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, 
                                np.where(w < 0, np.minimum(0.0, w + (u - q[:, cols])), w))
                 q[:, cols] += new - w
                 W[:, cols] = new
-    return W, b
+            if 0 < average_from <= t:
+                n = t - average_from + 1
+                W_mean, b_mean = W_mean + (W - W_mean) / n, b_mean + (b - b_mean) / n
+    return (W, b, W_mean, b_mean) if average_from else (W, b)

@@ -282,8 +282,11 @@ def test_csr_mini_batches_guard_float32_and_the_dense_route():
     X, y = make_classification(n_samples=300, n_features=11, n_informative=6, random_state=0)
     X[np.abs(X) < 0.5] = 0.0
     wide, _ = _wide_csr(X, 2**17)
-    make = lambda **kw: LinearClassifier(loss="log_loss", batch_size=16, alpha=1e-3, learning_rate="constant",
-                                         learning_rate_init=0.05, max_iter=3, tol=None, random_state=0, **kw)
+
+    def make(**kw):
+        return LinearClassifier(loss="log_loss", batch_size=16, alpha=1e-3, learning_rate="constant",
+                                learning_rate_init=0.05, max_iter=3, tol=None, random_state=0, **kw)
+
     fits = {dtype: make().fit(wide.astype(dtype), y) for dtype in (np.float32, np.float64)}
     assert fits[np.float32].coef_.dtype == np.float32
     np.testing.assert_allclose(fits[np.float32].coef_, fits[np.float64].coef_, rtol=2e-4, atol=2e-5)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import warnings
 
+import _reference as ref
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -180,6 +181,71 @@ def test_partial_fit_and_warm_start_count_as_scikit_learn():
             assert (ours.n_iter_, ours.t_) == (theirs.n_iter_, theirs.t_) == (3, 3 * X.shape[0] + 1)
 
 
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("average", [True, 100, 10**6])
+def test_averaged_sgd_equals_scikit_learn(sparse, average):
+    """Averaged SGD (L2) against scikit-learn: binary and one-vs-rest classifiers and the regressor, three
+    epochs, and a warm-started fit (which starts from the averaged weights); ``average=10**6`` never
+    starts averaging. On CSR rows the average is kept lazily; the weight scale is folded back several
+    times (``alpha=0.3`` at a constant rate of 0.1), which is where the two round differently (1e-8)."""
+    X, y2, y3, yr = _data(sparse)
+    for estimator, y, kwargs in [("SGDClassifier", y2, {}), ("SGDClassifier", y3, {"loss": "log_loss"}),
+                                 ("SGDClassifier", y3, {"alpha": 0.3, "learning_rate": "constant", "eta0": 0.1}),
+                                 ("SGDRegressor", yr, {"learning_rate": "constant", "eta0": 0.02})]:
+        kwargs = dict(average=average, max_iter=3, tol=None, shuffle=False, warm_start=True, **kwargs)
+        theirs, ours = getattr(sk, estimator)(**kwargs), getattr(fastgd, estimator)(**kwargs)
+        for fit in range(2):
+            theirs.fit(X, y)
+            ours.fit(X, y)
+            if fit == 1 and estimator == "SGDRegressor" and average != 10**6:
+                # warm-started, scikit-learn's regressor counts its previous average as one more iterate (its
+                # lazy average is not cleared when averaging starts again); the weights of SGD still agree
+                np.testing.assert_allclose(ours._standard_coef, theirs._standard_coef, rtol=1e-9)
+                continue
+            _same_model(ours, theirs, rtol=1e-7)
+            if average is True:
+                assert not np.allclose(ours._standard_coef, np.reshape(ours.coef_, ours._standard_coef.shape))
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_averaged_sgd_is_the_mean_of_the_iterates(sparse, n_classes):
+    """Averaged SGD against the textbook (the mean of the weights after each update): two epochs with an
+    L1 penalty, and three ``partial_fit`` calls that continue it.
+
+    scikit-learn is not the reference here: its L1 step runs after the average is updated, so each step's
+    penalty reaches the average at full weight (its averages shrink far more), and its ``partial_fit``
+    with averaging restarts the SGD intercept at 0 (binary) or stores the SGD intercepts over the averaged
+    ones (multiclass) from the second call on.
+    """
+    X, y2, y3, _ = _data(sparse, seed=1)
+    y = y2 if n_classes == 2 else y3
+    Xd = X.toarray() if sparse else X
+    Y = np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)[:, 1:] if n_classes == 2 else \
+        np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)
+    textbook = dict(loss="hinge", lr_at=lambda t: 0.05, intercept_decay=0.01 if sparse else 1.0, average_from=10)
+    kwargs = dict(alpha=0.01, learning_rate="constant", eta0=0.05, average=10, shuffle=False)
+
+    ours = fastgd.SGDClassifier(penalty="elasticnet", l1_ratio=0.5, max_iter=2, tol=None, **kwargs).fit(X, y)
+    W, b, W_mean, b_mean = ref.per_sample_sgd(Xd, Y, np.ones(y.size), epochs=2, l2=0.005, l1=0.005,
+                                              l1_on_nonzeros=sparse, **textbook)
+    assert (W == 0).any()  # the penalty zeroed weights
+    for got, expected in [(ours.coef_, W_mean), (ours.intercept_, b_mean), (ours._standard_coef, W),
+                          (ours._standard_intercept, b)]:
+        np.testing.assert_allclose(np.reshape(got, np.shape(expected)), expected, rtol=1e-9, atol=1e-12)
+
+    ours = fastgd.SGDClassifier(**kwargs)
+    for rows in (slice(0, 50), slice(50, 120), slice(0, 120)):
+        ours.partial_fit(X[rows], y[rows], classes=np.unique(y))
+    order = np.r_[0:120, 0:120]
+    W, b, W_mean, b_mean = ref.per_sample_sgd(Xd[order], Y[order], np.ones(order.size), epochs=1, l2=0.01,
+                                              **textbook)
+    assert ours.t_ == order.size + 1
+    for got, expected in [(ours.coef_, W_mean), (ours.intercept_, b_mean), (ours._standard_coef, W),
+                          (ours._standard_intercept, b)]:
+        np.testing.assert_allclose(np.reshape(got, np.shape(expected)), expected, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("ours, theirs", [(fastgd.SGDClassifier, sk.SGDClassifier),
                                           (fastgd.SGDRegressor, sk.SGDRegressor)])
 def test_same_parameters_and_defaults(ours, theirs):
@@ -204,8 +270,6 @@ def test_sparsify_densify_and_dtype():
 
 def test_clear_errors():
     X, y2, _, _ = _data(False)
-    with pytest.raises(ValueError, match="averaged SGD is not implemented"):
-        fastgd.SGDClassifier(average=True).fit(X, y2)
     with pytest.raises(ValueError, match="l1_ratio must be set"):
         fastgd.SGDClassifier(penalty="elasticnet", l1_ratio=None).fit(X, y2)
     with pytest.raises(ValueError, match="early_stopping should be False with partial_fit"):

@@ -221,10 +221,12 @@ def block_partition(batch_size: int, row_work: float, n_params: int) -> tuple[in
 
 
 def make_update_rule(optimizer: Optimizer, schedule: Schedule, n_params: int,
-                     clip_value: float | None, clip_norm: float | None, intercept_decay: float = 1.0) -> UpdateRule:
+                     clip_value: float | None, clip_norm: float | None, intercept_decay: float = 1.0,
+                     average_from: int = 0) -> UpdateRule:
     """Bundle the optimizer, the schedule's per-update formula and clipping for the kernels.
 
-    ``intercept_decay`` multiplies the intercepts' gradient (see :class:`~fastgd.optim.schedules.UpdateRule`).
+    ``intercept_decay`` multiplies the intercepts' gradient and ``average_from``
+    starts averaged SGD (see :class:`~fastgd.optim.schedules.UpdateRule`).
     """
     return UpdateRule(
         kernel_id=optimizer.kernel_id,
@@ -238,6 +240,7 @@ def make_update_rule(optimizer: Optimizer, schedule: Schedule, n_params: int,
         clip_norm=np.inf if clip_norm is None else float(clip_norm),
         threaded=n_params >= PARALLEL_MIN_SIZE,
         intercept_decay=float(intercept_decay),
+        average_from=int(average_from),
     )
 
 
@@ -303,7 +306,7 @@ class LinearTrainer(FlatParameterSnapshots):
 
     def __init__(self, X, Y, sample_weight, params, optimizer, state: OptimizerState, rule: UpdateRule, *,
                  loss_code: int, loss_epsilon: float, n_outputs: int, fit_intercept: bool, l2: float, l1: float,
-                 batch_size: int, n_threads: int | None = None) -> None:
+                 batch_size: int, n_threads: int | None = None, averaged: np.ndarray | None = None) -> None:
         dtype = params.dtype
         if sp.issparse(X):
             self.X = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
@@ -333,8 +336,16 @@ class LinearTrainer(FlatParameterSnapshots):
         self.z = np.empty(n_outputs, dtype=dtype)
         self.dz = np.empty(n_outputs, dtype=dtype)
         self.norms = np.empty((2, n_outputs), dtype=dtype)
-        self.lazy = np.ones((4, n_outputs))
+        self.lazy = np.ones((6, n_outputs))
         self.lazy[3] = 0.0  # the cumulative L1 penalty's running total, over the epochs of this fit
+        self.lazy[4] = 0.0  # with lazy[5], the scalars of the lazy average (averaged SGD on CSR rows)
+        if rule.average_from and not one_pass:
+            raise ValueError("averaged SGD needs per-sample plain SGD (batch_size=1, solver='sgd' without momentum, "
+                             "no clip_value on sparse input).")
+        if rule.average_from and (averaged is None or averaged.shape != params.shape or averaged.dtype != dtype):
+            raise ValueError("averaged SGD needs `averaged`, an array like `params` that holds the running average.")
+        #: Averaged SGD: the running average of the parameters (trained in place; empty without averaging).
+        self.averaged = averaged if rule.average_from else np.empty(0, dtype=dtype)
         # and each weight's share of it (per-sample training with L1 only)
         self.l1_applied = np.zeros(params.size - n_outputs if batch_size == 1 and l1 > 0 else 0)
         self.loss_code = int(loss_code)  # an int: an enum member would compile a specialisation of its own
@@ -390,7 +401,8 @@ class LinearTrainer(FlatParameterSnapshots):
             else:
                 loss_sum, step, norm_sum = epoch(
                     self.X, self.Y, self.sample_weight, order, self.params, self.grads, self.state.slots,
-                    self.z, self.dz, self.norms, self.lazy, self.l1_applied, self.rule._replace(lr=float(lr)),
+                    self.z, self.dz, self.norms, self.lazy, self.l1_applied, self.averaged,
+                    self.rule._replace(lr=float(lr)),
                     step_before, self.loss_code, self.loss_epsilon, self.n_outputs, self.fit_intercept, self.l2,
                     self.l1, self.batch_size, self.block_grads, self.block_loss, self.block_z, self.block_dz,
                     max(self.block_rows, 1))
@@ -401,6 +413,24 @@ class LinearTrainer(FlatParameterSnapshots):
         if not np.isfinite(loss) or not params_finite:
             loss = np.nan
         return EpochResult(loss, np.array([norm_sum / max(n_updates, 1)]), n_updates)
+
+    def snapshot(self, reuse=None):
+        """Copies of the parameters and optimizer state (see :class:`FlatParameterSnapshots`), with the running
+        average of averaged SGD as a fourth item."""
+        averaged = getattr(self, "averaged", None)
+        if averaged is None or not averaged.size:
+            return super().snapshot(reuse)
+        taken = super().snapshot(None if reuse is None else reuse[:3])
+        if reuse is not None and len(reuse) == 4 and reuse[3].shape == averaged.shape:
+            np.copyto(reuse[3], averaged)
+            return (*taken, reuse[3])
+        return (*taken, averaged.copy())
+
+    def restore(self, snapshot) -> None:
+        """Put back what :meth:`snapshot` copied, in place."""
+        super().restore(snapshot[:3])
+        if len(snapshot) == 4:
+            self.averaged[:] = snapshot[3]
 
     def outputs_finite(self, n_rows: int = 64) -> bool:
         """Whether the decision values of the first ``n_rows`` samples are finite.

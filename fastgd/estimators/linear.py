@@ -274,14 +274,17 @@ class _LinearGD(BaseEstimator):
             if self._warm_start_restarts_schedule:
                 state.step = 0
 
+        averaged = self._initial_average(params, continuing, incremental)
         state, history, adaptive_eta = self._train_model(X, y, Y, sample_weight, params, optimizer, state,
                                                          continuing=continuing, incremental=incremental,
-                                                         n_outputs=n_outputs, loss_code=loss_code)
+                                                         n_outputs=n_outputs, loss_code=loss_code,
+                                                         averaged=averaged)
 
         coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
         self.coef_ = coef.reshape(-1) if self._coef_1d(y) else coef
         self.intercept_ = params[n_outputs * n_features:]
         self._params = params  # coef_ and intercept_ are views of it
+        self._averaged_params = averaged
         self._optimizer_state = state
         self._history = history
         self._adaptive_eta = adaptive_eta
@@ -296,25 +299,35 @@ class _LinearGD(BaseEstimator):
             self.best_validation_score_ = history.best_validation_score
         return self
 
+    def _initial_average(self, params, continuing: bool, incremental: bool) -> np.ndarray | None:
+        """Averaged SGD's running average of ``params`` to continue from; None: no averaging (here)."""
+        return None
+
+    def _average_from(self) -> int:
+        """The update from which averaged SGD averages (1-based); 0: no averaging (here)."""
+        return 0
+
     def _train_model(self, X, y, Y, sample_weight, params, optimizer, state, *, continuing: bool,
-                     incremental: bool, n_outputs: int, loss_code: int):
-        """Train ``params`` in place, all outputs in one epoch loop; return the state, history and adaptive rate."""
+                     incremental: bool, n_outputs: int, loss_code: int, averaged=None):
+        """Train ``params`` (and ``averaged``, the running average of averaged SGD) in place, all outputs in one
+        epoch loop; return the state, history and adaptive rate."""
         history = getattr(self, "_history", None) if continuing else None
         eta = getattr(self, "_adaptive_eta", None) if continuing else None
         history, eta = self._train(X, y, Y, sample_weight, params, optimizer, state, history, eta,
                                    check_random_state(self.random_state), incremental=incremental,
-                                   n_outputs=n_outputs, loss_code=loss_code)
+                                   n_outputs=n_outputs, loss_code=loss_code, averaged=averaged)
         return state, history, eta
 
     def _train(self, X, y, Y, sample_weight, params, optimizer, state, history, adaptive_eta, rng, *,
                incremental: bool, n_outputs: int, loss_code: int, split=None, score=None,
-               n_threads: int | None = None):
+               n_threads: int | None = None, averaged=None):
         """Run the epochs of one model on its trainer: ``params`` and ``state`` are trained in place.
 
         ``split`` is ``(train_rows, held_out, X_val)`` of early stopping when
         already drawn (else it is drawn from ``rng``); ``score(y_val, scores)``
         replaces :meth:`_validation_score`; ``n_threads`` replaces the
-        estimator's. Returns the history and the adaptive schedule's rate.
+        estimator's; ``averaged`` is averaged SGD's running average (trained in
+        place). Returns the history and the adaptive schedule's rate.
         """
         n_features = X.shape[1]
         n_params = params.size
@@ -348,14 +361,16 @@ class _LinearGD(BaseEstimator):
         if adaptive_eta is not None and self.learning_rate == "adaptive":
             schedule.eta = adaptive_eta
         intercept_decay = self._sparse_intercept_decay if sp.issparse(X) else 1.0
-        rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm, intercept_decay)
+        rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm, intercept_decay,
+                                average_from=self._average_from())
         trainer_class = LinearTrainer
         if self.device_ == "cuda":
             from ..backends.cuda import CudaLinearTrainer as trainer_class
         trainer = trainer_class(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
                               loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
                               fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size,
-                              n_threads=self.n_threads if n_threads is None else n_threads)
+                              n_threads=self.n_threads if n_threads is None else n_threads,
+                              **({} if averaged is None else {"averaged": averaged}))
         config = make_loop_config(self, schedule, rng, incremental=incremental, validation_score=validation_score,
                                   epoch_offset=epoch_offset)
         config.nonfinite_hint = hint

@@ -102,8 +102,14 @@ _SHARED_DOC = """
         Start ``fit`` from the current coefficients; the schedule restarts, as
         in scikit-learn.
     average : bool or int, default=False
-        Averaged SGD is not implemented yet: any value other than ``False``
-        raises ``ValueError``."""
+        Averaged SGD: ``True`` averages the weights after every update, an
+        int ``n`` from update ``n`` on (counted over the calls since the last
+        ``fit`` started, as ``t_`` is); ``coef_`` and ``intercept_`` are then
+        the averages once ``t_ - 1`` reaches ``n``. On CSR rows the average is
+        kept lazily (Bottou's trick, as scikit-learn does), so a step still
+        costs the row's nonzeros. With an L1 penalty the weights are averaged
+        after the penalty step (scikit-learn updates its average before it,
+        so each step's penalty reaches its average at full weight)."""
 
 _SHARED_ATTRIBUTES = """
     intercept_ : ndarray of shape (n_outputs,)
@@ -154,6 +160,7 @@ class _SGDDropIn(SparseCoefMixin):
     callbacks = None
     device = "cpu"
     _sparse_intercept_decay = 0.01  # scikit-learn's SPARSE_INTERCEPT_DECAY
+    _warm_start_from_sgd_weights = False  # with averaging: see _sgd_fit
     _warm_start_restarts_schedule = True
 
     @property
@@ -173,24 +180,61 @@ class _SGDDropIn(SparseCoefMixin):
 
     def _check_sgd_options(self, partial: bool) -> None:
         """scikit-learn's checks of option combinations, with its messages."""
-        if self.average is not False:
-            raise ValueError(f"average={self.average!r}: averaged SGD is not implemented in fastgd yet; use "
-                             "average=False, or sklearn.linear_model's estimator for averaging.")
         if self.early_stopping and partial:
             raise ValueError("early_stopping should be False with partial_fit")
         if self.penalty == "elasticnet" and self.l1_ratio is None:
             raise ValueError("l1_ratio must be set when penalty is 'elasticnet'")
 
+    def _average_from(self) -> int:
+        """The update from which the weights are averaged (``average``: True is 1), 0 without averaging."""
+        return int(self.average)
+
+    def _initial_average(self, params, continuing: bool, incremental: bool) -> np.ndarray | None:
+        """The running average that ``partial_fit`` continues (in place), else zeros, as in scikit-learn (a
+        ``fit`` with ``warm_start`` starts from the averaged weights, a fresh average); None without averaging."""
+        if not self.average:
+            return None
+        before = getattr(self, "_averaged_params", None) if continuing and incremental else None
+        if before is None or before.shape != params.shape or before.dtype != params.dtype:
+            return np.zeros_like(params)
+        return before
+
     def _sgd_fit(self, X, y, sample_weight, incremental: bool, **kwargs):
-        """``_fit``, then scikit-learn's ``n_iter_`` (this call's epochs) and ``t_`` (updates + 1)."""
+        """``_fit``, then scikit-learn's ``n_iter_`` (this call's epochs) and ``t_`` (updates + 1).
+
+        With averaging, ``partial_fit`` continues from the last weights of SGD
+        (``_standard_coef``, ``_standard_intercept``) and their average, a
+        ``fit`` with ``warm_start`` from the averaged weights (the classifier)
+        or from those of SGD (the regressor), as scikit-learn does, and
+        ``coef_`` and ``intercept_`` are the averages (``_average_coef``,
+        ``_average_intercept``) once averaging has begun.
+        """
         self._check_sgd_options(incremental)
         restart = not incremental and not (self.warm_start and hasattr(self, "coef_"))
         epochs_before = 0 if restart or not hasattr(self, "n_iter_") else self._history.n_epochs
         self._epochs_run = None
-        self._fit(X, y, sample_weight, incremental=incremental, **kwargs)
+        shown = (getattr(self, "coef_", None), getattr(self, "intercept_", None))
+        from_sgd_weights = incremental or (self._warm_start_from_sgd_weights and not restart)
+        if from_sgd_weights and getattr(self, "_standard_coef", None) is not None:
+            self.coef_, self.intercept_ = self._standard_coef, self._standard_intercept  # SGD goes on from these
+        try:
+            self._fit(X, y, sample_weight, incremental=incremental, **kwargs)
+        except BaseException:
+            if shown[0] is not None:
+                self.coef_, self.intercept_ = shown
+            raise
         ran = self._epochs_run  # set by one-vs-rest training: the most epochs one of its problems ran
         self.n_iter_ = self._history.n_epochs - epochs_before if ran is None else ran
         self.t_ = float(self._optimizer_state.step + 1)
+        self._standard_coef = self._average_coef = self._standard_intercept = self._average_intercept = None
+        if self.average:
+            averaged = self._averaged_params
+            n_coefs = self.coef_.size
+            self._standard_coef, self._standard_intercept = self.coef_, self.intercept_
+            self._average_coef = averaged[:n_coefs].reshape(self.coef_.shape)
+            self._average_intercept = averaged[n_coefs:]
+            if self.average <= self.t_ - 1:
+                self.coef_, self.intercept_ = self._average_coef, self._average_intercept
         return self
 
 
@@ -324,7 +368,7 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
         return super()._sample_weight(y, sample_weight, X, incremental)
 
     def _train_model(self, X, y, Y, sample_weight, params, optimizer, state, *, continuing: bool,
-                     incremental: bool, n_outputs: int, loss_code: int):
+                     incremental: bool, n_outputs: int, loss_code: int, averaged=None):
         """Two classes: one model. More: scikit-learn's one-vs-rest, one binary problem per class.
 
         Problem ``k`` separates class ``k`` (+1) from the others (-1), its
@@ -338,7 +382,8 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
         """
         if self.classes_.size <= 2:
             return super()._train_model(X, y, Y, sample_weight, params, optimizer, state, continuing=continuing,
-                                        incremental=incremental, n_outputs=n_outputs, loss_code=loss_code)
+                                        incremental=incremental, n_outputs=n_outputs, loss_code=loss_code,
+                                        averaged=averaged)
         n_classes, n_features = n_outputs, X.shape[1]
         per_class = self._class_weights(y, incremental)
         rng = check_random_state(self.random_state)
@@ -358,6 +403,8 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
             if per_class is not None:
                 weight = sample_weight * np.where(positive, per_class[k], 1.0).astype(X.dtype)
             params_k = np.append(params[k * n_features:(k + 1) * n_features], params[n_classes * n_features + k])
+            averaged_k = None if averaged is None else np.append(averaged[k * n_features:(k + 1) * n_features],
+                                                                 averaged[n_classes * n_features + k])
             prior = before[k]
             if prior is None or not reusable_state(prior.state, optimizer, params_k.size, params_k.dtype):
                 state_k = optimizer.init(params_k)
@@ -369,8 +416,9 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
                                        None if prior is None else prior.history,
                                        None if prior is None else prior.adaptive_eta,
                                        np.random.RandomState(seeds[k]), incremental=incremental, n_outputs=1,
-                                       loss_code=loss_code, split=split, score=_binary_accuracy, n_threads=1)
-            return params_k, _BinaryProblem(state_k, history, eta)
+                                       loss_code=loss_code, split=split, score=_binary_accuracy, n_threads=1,
+                                       averaged=averaged_k)
+            return params_k, averaged_k, _BinaryProblem(state_k, history, eta)
 
         workers = min(n_classes, resolve_n_threads(self.n_threads))
         if workers > 1:
@@ -378,10 +426,12 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
                 results = list(pool.map(train, range(n_classes)))
         else:
             results = [train(k) for k in range(n_classes)]
-        for k, (params_k, _) in enumerate(results):
-            params[k * n_features:(k + 1) * n_features] = params_k[:n_features]
-            params[n_classes * n_features + k] = params_k[n_features]
-        problems = [problem for _, problem in results]
+        for k, (params_k, averaged_k, _) in enumerate(results):
+            for flat, flat_k in ((params, params_k), (averaged, averaged_k)):
+                if flat is not None:
+                    flat[k * n_features:(k + 1) * n_features] = flat_k[:n_features]
+                    flat[n_classes * n_features + k] = flat_k[n_features]
+        problems = [problem for _, _, problem in results]
         self._epochs_run = max(p.history.n_epochs - (0 if b is None else b.history.n_epochs)
                                for p, b in zip(problems, before, strict=True))
         self._problems = problems
@@ -470,6 +520,7 @@ class SGDRegressor(_SGDDropIn, LinearRegressor):
         "loss": [StrOptions(set(SGD_REGRESSOR_LOSSES))],
     }
     _losses = SGD_REGRESSOR_LOSSES
+    _warm_start_from_sgd_weights = True  # scikit-learn's regressor ignores coef_ (the average) on warm start
 
     def __init__(self, loss="squared_error", *, penalty="l2", alpha=0.0001, l1_ratio=0.15, fit_intercept=True,
                  max_iter=1000, tol=1e-3, shuffle=True, verbose=0, epsilon=0.1, random_state=None,

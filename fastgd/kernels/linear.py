@@ -58,6 +58,7 @@ from .losses import output_loss
 from .penalty import cumulative_l1, l1_shrink
 from .rows import (
     accumulate,
+    average_step,
     decision,
     fold_weight_scale,
     one_pass_sgd_applies,
@@ -210,7 +211,7 @@ def optimizer_update(threaded, blocked, params, grads, slots, rule, step, lr, sc
 
 @jit(reduction=True, refcount=False, inline="always")
 def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
-                rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1):
+                averaged, rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1):
     """The epoch of :func:`linear_epoch` with ``batch_size = 1``: one update per sample.
 
     L1 is the cumulative penalty of scikit-learn's ``SGDClassifier``
@@ -250,7 +251,7 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
             dz[k] *= weight
         sq = sample_norm2(xx, norms, dz, l2, fit_intercept)
         if not (math.isfinite(sq) and math.isfinite(loss_sum)):
-            fold_weight_scale(X, params, n_coefs, lazy)
+            fold_weight_scale(X, params, n_coefs, lazy, averaged)
             return np.nan, step, norm_sum
         norm, scale = norm_and_clip_scale(sq, rule.clip_norm)
         norm_sum += norm
@@ -259,7 +260,9 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
         if plain_sgd:
             xx = sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit_intercept, l2,
                                      lr * l1, rule.hyper[3], lr, scale, rule.clip_value, rule.intercept_decay,
-                                     z, norms, lazy, l1_applied)
+                                     z, norms, lazy, l1_applied, averaged)
+            if 0 < rule.average_from <= step:
+                average_step(X, params, averaged, lazy, n_coefs, step - rule.average_from + 1)
             continue
         sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_intercept, l2)
         decay_intercept_gradients(grads, n_coefs, rule.intercept_decay)
@@ -268,14 +271,14 @@ def sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, d
             lazy[3, 0] += lr * l1
             cumulative_l1(params, n_coefs, lazy[3, 0], l1_applied)
         xx = decision(X, order, min(i + 1, n_samples - 1), params, n_features, n_outputs, fit_intercept, z, norms)
-    fold_weight_scale(X, params, n_coefs, lazy)
+    fold_weight_scale(X, params, n_coefs, lazy, averaged)
     return loss_sum, step, norm_sum
 
 
 @jit(reduction=True, refcount=False, inline="always")
 def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
-               rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
-               block_z, block_dz, block_rows):
+                      averaged, rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size,
+                      block_grads, block_loss, block_z, block_dz, block_rows):
     """The epoch of :func:`linear_epoch`; ``threaded`` and ``blocked`` are constants of each entry point.
 
     ``threaded`` runs the optimizer update on Numba's threads
@@ -288,7 +291,7 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
     """
     if batch_size == 1 and not blocked:
         return sample_loop(threaded, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
-                           rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1)
+                           averaged, rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1)
     n_samples = order.shape[0]
     n_features = params.size // n_outputs - 1
     n_coefs = n_outputs * n_features
@@ -338,9 +341,9 @@ def epoch_loop(threaded, blocked, X, Y, sample_weight, order, params, grads, slo
 
 
 @jit(reduction=True, refcount=False)
-def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied, rule, step,
-                 loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
-                 block_z, block_dz, block_rows):
+def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied, averaged,
+                 rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads,
+                 block_loss, block_z, block_dz, block_rows):
     """Train a linear model for one epoch, with serial optimizer updates.
 
     Parameters
@@ -361,16 +364,22 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms,
         Workspaces for decision values and their loss derivatives.
     norms : ndarray of shape (2, n_outputs)
         Workspace for the pieces of a sample's gradient norm (see :func:`sample_norm2`).
-    lazy : ndarray of shape (4, n_outputs), float64
+    lazy : ndarray of shape (6, n_outputs), float64
         Workspace of per-sample SGD: the weight scale of CSR rows and its
-        norms, and ``lazy[3, 0]``, the running total of the cumulative L1
+        norms, ``lazy[3, 0]``, the running total of the cumulative L1
         penalty, kept over the epochs of a fit (see
-        :func:`fastgd.kernels.rows.sgd_step_and_decide`).
+        :func:`fastgd.kernels.rows.sgd_step_and_decide`), and ``lazy[4, 0]``,
+        ``lazy[5, 0]``, the scalars of a lazily kept average (0 and 1 between
+        epochs; :func:`fastgd.kernels.rows.average_step`).
     l1_applied : ndarray of float64
         Per-sample training with L1: the cumulative penalty each weight has
         received (``n_outputs * n_features``, zeros at the start of a fit);
         unused otherwise (it may then be empty). Mini-batches apply L1 as a
         soft threshold after each update (:func:`~fastgd.kernels.penalty.l1_shrink`).
+    averaged : ndarray
+        Averaged SGD (``rule.average_from > 0``; per-sample plain SGD only):
+        the running average of the parameters, kept over the epochs of a fit
+        (see :func:`~fastgd.kernels.rows.average_step`); empty otherwise.
     rule : UpdateRule
         Optimizer, schedule and clipping (``rule.threaded`` is ignored: see
         :func:`linear_epoch_threaded`).
@@ -403,24 +412,24 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms,
         Sum over this epoch's updates of the gradient's global norm before clipping.
     """
     return epoch_loop(False, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
-                      rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads,
-                      block_loss, block_z, block_dz, block_rows)
+                      averaged, rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size,
+                      block_grads, block_loss, block_z, block_dz, block_rows)
 
 
 @jit(reduction=True, refcount=False)
-def linear_epoch_threaded(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied, rule, step,
-                          loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
-                          block_z, block_dz, block_rows):
+def linear_epoch_threaded(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied, averaged,
+                          rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads,
+                          block_loss, block_z, block_dz, block_rows):
     """:func:`linear_epoch` with the optimizer update on Numba's threads (``rule.threaded``, large models)."""
     return epoch_loop(True, False, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
-                      rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads,
-                      block_loss, block_z, block_dz, block_rows)
+                      averaged, rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size,
+                      block_grads, block_loss, block_z, block_dz, block_rows)
 
 
 @jit(reduction=True, refcount=False)
-def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied, rule, step,
-                         loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads, block_loss,
-                         block_z, block_dz, block_rows):
+def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied, averaged,
+                         rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads,
+                         block_loss, block_z, block_dz, block_rows):
     """:func:`linear_epoch` with each mini-batch's gradient computed in blocks of rows on Numba's threads.
 
     Batches are split into blocks of ``block_rows`` samples
@@ -430,8 +439,8 @@ def linear_epoch_blocked(X, Y, sample_weight, order, params, grads, slots, z, dz
     threads too when ``rule.threaded``.
     """
     return epoch_loop(False, True, X, Y, sample_weight, order, params, grads, slots, z, dz, norms, lazy, l1_applied,
-                      rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size, block_grads,
-                      block_loss, block_z, block_dz, block_rows)
+                      averaged, rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, l1, batch_size,
+                      block_grads, block_loss, block_z, block_dz, block_rows)
 
 
 @jit(reduction=True)
@@ -490,8 +499,8 @@ def linear_epoch_csr_batches(X, Y, sample_weight, order, params, grads, touched,
     ``||params||^2`` is kept up to date from the moved weights; the scale is
     folded back into the weights below 1e-9 and at the end of the epoch
     (:func:`~fastgd.kernels.rows.fold_weight_scale`). The O(n_features)
-    work is two passes per epoch: the start (``grads`` zeroed,
-    ``||params||^2``) and the fold. Values equal those of :func:`linear_epoch`
+    work is three passes per epoch: ``||params||^2`` and ``grads`` zeroed at
+    the start, and the fold. Values equal those of :func:`linear_epoch`
     to round-off (the norm's pieces are summed in another order).
 
     Parameters
@@ -576,7 +585,7 @@ batch_size
                 sq += b * b
         if not (math.isfinite(sq) and math.isfinite(loss_sum)):
             grads[n_coefs:] = 0
-            fold_weight_scale(X, params, n_coefs, lazy)
+            fold_weight_scale(X, params, n_coefs, lazy, grads[:0])
             return np.nan, step, norm_sum
         norm, clip = norm_and_clip_scale(sq, rule.clip_norm)
         norm_sum += norm
@@ -585,7 +594,7 @@ batch_size
         s_new = s * (1.0 - lr * (clip * l2 + weight_decay))
         if not s_new >= 1e-9:  # fold the scale into the weights (also when a huge rate made it 0 or negative)
             lazy[0, 0] = s_new
-            fold_weight_scale(X, params, n_coefs, lazy)
+            fold_weight_scale(X, params, n_coefs, lazy, grads[:0])
             squares = 0.0
             for k in range(n_outputs):
                 squares += lazy[1, k]
@@ -607,5 +616,5 @@ batch_size
             g = grads[b] * decay if fit_intercept else cast_like(0.0, params)
             params[b] = plain_sgd_value(params[b], g, lr_, wd, clip_, cast_like(math.inf, params), tiny)
             grads[b] = 0
-    fold_weight_scale(X, params, n_coefs, lazy)
+    fold_weight_scale(X, params, n_coefs, lazy, grads[:0])
     return loss_sum, step, norm_sum

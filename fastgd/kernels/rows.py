@@ -131,7 +131,7 @@ def sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_i
 
 def sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit_intercept, l2, l1_step,
                         weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy,
-                        l1_applied):  # pragma: no cover - compiled overload
+                        l1_applied, averaged):  # pragma: no cover - compiled overload
     """Plain SGD step on the gradient of sample ``order[i]``, then the decision of sample ``order[i + 1]``.
 
     The step is :func:`fastgd.optim.sgd.plain_sgd_value` on each parameter
@@ -167,9 +167,40 @@ def sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit_
     ``x . params_k``; :func:`fold_weight_scale` folds ``s`` back at the end of
     the epoch. Clipping by value is not linear in the weights: with it the
     caller takes the general route instead (see :func:`one_pass_sgd_applies`).
+
+    Averaged SGD (a non-empty ``averaged``, see :func:`average_step`) on CSR
+    rows: the step keeps the average it represents unchanged while it moves
+    weights (``averaged[j] -= alpha * (new - old)`` for each moved weight,
+    ``alpha = lazy[4, 0]``).
     """
     return run_overload(_sgd_step_and_decide, X, order, i, dz, xx, params, n_features, n_outputs, fit_intercept,
-                        l2, l1_step, weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied)
+                        l2, l1_step, weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied,
+                        averaged)
+
+
+def average_step(X, params, averaged, lazy, n_coefs, count):  # pragma: no cover - compiled overload below
+    """Averaged SGD: take the parameters after an update into their running average.
+
+    ``count`` is the number of updates averaged so far, this one included;
+    the average of the parameters after each of them is ``averaged`` (the
+    weights ``averaged[:n_coefs]``, then the intercepts). On dense rows it is
+    updated in place, ``averaged += (params - averaged) / count``.
+
+    On CSR rows a pass over every weight per sample would undo the weight
+    scale, so the average of the weights is kept lazily, as Bottou (2012,
+    "Stochastic gradient descent tricks", section 5.3) describes: it is
+    ``(averaged[j] + alpha * params[j]) / beta`` with the scalars ``alpha =
+    lazy[4, 0]`` and ``beta = lazy[5, 0]`` (0 and 1 when nothing is pending).
+    With ``mu = 1 / count`` and ``s`` the weight scale, this step sets ``beta
+    /= 1 - mu`` (not on the first averaged update, where ``mu = 1``) and
+    ``alpha += mu * beta * s``; the step before kept the representation
+    unchanged while it moved weights (:func:`sgd_step_and_decide`), and
+    :func:`fold_weight_scale` folds ``alpha`` and ``beta`` into ``averaged``.
+    The intercepts are averaged in place. O(1) per step, plus the row's
+    nonzeros in the step; the first averaged update of a fit (``count = 1``)
+    also clears what an earlier fit left in ``averaged``.
+    """
+    return run_overload(_average_step, X, params, averaged, lazy, n_coefs, count)
 
 
 def one_pass_sgd_applies(X, l1, clip_value):  # pragma: no cover - compiled overload below
@@ -259,13 +290,15 @@ def sparse_squares(data, lo, hi):
     return (a + b) + (c + d)
 
 
-def fold_weight_scale(X, params, n_coefs, lazy):  # pragma: no cover - compiled overload below
+def fold_weight_scale(X, params, n_coefs, lazy, averaged):  # pragma: no cover - compiled overload below
     """Multiply the weights ``params[:n_coefs]`` by the scale ``lazy[0, 0]`` of CSR training, then reset it to 1.
 
     See :func:`sgd_step_and_decide`; ``lazy[1, k]`` becomes the exact squared
-    norm of weight row ``k``. Nothing to do for dense ``X``.
+    norm of weight row ``k``. A non-empty ``averaged`` (averaged SGD) first
+    becomes the average it represents (see :func:`average_step`). Nothing to
+    do for dense ``X``.
     """
-    return run_overload(_fold_weight_scale, X, params, n_coefs, lazy)
+    return run_overload(_fold_weight_scale, X, params, n_coefs, lazy, averaged)
 
 
 @jit(inlined=True)
@@ -527,10 +560,10 @@ def _sample_gradient(X, order, i, dz, params, grads, n_features, n_outputs, fit_
 
 @overload(sgd_step_and_decide, jit_options=_JIT_OPTIONS)
 def _sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit_intercept, l2, l1_step,
-                         weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied):
+                         weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied, averaged):
     if _is_dense(X):
         def impl(X, order, i, dz, xx, params, n_features, n_outputs, fit_intercept, l2, l1_step,
-                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied):
+                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied, averaged):
             x = X[order[i]]
             x_next = X[order[i + 1]] if i + 1 < order.shape[0] else x
             l2_ = cast_like(l2, params)
@@ -572,7 +605,7 @@ def _sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit
         return impl
 
     def impl_csr(X, order, i, dz, xx, params, n_features, n_outputs, fit_intercept, l2, l1_step,
-                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied):
+                 weight_decay, lr, grad_scale, clip, intercept_decay, z, norms, lazy, l1_applied, averaged):
         data, indices, indptr = X
         n_coefs = n_outputs * n_features
         wd = cast_like(weight_decay, params)
@@ -590,14 +623,20 @@ def _sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit
             for k in range(n_outputs):
                 lazy[2, k] *= s
             lazy[0, 0] = s
-            fold_weight_scale(X, params, n_coefs, lazy)
+            fold_weight_scale(X, params, n_coefs, lazy, averaged)
             s = 1.0
+        averaging = averaged.size > 0
+        alpha = lazy[4, 0]
         for k in range(n_outputs):
             offset = k * n_features
             move = lr * grad_scale * dz[k] / s  # params_k -= move * x keeps s * params_k on the rule
             for p in range(lo, hi):
                 q = unsigned(p)
-                params[unsigned(offset + indices[q])] -= cast_like(move * data[q], params)
+                j = unsigned(offset + indices[q])
+                step = cast_like(move * data[q], params)
+                params[j] -= step
+                if averaging:
+                    averaged[j] += cast_like(alpha * step, params)
             lazy[1, k] += move * (move * xx - 2.0 * lazy[2, k])
             if l1_step > 0.0:  # the cumulative penalty on the weights just moved
                 if k == 0:
@@ -612,6 +651,8 @@ def _sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit
                         params[j] = new
                         l1_applied[j] += s * (new - old)
                         ww_change += new * new - old * old
+                        if averaging:
+                            averaged[j] -= cast_like(alpha * (new - old), params)
                 lazy[1, k] += ww_change
             b = n_coefs + k
             params[b] = plain_sgd_value(params[b], dz[k] * decay if fit_intercept else zero, lr_, wd, scale, clip_,
@@ -632,13 +673,22 @@ def _sgd_step_and_decide(X, order, i, dz, xx, params, n_features, n_outputs, fit
 
 
 @overload(fold_weight_scale, jit_options=_JIT_OPTIONS)
-def _fold_weight_scale(X, params, n_coefs, lazy):
+def _fold_weight_scale(X, params, n_coefs, lazy, averaged):
     if _is_dense(X):
-        def impl(X, params, n_coefs, lazy):
+        def impl(X, params, n_coefs, lazy, averaged):
             return None
         return impl
 
-    def impl_csr(X, params, n_coefs, lazy):
+    def impl_csr(X, params, n_coefs, lazy, averaged):
+        alpha = lazy[4, 0]
+        beta = lazy[5, 0]
+        if averaged.size > 0 and (alpha != 0.0 or beta != 1.0):  # the pending average, before the scale moves
+            alpha_ = cast_like(alpha, params)
+            beta_ = cast_like(beta, params)
+            for j in range(n_coefs):
+                averaged[j] = (averaged[j] + alpha_ * params[j]) / beta_
+            lazy[4, 0] = 0.0
+            lazy[5, 0] = 1.0
         s = lazy[0, 0]
         if s == 1.0:
             return None
@@ -653,6 +703,28 @@ def _fold_weight_scale(X, params, n_coefs, lazy):
                 params[j] = v
                 ww += v * v
             lazy[1, k] = ww
+    return impl_csr
+
+
+@overload(average_step, jit_options=_JIT_OPTIONS)
+def _average_step(X, params, averaged, lazy, n_coefs, count):
+    if _is_dense(X):
+        def impl(X, params, averaged, lazy, n_coefs, count):
+            n = cast_like(count, params)
+            for j in range(params.size):
+                averaged[j] += (params[j] - averaged[j]) / n
+        return impl
+
+    def impl_csr(X, params, averaged, lazy, n_coefs, count):
+        mu = 1.0 / count
+        if count > 1:
+            lazy[5, 0] /= 1.0 - mu
+        else:  # the first update averaged: what an earlier fit left is no iterate of this one
+            averaged[:n_coefs] = 0
+        lazy[4, 0] += mu * lazy[5, 0] * lazy[0, 0]
+        n = cast_like(count, params)
+        for j in range(n_coefs, params.size):
+            averaged[j] += (params[j] - averaged[j]) / n
     return impl_csr
 
 

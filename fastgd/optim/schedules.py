@@ -69,6 +69,10 @@ class UpdateRule(NamedTuple):
         estimators move intercepts at a hundredth of the rate on sparse input
         (``intercept_decay = 0.01``), which :class:`fastgd.SGDClassifier` and
         :class:`fastgd.SGDRegressor` follow; the gradient norm is taken before it.
+    average_from : int
+        Averaged SGD: the update from which the weights are averaged (1-based,
+        as scikit-learn's ``average``); 0: no averaging (see
+        :func:`fastgd.kernels.rows.average_step`).
     """
 
     kernel_id: int
@@ -82,6 +86,7 @@ class UpdateRule(NamedTuple):
     clip_norm: float
     threaded: bool
     intercept_decay: float = 1.0
+    average_from: int = 0
 
 
 @jit(inline="always")
