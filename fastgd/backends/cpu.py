@@ -316,7 +316,9 @@ class LinearTrainer(FlatParameterSnapshots):
         self.sample_weight = sample_weight
         self.n_samples = Y.shape[0]
         self.params = params
-        self.grads = np.zeros_like(params)
+        # written before it is read on every route; empty, it costs nothing where it is never touched (per-sample
+        # plain SGD): a zeroed one cost 0.45 ms per partial_fit call on a 2**20-column model
+        self.grads = np.empty_like(params)
         self.optimizer = optimizer
         self.state = state
         plain_sgd = getattr(one_pass_step_serves, "py_func", one_pass_step_serves)(self.X, rule, l1)
@@ -371,7 +373,7 @@ class LinearTrainer(FlatParameterSnapshots):
         self.touched_grads = np.empty(capacity, dtype=dtype)
         rows = n_blocks if self.block_rows else 1
         pad = CACHE_LINE_ELEMENTS  # per-block rows a cache line apart: threads never share a line they write
-        self.block_grads = np.zeros((rows, params.size + pad), dtype=dtype)
+        self.block_grads = np.zeros((rows, params.size + pad) if self.block_rows else (1, pad), dtype=dtype)
         self.block_loss = np.zeros((rows, pad))[:, 0]
         self.block_z = np.empty((rows, n_outputs + pad), dtype=dtype)
         self.block_dz = np.empty((rows, n_outputs + pad), dtype=dtype)
