@@ -160,6 +160,7 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
                          loss_epsilon=loss_epsilon, n_outputs=n_outputs, fit_intercept=fit_intercept, l2=l2, l1=l1,
                          batch_size=batch_size, **cpu_options)
         self.grads = None  # the gradient lives on the device
+        self.sums_from_fold = False  # the CPU kernels' fold does not run here
         dtype = params.dtype
         n_features = self.n_coefs // n_outputs
         self.n_features = n_features

@@ -364,13 +364,15 @@ def linear_epoch(X, Y, sample_weight, order, params, grads, slots, z, dz, norms,
         Workspaces for decision values and their loss derivatives.
     norms : ndarray of shape (2, n_outputs)
         Workspace for the pieces of a sample's gradient norm (see :func:`sample_norm2`).
-    lazy : ndarray of shape (6, n_outputs), float64
+    lazy : ndarray of shape (7, n_outputs), float64
         Workspace of per-sample SGD: the weight scale of CSR rows and its
         norms, ``lazy[3, 0]``, the running total of the cumulative L1
         penalty, kept over the epochs of a fit (see
         :func:`fastgd.kernels.rows.sgd_step_and_decide`), and ``lazy[4, 0]``,
         ``lazy[5, 0]``, the scalars of a lazily kept average (0 and 1 between
-        epochs; :func:`fastgd.kernels.rows.average_step`).
+        epochs; :func:`fastgd.kernels.rows.average_step`). After an epoch on
+        CSR rows ``lazy[1]`` and ``lazy[6]`` hold the weight rows' sums of
+        squares and of absolute values (:func:`fastgd.kernels.rows.fold_weight_scale`).
     l1_applied : ndarray of float64
         Per-sample training with L1: the cumulative penalty each weight has
         received (``n_outputs * n_features``, zeros at the start of a fit);
@@ -510,9 +512,9 @@ def linear_epoch_csr_batches(X, Y, sample_weight, order, params, grads, touched,
     touched, touched_grads : ndarray of int64, ndarray
         Workspaces of at least ``n_outputs`` times the most nonzeros a batch
         can hold (the largest ``batch_size`` rows).
-    lazy : ndarray of shape (4, n_outputs), float64
-        ``lazy[0, 0]`` holds the weight scale (1 between epochs) and
-        ``lazy[1]`` the squared norms of the weight rows at a fold.
+    lazy : ndarray of shape (7, n_outputs), float64
+        ``lazy[0, 0]`` holds the weight scale (1 between epochs); a fold
+        writes the weight rows' sums (see :func:`linear_epoch`).
     Y, sample_weight, order, params, grads, z, dz, rule, step, loss_code, epsilon, n_outputs, fit_intercept, l2, \
 batch_size
         As in :func:`linear_epoch`.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import numba
+import numpy as np
 from numba import types
 from numba.extending import overload
 
@@ -299,9 +300,11 @@ def fold_weight_scale(X, params, n_coefs, lazy, averaged):  # pragma: no cover -
     """Multiply the weights ``params[:n_coefs]`` by the scale ``lazy[0, 0]`` of CSR training, then reset it to 1.
 
     See :func:`sgd_step_and_decide`; ``lazy[1, k]`` becomes the exact squared
-    norm of weight row ``k``. A non-empty ``averaged`` (averaged SGD) first
-    becomes the average it represents (see :func:`average_step`). Nothing to
-    do for dense ``X``.
+    norm of weight row ``k`` and ``lazy[6, k]`` the sum of its absolute
+    values, in float64 (the penalty of the epoch's loss: the trainer needs no
+    other pass over the weights). A non-empty ``averaged`` (averaged SGD)
+    first becomes the average it represents (see :func:`average_step`).
+    Nothing to do for dense ``X``.
     """
     return run_overload(_fold_weight_scale, X, params, n_coefs, lazy, averaged)
 
@@ -695,19 +698,28 @@ def _fold_weight_scale(X, params, n_coefs, lazy, averaged):
             lazy[4, 0] = 0.0
             lazy[5, 0] = 1.0
         s = lazy[0, 0]
-        if s == 1.0:
-            return None
         s_ = cast_like(s, params)
         lazy[0, 0] = 1.0
         n_outputs = lazy.shape[1]
         n_features = n_coefs // n_outputs
-        for k in range(n_outputs):  # one pass: each weight is scaled and its square summed (wide models: 4M)
+        for k in range(n_outputs):  # one pass: each weight is scaled, its square and absolute value summed
+            w = params[k * n_features:(k + 1) * n_features]  # indexed from 0: a loop LLVM vectorises (4x)
             ww = 0.0
-            for j in range(k * n_features, (k + 1) * n_features):
-                v = params[j] * s_
-                params[j] = v
-                ww += v * v
+            absolutes = 0.0
+            if s != 1.0:
+                for j in range(n_features):
+                    v = w[j] * s_
+                    w[j] = v
+                    vd = np.float64(v)
+                    ww += vd * vd
+                    absolutes += abs(vd)
+            else:
+                for j in range(n_features):
+                    vd = np.float64(w[j])
+                    ww += vd * vd
+                    absolutes += abs(vd)
             lazy[1, k] = ww
+            lazy[6, k] = absolutes
     return impl_csr
 
 
