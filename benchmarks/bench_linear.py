@@ -252,3 +252,86 @@ class SparseTextFitByWidth:
         return float(np.median(times["sklearn"]) / np.median(times["fastgd"]))
 
     track_speedup_vs_sklearn.unit = "x"
+
+
+class SparseTextMiniBatchByWidth:
+    """Mini-batch plain SGD (batch 32, hinge, one epoch) on the hashed text of :class:`SparseTextFitByWidth`.
+
+    From 2**14 columns a batch costs its rows' nonzeros (the CSR batch route of
+    ``fastgd.kernels.linear.linear_epoch_csr_batches``): the time should stay
+    flat with the width. At 2**12 columns (fewer than 2 columns per nonzero of
+    a batch) the dense passes serve, by design. scikit-learn has no mini-batch
+    SGD to compare with: the per-sample fit of :class:`SparseTextFitByWidth`
+    is the reference.
+    """
+
+    params = (TEXT_WIDTHS,)
+    param_names = ["n_features"]
+    timeout = 180
+
+    def setup(self, n_features):
+        if LinearClassifier is None:
+            raise NotImplementedError("fastgd.LinearClassifier is not available in this commit")
+        self.X, self.y = hashed_text(TEXT_ROWS, n_features)
+        self.fastgd = LinearClassifier(loss="hinge", batch_size=32, learning_rate="constant", learning_rate_init=0.1,
+                                       alpha=1e-4, max_iter=TEXT_EPOCHS, tol=None, random_state=0)
+        key = ("text-batches", n_features, "float64")
+        if key not in _WARMED:  # the route depends on the width: compile (or load) it first
+            _fit_quietly(self.fastgd, self.X[:200], self.y[:200])
+            _WARMED.add(key)
+
+    def time_fastgd_fit(self, n_features):
+        _fit_quietly(self.fastgd, self.X, self.y)
+
+
+class SparseTextPartialFit:
+    """``partial_fit`` calls of 1,000 rows of hashed text on a 2**20-column model, against scikit-learn.
+
+    Each call pays passes over all the weights (their norm, the weight scale
+    folded back, a snapshot for the non-finite guard); on small calls they
+    cost more than the rows' steps. ``fastgd.SGDClassifier`` against
+    ``sklearn.linear_model.SGDClassifier``, ten calls each.
+    """
+
+    timeout = 180
+
+    def setup(self):
+        self.X, self.y = hashed_text(10_000, 2**20)
+        if ("text-partial", 2**20, "float64") not in _WARMED:
+            self._calls(fastgd_sgd_classifier())
+            _WARMED.add(("text-partial", 2**20, "float64"))
+
+    def _calls(self, est):
+        for start in range(0, self.X.shape[0], 1_000):
+            est.partial_fit(self.X[start:start + 1_000], self.y[start:start + 1_000], classes=[0, 1])
+
+    def time_fastgd_partial_fit(self):
+        self._calls(fastgd_sgd_classifier())
+
+    def time_sklearn_partial_fit(self):
+        from sklearn.linear_model import SGDClassifier
+
+        self._calls(SGDClassifier(random_state=0))
+
+    def track_speedup_vs_sklearn(self):
+        """scikit-learn's time for the ten calls over fastgd's, medians of 3 rounds run alternately."""
+        from sklearn.linear_model import SGDClassifier
+
+        times: dict[str, list[float]] = {"fastgd": [], "sklearn": []}
+        for _ in range(3):
+            for lib, make in (("fastgd", fastgd_sgd_classifier), ("sklearn", lambda: SGDClassifier(random_state=0))):
+                t0 = time.perf_counter()
+                self._calls(make())
+                times[lib].append(time.perf_counter() - t0)
+        return float(np.median(times["sklearn"]) / np.median(times["fastgd"]))
+
+    track_speedup_vs_sklearn.unit = "x"
+
+
+def fastgd_sgd_classifier():
+    """``fastgd.SGDClassifier(random_state=0)``, where this commit has it."""
+    import fastgd
+
+    if not hasattr(fastgd, "SGDClassifier"):
+        raise NotImplementedError("fastgd.SGDClassifier is not available in this commit")
+    return fastgd.SGDClassifier(random_state=0)
