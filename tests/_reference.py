@@ -290,6 +290,15 @@ def output_loss_derivative(loss: str, z: np.ndarray, y: np.ndarray, epsilon: flo
     return margin_loss_derivative(loss, z, y)
 
 
+def clipped_by_norm(grad_W, grad_b, clip_norm):
+    """``(grad_W, grad_b)`` rescaled to global norm ``clip_norm`` (``/ (norm + 1e-6)``) when above it."""
+    if clip_norm is not None:
+        norm = math.sqrt(np.sum(grad_W**2) + np.sum(grad_b**2))
+        if norm > clip_norm:
+            return grad_W * (clip_norm / (norm + 1e-6)), grad_b * (clip_norm / (norm + 1e-6))
+    return grad_W, grad_b
+
+
 def mini_batch_sgd(X, Y, sample_weight, *, loss, epochs, batch_size, lr_at, l2=0.0, weight_decay=0.0,
                    clip_norm=None, fit_intercept=True, intercept_decay=1.0, epsilon=0.1):
     """Weights ``(n_outputs, n_features)`` and intercepts after ``epochs`` unshuffled epochs of mini-batch SGD.
@@ -313,10 +322,7 @@ def mini_batch_sgd(X, Y, sample_weight, *, loss, epochs, batch_size, lr_at, l2=0
                            for x, y, weight in zip(X[rows], Y[rows], sample_weight[rows], strict=True)])
             grad_W = dz.T @ X[rows] / len(dz) + l2 * W
             grad_b = dz.mean(axis=0) if fit_intercept else np.zeros(n_outputs)
-            if clip_norm is not None:
-                norm = math.sqrt(np.sum(grad_W**2) + np.sum(grad_b**2))
-                if norm > clip_norm:
-                    grad_W, grad_b = grad_W * (clip_norm / (norm + 1e-6)), grad_b * (clip_norm / (norm + 1e-6))
+            grad_W, grad_b = clipped_by_norm(grad_W, grad_b, clip_norm)
             grad_b = grad_b * intercept_decay
             t += 1
             lr = lr_at(t)
@@ -355,10 +361,7 @@ def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, 
             dz = output_loss_derivative(loss, W @ x + b, y, epsilon) * weight
             grad_W = np.outer(dz, x) + l2 * W
             grad_b = dz if fit_intercept else np.zeros(n_outputs)
-            if clip_norm is not None:
-                norm = math.sqrt(np.sum(grad_W**2) + np.sum(grad_b**2))
-                if norm > clip_norm:
-                    grad_W, grad_b = grad_W * (clip_norm / (norm + 1e-6)), grad_b * (clip_norm / (norm + 1e-6))
+            grad_W, grad_b = clipped_by_norm(grad_W, grad_b, clip_norm)
             if clip_value is not None:
                 grad_W, grad_b = np.clip(grad_W, -clip_value, clip_value), np.clip(grad_b, -clip_value, clip_value)
             grad_b = grad_b * intercept_decay

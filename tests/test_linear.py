@@ -93,6 +93,19 @@ def _optimal_rate(alpha):
     return lambda t: 1.0 / (alpha * (t0 + t - 1))
 
 
+def _textbook_targets(y, n_classes: int, multinomial: bool) -> np.ndarray:
+    """The targets of :mod:`_reference`: +-1 per class (one column for two classes), or the class index."""
+    if multinomial:
+        return y[:, None].astype(float)
+    Y = np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)
+    return Y[:, 1:] if n_classes == 2 else Y
+
+
+def _textbook_rate(kwargs: dict, alpha: float):
+    """The learning rate of update ``t`` for the estimator kwargs of these tests (0.05 unless ``optimal``)."""
+    return _optimal_rate(alpha) if kwargs.get("learning_rate", "optimal") == "optimal" else (lambda t: 0.05)
+
+
 # (estimator kwargs, reference kwargs): plain SGD takes the one-pass path (update fused with the next decision),
 # weight decay, clipping or L1 the general one; both against the textbook.
 PER_SAMPLE_CASES = {
@@ -129,13 +142,8 @@ def test_per_sample_sgd_matches_the_textbook(case, sparse):
     clf.fit(sp.csr_matrix(X) if sparse else X, y, sample_weight=sample_weight)
 
     alpha, l1_ratio = kwargs["alpha"], kwargs.get("l1_ratio", 0.0) if "penalty" in kwargs else 0.0
-    if n_classes == 2:
-        Y = np.where(y == 1, 1.0, -1.0)[:, None]
-    elif ref_kwargs.get("loss") == "multinomial":
-        Y = y[:, None].astype(float)
-    else:
-        Y = np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)
-    lr_at = _optimal_rate(alpha) if kwargs.get("learning_rate", "optimal") == "optimal" else (lambda t: 0.05)
+    Y = _textbook_targets(y, n_classes, ref_kwargs.get("loss") == "multinomial")
+    lr_at = _textbook_rate(kwargs, alpha)
     W, b = ref.per_sample_sgd(X, Y, sample_weight, loss=ref_kwargs.get("loss", kwargs["loss"]), epochs=2,
                               lr_at=lr_at, l2=alpha * (1 - l1_ratio), l1=alpha * l1_ratio,
                               weight_decay=kwargs.get("weight_decay", 0.0), clip_value=kwargs.get("clip_value"),
@@ -194,7 +202,7 @@ def test_per_sample_sgd_on_wide_csr_costs_the_nonzeros(n_classes, monkeypatch):
     clf = LinearClassifier(loss="hinge", alpha=alpha, learning_rate="constant", learning_rate_init=0.05,
                            max_iter=2, tol=None, shuffle=False).fit(wide, y, sample_weight=sample_weight)
 
-    Y = np.where(y == 1, 1.0, -1.0)[:, None] if n_classes == 2 else np.where(y[:, None] == np.arange(3), 1.0, -1.0)
+    Y = _textbook_targets(y, n_classes, multinomial=False)
     W, b = ref.per_sample_sgd(X, Y, sample_weight, loss="hinge", epochs=2, lr_at=lambda t: 0.05, l2=alpha, l1=0.0,
                               weight_decay=0.0, clip_value=None, clip_norm=None, fit_intercept=True)
     coef = clf.coef_.reshape(-1, width)
@@ -258,13 +266,8 @@ def test_csr_mini_batches_cost_the_nonzeros_and_match_the_textbook(case, width, 
     clf.fit(wide, y, sample_weight=sample_weight)
 
     alpha = kwargs["alpha"]
-    if n_classes == 2:
-        Y = np.where(y == 1, 1.0, -1.0)[:, None]
-    elif ref_kwargs.get("loss") == "multinomial":
-        Y = y[:, None].astype(float)
-    else:
-        Y = np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)
-    lr_at = _optimal_rate(alpha) if kwargs.get("learning_rate", "optimal") == "optimal" else (lambda t: 0.05)
+    Y = _textbook_targets(y, n_classes, ref_kwargs.get("loss") == "multinomial")
+    lr_at = _textbook_rate(kwargs, alpha)
     W, b = ref.mini_batch_sgd(X, Y, sample_weight, loss=ref_kwargs.get("loss", kwargs["loss"]), epochs=3,
                               batch_size=7, lr_at=lr_at, l2=alpha, weight_decay=kwargs.get("weight_decay", 0.0),
                               clip_norm=kwargs.get("clip_norm"), fit_intercept=kwargs.get("fit_intercept", True),

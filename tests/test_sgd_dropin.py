@@ -221,8 +221,8 @@ def test_averaged_sgd_is_the_mean_of_the_iterates(sparse, n_classes):
     X, y2, y3, _ = _data(sparse, seed=1)
     y = y2 if n_classes == 2 else y3
     Xd = X.toarray() if sparse else X
-    Y = np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)[:, 1:] if n_classes == 2 else \
-        np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)
+    Y = np.where(y[:, None] == np.arange(n_classes), 1.0, -1.0)
+    Y = Y[:, 1:] if n_classes == 2 else Y  # binary: one output, for the positive class
     textbook = dict(loss="hinge", lr_at=lambda t: 0.05, intercept_decay=0.01 if sparse else 1.0, average_from=10)
     kwargs = dict(alpha=0.01, learning_rate="constant", eta0=0.05, average=10, shuffle=False)
 

@@ -369,8 +369,7 @@ class _LinearGD(BaseEstimator):
         trainer = trainer_class(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
                               loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
                               fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size,
-                              n_threads=self.n_threads if n_threads is None else n_threads,
-                              **({} if averaged is None else {"averaged": averaged}))
+                              n_threads=self.n_threads if n_threads is None else n_threads, averaged=averaged)
         config = make_loop_config(self, schedule, rng, incremental=incremental, validation_score=validation_score,
                                   epoch_offset=epoch_offset)
         config.nonfinite_hint = hint

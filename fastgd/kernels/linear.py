@@ -501,8 +501,8 @@ def linear_epoch_csr_batches(X, Y, sample_weight, order, params, grads, touched,
     ``||params||^2`` is kept up to date from the moved weights; the scale is
     folded back into the weights below 1e-9 and at the end of the epoch
     (:func:`~fastgd.kernels.rows.fold_weight_scale`). The O(n_features)
-    work is three passes per epoch: ``||params||^2`` and ``grads`` zeroed at
-    the start, and the fold. Values equal those of :func:`linear_epoch`
+    work is two passes per epoch: ``||params||^2`` (``grads`` zeroed on the
+    way) at the start, and the fold. Values equal those of :func:`linear_epoch`
     to round-off (the norm's pieces are summed in another order).
 
     Parameters
@@ -531,11 +531,12 @@ batch_size
     weight_decay = rule.hyper[3]
     tiny = tiny_like(params)
     lazy[0, 0] = 1.0
-    squares = 0.0  # ||params||^2 over the weights
+    squares = 0.0  # ||params||^2 over the weights, in the pass that zeroes the gradient's workspace
     for j in range(n_coefs):
         w = np.float64(params[j])
         squares += w * w
-    grads[:] = 0
+        grads[j] = 0
+    grads[n_coefs:] = 0
     loss_sum = 0.0
     norm_sum = 0.0
     for start in range(0, n_samples, batch_size):
