@@ -25,9 +25,11 @@ DTYPES = ("float32", "float64")
 def _routes(X: np.ndarray | sp.csr_matrix, y: np.ndarray, Y: np.ndarray) -> list:
     """One short fit per compiled route: per-sample, mini-batch, split batches and L-BFGS for MLPs;
     per-sample, mini-batch and blocked (full-batch) epochs for linear models, and on CSR input the
-    mini-batches of wide models (the batch's nonzeros only); then their predictions."""
+    mini-batches of wide models and the other optimizers' sparse steps (the batch's nonzeros only);
+    then their predictions."""
     from . import LinearClassifier, LinearRegressor, MLPClassifier, MLPRegressor
 
+    wide = sp.hstack([X, sp.csr_matrix((X.shape[0], 2**14), dtype=X.dtype)], format="csr") if sp.issparse(X) else X
     mlp = {"hidden_layer_sizes": (8,), "max_iter": 1, "random_state": 0}
     lin = {"max_iter": 1, "random_state": 0, "tol": None}
     return [
@@ -39,8 +41,9 @@ def _routes(X: np.ndarray | sp.csr_matrix, y: np.ndarray, Y: np.ndarray) -> list
         (LinearClassifier(loss="log_loss", solver="adam", batch_size=16, **lin), X, y),
         (LinearClassifier(loss="log_loss", batch_size=None, **lin), X, y),
         (LinearRegressor(batch_size=1, **lin), X, Y),
-    ] + ([(LinearClassifier(batch_size=8, **lin), sp.hstack([X, sp.csr_matrix((X.shape[0], 2**14), dtype=X.dtype)],
-                                                            format="csr"), y)] if sp.issparse(X) else [])
+    ] + ([(LinearClassifier(batch_size=8, **lin), wide, y),
+          (LinearClassifier(loss="log_loss", solver="adam", lazy_updates=True, **lin), wide, y)]
+         if sp.issparse(X) else [])
 
 
 def warm_up(dtypes: Sequence[str] = DTYPES, sparse: Sequence[bool] = (False, True), verbose: bool = True) -> float:

@@ -299,6 +299,73 @@ def clipped_by_norm(grad_W, grad_b, clip_norm):
     return grad_W, grad_b
 
 
+def cumulative_l1_penalty(W, q, cols, u):
+    """Tsuruoka et al.'s (2009) cumulative L1 penalty on the columns ``cols`` of ``W``, in place.
+
+    ``u`` is the penalty every weight could have received so far, ``q`` what
+    each has received: a weight moves toward zero by what it is owed, and
+    stops at zero.
+    """
+    w = W[:, cols]
+    new = np.where(w > 0, np.maximum(0.0, w - (u + q[:, cols])),
+                   np.where(w < 0, np.minimum(0.0, w + (u - q[:, cols])), w))
+    q[:, cols] += new - w
+    W[:, cols] = new
+
+
+def sparse_step_training(X, Y, sample_weight, *, loss, epochs, batch_size, lr_at, optimizer, l2=0.0, l1=0.0,
+                         clip_value=None, clip_norm=None, fit_intercept=True, epsilon=0.1, **hyperparameters):
+    """Weights and intercepts after unshuffled epochs in which a batch steps only its nonzero features' coordinates.
+
+    PyTorch's ``SparseAdam`` semantics for any optimizer: each batch of
+    ``batch_size`` consecutive rows takes its mean weighted loss gradient
+    plus ``l2 * W`` (the intercepts' mean), keeps only the coordinates of the
+    columns its rows store (every output's, and the intercepts), clips that
+    vector by norm and by value, and hands it to ``optimizer`` (a reference
+    of this module, e.g. :func:`adam`) with the state of those coordinates
+    only; the others keep their parameters and state. With ``l1`` the
+    cumulative penalty then reaches the weights just stepped. The state
+    starts as the optimizer makes it, and ``t`` counts every step. ``X`` is
+    dense; its zeros are the absent features. Computed in float64.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    n_outputs = int(Y[:, 0].max()) + 1 if loss == "multinomial" else Y.shape[1]
+    n_features = X.shape[1]
+    n_coefs = n_outputs * n_features
+    params = np.zeros(n_coefs + n_outputs)
+    state: dict = {}
+    optimizer(params, np.zeros_like(params), state, lr=0.0, **hyperparameters)  # the state as it starts
+    state["step"] = 0
+    q = np.zeros((n_outputs, n_features))
+    u = 0.0
+    for _ in range(epochs):
+        for start in range(0, X.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            W, b = params[:n_coefs].reshape(n_outputs, n_features), params[n_coefs:]
+            dz = np.array([output_loss_derivative(loss, W @ x + b, y, epsilon) * weight
+                           for x, y, weight in zip(X[rows], Y[rows], sample_weight[rows], strict=True)])
+            grad = np.concatenate([(dz.T @ X[rows] / len(dz) + l2 * W).ravel(),
+                                   dz.mean(axis=0) if fit_intercept else np.zeros(n_outputs)])
+            cols = np.flatnonzero((X[rows] != 0).any(axis=0))
+            coords = np.concatenate([(np.arange(n_outputs)[:, None] * n_features + cols).ravel(),
+                                     n_coefs + np.arange(n_outputs)])
+            g = scale_and_clip_grads(grad[coords], clip_value=clip_value, clip_norm=clip_norm)
+            sub = {key: value[coords] if isinstance(value, np.ndarray) else value for key, value in state.items()}
+            lr = lr_at(state["step"] + 1)
+            params[coords] = optimizer(params[coords], g, sub, lr=lr, **hyperparameters)
+            for key, value in sub.items():
+                if isinstance(value, np.ndarray):
+                    state[key][coords] = value
+                else:
+                    state[key] = value
+            if l1 > 0.0:
+                u += lr * l1
+                W = params[:n_coefs].reshape(n_outputs, n_features)  # a view: the penalty lands in params
+                cumulative_l1_penalty(W, q, cols, u)
+    return params[:n_coefs].reshape(n_outputs, n_features), params[n_coefs:]
+
+
 def mini_batch_sgd(X, Y, sample_weight, *, loss, epochs, batch_size, lr_at, l2=0.0, weight_decay=0.0,
                    clip_norm=None, fit_intercept=True, intercept_decay=1.0, epsilon=0.1):
     """Weights ``(n_outputs, n_features)`` and intercepts after ``epochs`` unshuffled epochs of mini-batch SGD.
@@ -371,12 +438,7 @@ def per_sample_sgd(X, Y, sample_weight, *, loss, epochs, lr_at, l2=0.0, l1=0.0, 
             b = b - lr * (grad_b + weight_decay * b)
             if l1 > 0.0:
                 u += lr * l1
-                cols = np.flatnonzero(x) if l1_on_nonzeros else np.arange(x.size)
-                w = W[:, cols]
-                new = np.where(w > 0, np.maximum(0.0, w - (u + q[:, cols])),
-                               np.where(w < 0, np.minimum(0.0, w + (u - q[:, cols])), w))
-                q[:, cols] += new - w
-                W[:, cols] = new
+                cumulative_l1_penalty(W, q, np.flatnonzero(x) if l1_on_nonzeros else np.arange(x.size), u)
             if 0 < average_from <= t:
                 n = t - average_from + 1
                 W_mean, b_mean = W_mean + (W - W_mean) / n, b_mean + (b - b_mean) / n

@@ -113,6 +113,21 @@ def test_linear_regressor_penalties_and_clipping_match_cpu():
     np.testing.assert_array_equal(gpu.intercept_, 0.0)
 
 
+def test_sparse_steps_agree_with_the_device_and_lazy_updates_stay_on_the_cpu():
+    """Adagrad without penalty on wide CSR rows: the CPU steps only the rows' nonzero features (its exact rule),
+    the device every weight, to the same model; the lazy rule is the CPU's alone, and says so."""
+    wide = sp.hstack([sp.csr_matrix(X), sp.csr_matrix((X.shape[0], 60))], format="csr")
+
+    def make(device, **kw):
+        return LinearClassifier(loss="log_loss", solver="adagrad", alpha=0.0, max_iter=2, shuffle=False, tol=None,
+                                learning_rate="constant", device=device, **kw)
+
+    cpu, gpu = fit_both(make, wide, Y_BINARY)
+    np.testing.assert_allclose(gpu.coef_, cpu.coef_, **TOL[np.float64])
+    with pytest.raises(ValueError, match="lazy_updates"):
+        make("cuda", lazy_updates=True).fit(wide, Y_BINARY)
+
+
 def test_linear_per_sample_l1_is_the_cumulative_penalty_as_on_cpu():
     def make(device):  # momentum: the update moves every weight on both backends, so both penalise them all
         return LinearClassifier(loss="log_loss", momentum=0.5, penalty="elasticnet", l1_ratio=0.7, alpha=0.1,

@@ -279,6 +279,144 @@ def test_csr_mini_batches_cost_the_nonzeros_and_match_the_textbook(case, width, 
     assert not np.delete(coef, columns, axis=1).any()
 
 
+def _refuse_dense_epochs(monkeypatch, what: str) -> None:
+    """Make the epochs that pass over every weight fail, so that a test knows the sparse route was taken."""
+    import fastgd.backends.cpu as cpu
+
+    def dense_epoch(*args):
+        raise AssertionError(f"{what} passed over every weight")
+
+    for name in ("linear_epoch", "linear_epoch_threaded", "linear_epoch_blocked"):
+        monkeypatch.setattr(cpu, name, dense_epoch)
+
+
+# (estimator kwargs): solvers and settings where stepping only a batch's nonzero features is the exact rule
+EXACT_SPARSE_CASES = {
+    "adagrad-per-sample": {"solver": "adagrad", "loss": "log_loss", "batch_size": 1},
+    "adagrad-batches-clip_norm-3-outputs": {"solver": "adagrad", "loss": "modified_huber", "batch_size": 5,
+                                           "clip_norm": 0.2, "n_classes": 3,
+                                           "solver_options": {"lr_decay": 0.1, "initial_accumulator_value": 0.5}},
+    "sgd-clip_value": {"solver": "sgd", "loss": "hinge", "batch_size": 1, "clip_value": 0.3},
+    "sgd-clip_value-batches-no-intercept": {"solver": "sgd", "loss": "squared_hinge", "batch_size": 4,
+                                            "clip_value": 0.2, "fit_intercept": False},
+}
+
+
+@pytest.mark.parametrize("case", EXACT_SPARSE_CASES)
+def test_sparse_steps_are_the_exact_rule_where_a_zero_gradient_moves_nothing(case, monkeypatch):
+    """Without a penalty, Adagrad and SGD with clip_value step only a batch's nonzero features on wide CSR rows,
+    and get the model dense rows get: the same data dense, three unshuffled epochs with sample weights."""
+    kwargs = dict(EXACT_SPARSE_CASES[case])
+    n_classes = kwargs.pop("n_classes", 2)
+    X, y = make_classification(n_samples=60, n_features=6, n_informative=4, n_classes=n_classes, random_state=3)
+    X = StandardScaler().fit_transform(X)
+    X[np.abs(X) < 0.6] = 0.0
+    wide, columns = _wide_csr(X, 2**12)
+    sample_weight = np.random.default_rng(0).uniform(0.5, 2.0, size=y.size)
+
+    def make():
+        return LinearClassifier(alpha=0.0, learning_rate="constant", learning_rate_init=0.05, max_iter=3, tol=None,
+                                shuffle=False, **kwargs)
+
+    dense = make().fit(wide.toarray(), y, sample_weight=sample_weight)
+    _refuse_dense_epochs(monkeypatch, "a step on CSR rows")
+    sparse = make().fit(wide, y, sample_weight=sample_weight)
+    assert sparse.t_ == dense.t_
+    np.testing.assert_allclose(sparse.coef_, dense.coef_, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(sparse.intercept_, dense.intercept_, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(sparse.loss_curve_, dense.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(sparse.gradient_norms_, dense.gradient_norms_, rtol=1e-9)
+    assert not np.delete(sparse.coef_.reshape(-1, 2**12), columns, axis=1).any()
+
+
+# (estimator kwargs, reference optimizer kwargs beyond the estimator's): the lazy rule for every solver
+LAZY_CASES = {
+    "adam-per-sample-l2": ({"solver": "adam", "loss": "log_loss", "alpha": 1e-2}, {}),
+    "adam-batches-amsgrad-clip_norm-3-outputs": ({"solver": "adam", "loss": "hinge", "alpha": 1e-3,
+                                                  "batch_size": 4, "clip_norm": 0.3, "n_classes": 3,
+                                                  "solver_options": {"amsgrad": True}}, {}),
+    "adamw-multinomial-l1": ({"solver": "adamw", "loss": "log_loss", "alpha": 1e-2, "penalty": "elasticnet",
+                              "l1_ratio": 0.5, "n_classes": 3}, {"loss": "multinomial"}),
+    "rmsprop-centered-momentum-batches": ({"solver": "rmsprop", "loss": "squared_hinge", "alpha": 1e-3,
+                                           "batch_size": 3,
+                                           "solver_options": {"centered": True, "momentum": 0.5}}, {}),
+    "adagrad-weight_decay-clip_value": ({"solver": "adagrad", "loss": "modified_huber", "alpha": 1e-3,
+                                         "weight_decay": 0.01, "clip_value": 0.2}, {}),
+    "sgd-nesterov-l1-batches": ({"solver": "sgd", "loss": "hinge", "alpha": 1e-3, "penalty": "l1",
+                                 "momentum": 0.9, "batch_size": 5}, {}),
+}
+
+
+@pytest.mark.parametrize("case", LAZY_CASES)
+def test_lazy_updates_follow_the_sparse_adam_rule(case, monkeypatch):
+    """``lazy_updates=True`` on CSR rows against :func:`_reference.sparse_step_training` (PyTorch's SparseAdam
+    semantics with each solver's published rule): three unshuffled epochs with sample weights, the columns not in
+    use exactly 0; dense rows (where every feature is present) ignore the option."""
+    from fastgd.estimators._base import make_optimizer
+
+    kwargs, ref_kwargs = (dict(d) for d in LAZY_CASES[case])
+    n_classes = kwargs.pop("n_classes", 2)
+    X, y = make_classification(n_samples=40, n_features=6, n_informative=4, n_classes=n_classes, random_state=3)
+    X = StandardScaler().fit_transform(X)
+    X[np.abs(X) < 0.6] = 0.0
+    wide, columns = _wide_csr(X, 2**12)
+    sample_weight = np.random.default_rng(0).uniform(0.5, 2.0, size=y.size)
+
+    def make(**kw):
+        return LinearClassifier(learning_rate="constant", learning_rate_init=0.05, max_iter=3, tol=None,
+                                shuffle=False, **kwargs, **kw)
+
+    dense = make(lazy_updates=True).fit(X, y, sample_weight=sample_weight)
+    np.testing.assert_array_equal(dense.coef_, make().fit(X, y, sample_weight=sample_weight).coef_)
+    _refuse_dense_epochs(monkeypatch, "a lazy step")
+    clf = make(lazy_updates=True).fit(wide, y, sample_weight=sample_weight)
+
+    alpha, l1_ratio = kwargs["alpha"], kwargs.get("l1_ratio", 0.15)
+    penalty = kwargs.get("penalty", "l2")
+    l1 = {"l2": 0.0, "l1": alpha, "elasticnet": alpha * l1_ratio}[penalty]
+    hyper = make_optimizer(clf).get_params()
+    hyper.pop("lr")
+    W, b = ref.sparse_step_training(
+        X, _textbook_targets(y, n_classes, ref_kwargs.get("loss") == "multinomial"), sample_weight,
+        loss=ref_kwargs.get("loss", kwargs["loss"]), epochs=3, batch_size=kwargs.get("batch_size", 1),
+        lr_at=lambda t: 0.05, optimizer=getattr(ref, kwargs["solver"]), l2=alpha - l1, l1=l1,
+        clip_value=kwargs.get("clip_value"), clip_norm=kwargs.get("clip_norm"), **hyper)
+    coef = clf.coef_.reshape(-1, 2**12)
+    np.testing.assert_allclose(coef[:, columns], W, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(clf.intercept_, b, rtol=1e-9, atol=1e-12)
+    assert not np.delete(coef, columns, axis=1).any()
+    assert not np.allclose(coef[:, columns], dense.coef_.reshape(coef.shape[0], -1), atol=1e-6)  # the rule differs
+
+
+def test_sparse_steps_guard_float32_and_partial_fit():
+    """The sparse-step route in float32 follows float64, its non-finite guard keeps the last good weights and
+    optimizer state, and partial_fit continues the state (the same model as one fit of the same epochs)."""
+    X, y = make_classification(n_samples=300, n_features=11, n_informative=6, random_state=0)
+    X[np.abs(X) < 0.5] = 0.0
+    wide, _ = _wide_csr(X, 2**17)
+
+    def make(**kw):
+        return LinearClassifier(loss="log_loss", solver="adam", lazy_updates=True, batch_size=8, alpha=1e-3,
+                                learning_rate="constant", learning_rate_init=0.01, max_iter=3, tol=None,
+                                random_state=0, **kw)
+
+    fits = {dtype: make().fit(wide.astype(dtype), y) for dtype in (np.float32, np.float64)}
+    assert fits[np.float32].coef_.dtype == np.float32
+    np.testing.assert_allclose(fits[np.float32].coef_, fits[np.float64].coef_, rtol=2e-4, atol=2e-5)
+
+    clf = make(warm_start=True).set_params(max_iter=1).fit(wide, y)
+    good = clf.coef_.copy()
+    with pytest.warns(NonFiniteTrainingWarning):
+        clf.set_params(learning_rate_init=1e300, max_iter=3).fit(wide, y)
+    np.testing.assert_array_equal(clf.coef_, good)
+
+    once = make(shuffle=False).set_params(max_iter=2).fit(wide, y)
+    twice = make(shuffle=False)
+    for _ in range(2):
+        twice.partial_fit(wide, y, classes=np.unique(y))
+    np.testing.assert_array_equal(twice.coef_, once.coef_)
+
+
 def test_csr_mini_batches_guard_float32_and_the_dense_route():
     """The sparse mini-batch route in float32 follows float64, its non-finite guard keeps the last good
     weights, and narrow CSR input (few columns per nonzero) takes the dense route to the same model."""

@@ -21,6 +21,7 @@ order: results agree within float32 round-off, not bitwise.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from numba import cuda
 
 from ..cuda import dense
@@ -156,6 +157,9 @@ class CudaLinearTrainer(DeviceParameters, LinearTrainer):
     def __init__(self, X, Y, sample_weight, params, optimizer, state: OptimizerState, rule: UpdateRule, *,
                  loss_code: int, loss_epsilon: float, n_outputs: int, fit_intercept: bool, l2: float, l1: float,
                  batch_size: int, **cpu_options) -> None:
+        if cpu_options.get("lazy_updates") and sp.issparse(X):
+            raise ValueError("lazy_updates=True is a rule of the CPU's sparse steps; the GPU trains with the exact "
+                             "rule. Use device='cpu', or lazy_updates=False.")
         super().__init__(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
                          loss_epsilon=loss_epsilon, n_outputs=n_outputs, fit_intercept=fit_intercept, l2=l2, l1=l1,
                          batch_size=batch_size, **cpu_options)

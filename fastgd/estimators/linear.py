@@ -112,6 +112,18 @@ _LINEAR_DOC_PARAMETERS = """
         Clip each gradient component to ``[-clip_value, clip_value]``.
     clip_norm : float or None, default=None
         Rescale each gradient to global L2 norm at most ``clip_norm``.
+    lazy_updates : bool, default=False
+        On sparse (CSR) input, step only the coordinates of each batch's
+        nonzero features, whatever the solver: the coordinates a batch does
+        not touch keep their parameters and optimizer state, and the L2 term
+        (and L1, as the cumulative penalty) reaches a weight only when a batch
+        touches it. This is PyTorch's ``SparseAdam`` rule, and a step costs the
+        batch's nonzeros. The default is the exact rule: plain SGD still costs
+        the nonzeros (the L2 term lives in a weight scale), and so do
+        ``solver="adagrad"`` and SGD with ``clip_value`` when ``alpha=0`` (a
+        zero gradient moves nothing); ``adam``, ``adamw``, ``rmsprop`` and
+        momentum move every weight at every step, a pass over the model per
+        update. No effect on dense input, and not with ``device="cuda"``.
     shuffle : bool, default=True
         Shuffle the samples before each epoch.
     random_state : int, RandomState instance or None, default=None
@@ -163,6 +175,7 @@ class _LinearGD(BaseEstimator):
         "alpha": [Interval(Real, 0, None, closed="left")],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "fit_intercept": ["boolean"],
+        "lazy_updates": ["boolean"],
     }
 
     _losses: tuple[str, ...] = ()
@@ -175,9 +188,9 @@ class _LinearGD(BaseEstimator):
                  learning_rate="optimal", learning_rate_init=0.01, power_t=0.25, batch_size=1, max_iter=1000,
                  tol=1e-3, n_iter_no_change=5, early_stopping=False, validation_fraction=0.1, momentum=0.0,
                  nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=None,
-                 solver_options=None, clip_value=None, clip_norm=None, shuffle=True, random_state=None,
-                 warm_start=False, verbose=0, progress=False, on_nonfinite="warn", callbacks=None, n_threads=None,
-                 device="cpu"):
+                 solver_options=None, clip_value=None, clip_norm=None, lazy_updates=False, shuffle=True,
+                 random_state=None, warm_start=False, verbose=0, progress=False, on_nonfinite="warn", callbacks=None,
+                 n_threads=None, device="cpu"):
         self.loss = loss
         self.penalty = penalty
         self.alpha = alpha
@@ -202,6 +215,7 @@ class _LinearGD(BaseEstimator):
         self.solver_options = solver_options
         self.clip_value = clip_value
         self.clip_norm = clip_norm
+        self.lazy_updates = lazy_updates
         self.shuffle = shuffle
         self.random_state = random_state
         self.warm_start = warm_start
@@ -369,7 +383,8 @@ class _LinearGD(BaseEstimator):
         trainer = trainer_class(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
                               loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
                               fit_intercept=self.fit_intercept, l2=l2, l1=l1, batch_size=batch_size,
-                              n_threads=self.n_threads if n_threads is None else n_threads, averaged=averaged)
+                              n_threads=self.n_threads if n_threads is None else n_threads, averaged=averaged,
+                              lazy_updates=self.lazy_updates)
         config = make_loop_config(self, schedule, rng, incremental=incremental, validation_score=validation_score,
                                   epoch_offset=epoch_offset)
         config.nonfinite_hint = hint
@@ -601,8 +616,8 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
                  solver="sgd", learning_rate="optimal", learning_rate_init=0.01, power_t=0.25, batch_size=1,
                  max_iter=1000, tol=1e-3, n_iter_no_change=5, early_stopping=False, validation_fraction=0.1,
                  momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 weight_decay=None, solver_options=None, clip_value=None, clip_norm=None, shuffle=True,
-                 random_state=None, warm_start=False, verbose=0, progress=False, on_nonfinite="warn",
+                 weight_decay=None, solver_options=None, clip_value=None, clip_norm=None, lazy_updates=False,
+                 shuffle=True, random_state=None, warm_start=False, verbose=0, progress=False, on_nonfinite="warn",
                  callbacks=None, n_threads=None, device="cpu", class_weight=None):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
@@ -611,7 +626,8 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
             early_stopping=early_stopping, validation_fraction=validation_fraction, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
-            shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
+            lazy_updates=lazy_updates, shuffle=shuffle, random_state=random_state, warm_start=warm_start,
+            verbose=verbose,
             progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks, n_threads=n_threads, device=device)
         self.class_weight = class_weight
 
@@ -851,7 +867,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
                  power_t=0.25, batch_size=1, max_iter=1000, tol=1e-3, n_iter_no_change=5, early_stopping=False,
                  validation_fraction=0.1, momentum=0.0, nesterovs_momentum=True, beta_1=0.9, beta_2=0.999,
                  epsilon=1e-8, weight_decay=None, solver_options=None, clip_value=None, clip_norm=None,
-                 shuffle=True, random_state=None, warm_start=False, verbose=0, progress=False,
+                 lazy_updates=False, shuffle=True, random_state=None, warm_start=False, verbose=0, progress=False,
                  on_nonfinite="warn", callbacks=None, n_threads=None, device="cpu"):
         super().__init__(
             loss=loss, penalty=penalty, alpha=alpha, l1_ratio=l1_ratio, fit_intercept=fit_intercept, solver=solver,
@@ -860,7 +876,8 @@ class LinearRegressor(RegressorMixin, _LinearGD):
             early_stopping=early_stopping, validation_fraction=validation_fraction, momentum=momentum,
             nesterovs_momentum=nesterovs_momentum, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             weight_decay=weight_decay, solver_options=solver_options, clip_value=clip_value, clip_norm=clip_norm,
-            shuffle=shuffle, random_state=random_state, warm_start=warm_start, verbose=verbose,
+            lazy_updates=lazy_updates, shuffle=shuffle, random_state=random_state, warm_start=warm_start,
+            verbose=verbose,
             progress=progress, on_nonfinite=on_nonfinite, callbacks=callbacks, n_threads=n_threads, device=device)
         self.loss_epsilon = loss_epsilon
 

@@ -155,6 +155,7 @@ class _SGDDropIn(SparseCoefMixin):
     solver_options = None
     clip_value = None
     clip_norm = None
+    lazy_updates = False
     progress = False
     on_nonfinite = "warn"
     callbacks = None

@@ -38,7 +38,12 @@ Numba's level (``inline="always"``: compiled once per entry point, and only
 for the entry point used), with ``threaded`` and ``blocked`` constants.
 Mini-batches of plain SGD on wide CSR rows have a loop of their own,
 :func:`linear_epoch_csr_batches`: a batch costs its nonzeros, where the
-general loop passes over every weight for every batch.
+general loop passes over every weight for every batch. The other optimizers
+(and clipping by value) have :func:`linear_epoch_csr_sparse_updates` on CSR
+rows: each step gathers the coordinates of the batch's nonzero features,
+runs the optimizer's fused update on them and scatters them back, exact
+where a zero gradient moves nothing, PyTorch's lazy ``SparseAdam`` rule
+otherwise.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from ..optim._registry import SGD_KERNEL_ID, fused_step, update_range
 from ..optim.schedules import update_lr
 from ..optim.sgd import plain_sgd_value
 from .losses import output_loss
-from .penalty import cumulative_l1, l1_shrink
+from .penalty import cumulative_l1, cumulative_l1_value, l1_shrink
 from .rows import (
     accumulate,
     average_step,
@@ -620,4 +625,174 @@ batch_size
             params[b] = plain_sgd_value(params[b], g, lr_, wd, clip_, cast_like(math.inf, params), tiny)
             grads[b] = 0
     fold_weight_scale(X, params, n_coefs, lazy, grads[:0])
+    return loss_sum, step, norm_sum
+
+
+@jit(reduction=True, refcount=False)
+def linear_epoch_csr_sparse_updates(X, Y, sample_weight, order, params, grads, slots, seen, touched, touched_params,
+                                    touched_grads, touched_slots, z, dz, lazy, l1_applied, rule, step, loss_code,
+                                    epsilon, n_outputs, fit_intercept, l2, l1, batch_size):
+    """Any optimizer on CSR rows, stepping only the coordinates of each batch's nonzero features.
+
+    A batch's coordinates are the weights of the features its rows store
+    (for every output) and the intercepts. For each batch:
+
+    1. each row's decision values at the batch's starting weights, its loss,
+       and its weighted loss gradient added into ``grads`` (zeros outside
+       the batch's columns);
+    2. each coordinate once (``seen`` marks it in batches of several rows):
+       its index, parameter,
+       gradient ``a_j / B + l2 * w_j`` (``a`` the summed loss gradient, ``B``
+       the batch's rows) and state rows gathered into the compact buffers,
+       ``grads`` and ``seen`` back to zeros; then the intercepts, ``a_k / B``.
+       The gradient's norm (``clip_norm``, the recorded norms) is the compact
+       gradient's;
+    3. the optimizer's own fused update
+       (:func:`~fastgd.optim._registry.update_range`) on the compact buffers,
+       at the fit's update count (Adam's bias corrections, Adagrad's decay);
+    4. parameters and state rows scattered back; with ``l1 > 0`` the
+       cumulative L1 penalty (:func:`~fastgd.kernels.penalty.cumulative_l1_value`)
+       on the weights just stepped.
+
+    A step costs the batch's nonzeros times the optimizer's state rows; no
+    pass over the model. Where a zero gradient leaves a coordinate as it was
+    (:meth:`fastgd.optim.Optimizer.zero_gradient_is_identity`) and ``l1 =
+    l2 = 0``, this is the update of :func:`linear_epoch`: the same gradient
+    values, the same rule (the norm's squares are summed in another order).
+    Otherwise it is the *lazy* rule, PyTorch's ``SparseAdam`` semantics: the
+    coordinates a batch does not touch keep their parameters and moments,
+    and the L2 term reaches a weight only when a batch touches it.
+
+    Parameters
+    ----------
+    X : tuple (data, indices, indptr)
+        CSR samples (canonical: sorted, no duplicate columns).
+    slots : ndarray of shape (n_slots, n_params)
+        The optimizer's state rows.
+    seen : ndarray of uint8, shape (n_outputs * n_features,)
+        Zeros; marks the coordinates gathered for the current batch.
+    touched, touched_params, touched_grads : ndarray of int64, ndarray, ndarray
+        Compact workspaces of at least ``n_outputs`` times the most nonzeros
+        a batch can hold, plus ``n_outputs``.
+    touched_slots : ndarray of shape (n_slots, len(touched_params))
+        Compact state rows.
+    lazy : ndarray of shape (7, n_outputs), float64
+        ``lazy[3, 0]`` is the running total of the cumulative L1 penalty (see
+        :func:`linear_epoch`).
+    Y, sample_weight, order, params, grads, z, dz, l1_applied, rule, step, loss_code, epsilon, n_outputs, \
+fit_intercept, l2, l1, batch_size
+        As in :func:`linear_epoch` (``grads`` all zeros on entry and on return).
+
+    Returns
+    -------
+    loss_sum, step, norm_sum : float, int, float
+        As in :func:`linear_epoch`.
+    """
+    data, indices, indptr = X
+    n_samples = order.shape[0]
+    n_features = params.size // n_outputs - 1
+    n_coefs = n_outputs * n_features
+    n_slots = slots.shape[0]
+    l2_ = cast_like(l2, params)
+    zero = cast_like(0.0, params)
+    loss_sum = 0.0
+    norm_sum = 0.0
+    for start in range(0, n_samples, batch_size):
+        stop = min(n_samples, start + batch_size)
+        single = stop - start == 1  # one row: its columns are distinct (canonical CSR), its gradient d * x
+        for i in range(start, stop):
+            prefetch_row(X, order, i)
+            prefetch_weights(X, order, i, params, n_features, n_outputs)
+            for r in range(n_slots):  # each state row is read and written where the parameters are
+                prefetch_weights(X, order, i, slots[r], n_features, n_outputs)
+            prefetch_targets(Y, sample_weight, order, i)
+            row = order[i]
+            lo = indptr[row]
+            hi = indptr[row + 1]
+            for k in range(n_outputs):
+                zk = cast_like(sparse_dot(data, indices, lo, hi, params, k * n_features), params)
+                z[k] = zk + params[n_coefs + k] if fit_intercept else zk
+            loss = output_loss(loss_code, z, Y[row], dz, epsilon)
+            weight = sample_weight[row]
+            loss_sum += weight * loss
+            for k in range(n_outputs):
+                d = dz[k] * weight
+                dz[k] = d
+                grads[n_coefs + k] += d
+                if not single:
+                    offset = k * n_features
+                    for p in range(lo, hi):
+                        q = unsigned(p)
+                        grads[unsigned(offset + indices[q])] += d * data[q]
+        inv = cast_like(1.0 / (stop - start), params)
+        n_touched = 0
+        sq = 0.0
+        for i in range(start, stop):
+            row = order[i]
+            for k in range(n_outputs):
+                offset = k * n_features
+                d = dz[k]
+                for p in range(indptr[row], indptr[row + 1]):
+                    q = unsigned(p)
+                    j = unsigned(offset + indices[q])
+                    if single:
+                        g = d * data[q] * inv + l2_ * params[j]
+                    elif seen[j] == 0:
+                        seen[j] = 1
+                        g = grads[j] * inv + l2_ * params[j]
+                        grads[j] = 0
+                    else:
+                        continue
+                    touched[n_touched] = j
+                    touched_params[n_touched] = params[j]
+                    touched_grads[n_touched] = g
+                    for r in range(n_slots):
+                        touched_slots[r, n_touched] = slots[r, j]
+                    sq += np.float64(g) * np.float64(g)
+                    n_touched += 1
+        n_stepped = n_touched + n_outputs
+        for k in range(n_outputs):
+            b = n_coefs + k
+            t = n_touched + k
+            g = grads[b] * inv if fit_intercept else zero
+            grads[b] = 0
+            touched_params[t] = params[b]
+            touched_grads[t] = g
+            for r in range(n_slots):
+                touched_slots[r, t] = slots[r, b]
+            sq += np.float64(g) * np.float64(g)
+        if not (math.isfinite(sq) and math.isfinite(loss_sum)):
+            for t in range(n_touched if not single else 0):
+                seen[touched[t]] = 0
+            return np.nan, step, norm_sum
+        norm, clip = norm_and_clip_scale(sq, rule.clip_norm)
+        norm_sum += norm
+        decay = cast_like(rule.intercept_decay, params)
+        for t in range(n_touched, n_stepped):
+            touched_grads[t] *= decay
+        step += 1
+        lr = update_lr(rule, step)
+        update_range(rule.kernel_id, touched_params, touched_grads, touched_slots, rule.hyper, step, lr, clip,
+                     rule.clip_value, 0, n_stepped)
+        for t in range(n_touched):
+            j = touched[t]
+            params[j] = touched_params[t]
+            for r in range(n_slots):
+                slots[r, j] = touched_slots[r, t]
+            if not single:
+                seen[j] = 0
+        for k in range(n_outputs):
+            b = n_coefs + k
+            params[b] = touched_params[n_touched + k]
+            for r in range(n_slots):
+                slots[r, b] = touched_slots[r, n_touched + k]
+        if l1 > 0.0:  # the cumulative penalty on the weights this step moved
+            lazy[3, 0] += lr * l1
+            total = lazy[3, 0]
+            for t in range(n_touched):
+                j = touched[t]
+                old = params[j]
+                new = cast_like(cumulative_l1_value(old, 1.0, total, l1_applied[j]), params)
+                params[j] = new
+                l1_applied[j] += new - old
     return loss_sum, step, norm_sum

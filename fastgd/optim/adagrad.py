@@ -74,6 +74,10 @@ class Adagrad(Optimizer):
         """``initial_accumulator_value``."""
         return self.initial_accumulator_value
 
+    def zero_gradient_is_identity(self) -> bool:
+        """True without weight decay: a zero gradient adds nothing to the sum and moves nothing."""
+        return self.weight_decay == 0
+
     def hyperparameters(self) -> np.ndarray:
         """``(lr_decay, weight_decay, eps)`` as float64."""
         return np.array([self.lr_decay, self.weight_decay, self.eps])

@@ -103,6 +103,10 @@ class SGD(Optimizer):
         """One momentum buffer when ``momentum > 0``, else none."""
         return ("momentum_buffer",) if self.momentum > 0 else ()
 
+    def zero_gradient_is_identity(self) -> bool:
+        """True without momentum and weight decay: a zero gradient then moves nothing."""
+        return self.momentum == 0 and self.weight_decay == 0
+
     def hyperparameters(self) -> np.ndarray:
         """``(momentum, dampening, nesterov, weight_decay)`` as float64."""
         return np.array([self.momentum, self.dampening, float(self.nesterov), self.weight_decay])
