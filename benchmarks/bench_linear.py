@@ -362,6 +362,55 @@ class SparseTextPartialFit:
     track_speedup_vs_sklearn.unit = "x"
 
 
+class LbfgsVsLogisticRegression:
+    """Full-batch L-BFGS on log_loss + L2: ``LinearClassifier(solver="lbfgs")`` against ``LogisticRegression``.
+
+    The same objective (``C = 1 / (n_samples * alpha)``) and tolerance, so both
+    take the same iterations; dense 50,000 x 100 with 2 and 10 classes, and
+    hashed text (50,000 rows, 2**18 columns).
+    """
+
+    params = (["dense-2", "dense-10", "text-2"],)
+    param_names = ["data"]
+    timeout = 300
+
+    def setup(self, data):
+        if LinearClassifier is None:
+            raise NotImplementedError("fastgd.LinearClassifier is not available in this commit")
+        if data == "text-2":
+            self.X, self.y = hashed_text(50_000, 2**18)
+        else:
+            self.X, self.y = make_classification(n_samples=50_000, n_features=100, n_informative=30,
+                                                 n_classes=int(data.split("-")[1]), random_state=0)
+        alpha = 1e-4
+        try:
+            self.fastgd = LinearClassifier(loss="log_loss", solver="lbfgs", alpha=alpha, tol=1e-4, max_iter=100)
+            _fit_quietly(self.fastgd, self.X[:500], self.y[:500])  # compiles (or loads) the kernels
+        except ValueError:
+            raise NotImplementedError("solver='lbfgs' is not available in this commit") from None
+        from sklearn.linear_model import LogisticRegression
+
+        self.sklearn = LogisticRegression(C=1.0 / (self.X.shape[0] * alpha), tol=1e-4, max_iter=100)
+
+    def time_fastgd_fit(self, data):
+        _fit_quietly(self.fastgd, self.X, self.y)
+
+    def time_sklearn_fit(self, data):
+        _fit_quietly(self.sklearn, self.X, self.y)
+
+    def track_speedup_vs_sklearn(self, data):
+        """LogisticRegression's fit time over fastgd's, medians of 3 fits each, run alternately."""
+        times: dict[str, list[float]] = {"fastgd": [], "sklearn": []}
+        for _ in range(3):
+            for lib, est in (("fastgd", self.fastgd), ("sklearn", self.sklearn)):
+                t0 = time.perf_counter()
+                _fit_quietly(est, self.X, self.y)
+                times[lib].append(time.perf_counter() - t0)
+        return float(np.median(times["sklearn"]) / np.median(times["fastgd"]))
+
+    track_speedup_vs_sklearn.unit = "x"
+
+
 def fastgd_sgd_classifier():
     """``fastgd.SGDClassifier(random_state=0)``, where this commit has it."""
     import fastgd

@@ -680,3 +680,89 @@ def test_fallback_snapshot_is_refreshed_in_place_and_restores_the_last_finite_ep
     last_finite = LinearRegressor(max_iter=diverged.n_iter_, **kwargs).fit(X, y)
     np.testing.assert_array_equal(diverged.coef_, last_finite.coef_)
     np.testing.assert_array_equal(diverged.intercept_, last_finite.intercept_)
+
+
+# --- solver="lbfgs" ---
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_lbfgs_is_logistic_regression(n_classes, sparse):
+    """L-BFGS on log_loss + L2 reaches scikit-learn's LogisticRegression optimum (C = 1 / (n * alpha)), with
+    sample weights and class weights, binary and multinomial, dense and CSR."""
+    X, y = make_classification(n_samples=120, n_features=6, n_informative=4, n_classes=n_classes, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    sample_weight = np.random.default_rng(1).uniform(0.5, 2.0, size=y.size)
+    alpha = 0.02
+    class_weight = {0: 2.0, 1: 0.5}  # a dict: "balanced" counts sample weights in LogisticRegression only
+    fitted = LinearClassifier(loss="log_loss", solver="lbfgs", alpha=alpha, tol=1e-10, class_weight=class_weight).fit(
+        sp.csr_matrix(X) if sparse else X, y, sample_weight=sample_weight)
+    reference = LogisticRegression(C=1.0 / (X.shape[0] * alpha), tol=1e-12, max_iter=10_000,
+                                   class_weight=class_weight).fit(X, y, sample_weight=sample_weight)
+    np.testing.assert_allclose(fitted.coef_, reference.coef_, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(fitted.intercept_, reference.intercept_, rtol=1e-7, atol=1e-9)
+    assert fitted.n_iter_ == fitted.t_ == len(fitted.loss_curve_) == fitted.gradient_norms_.shape[0]
+    assert np.all(np.diff(fitted.loss_curve_) <= 1e-12)  # L-BFGS-B's line search only accepts decreases
+    assert fitted.gradient_norms_[-1, 0] < 1e-6
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_lbfgs_regressor_is_ridge(fit_intercept):
+    """squared_error + L2 by L-BFGS against Ridge's closed form (alpha_ridge = n * alpha), two targets, float32
+    data trained in float32 to the same optimum within its round-off."""
+    X, Y = make_regression(n_samples=80, n_features=5, n_targets=2, noise=5.0, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    Y = Y / Y.std(axis=0)
+    alpha = 0.05
+    from sklearn.linear_model import Ridge
+
+    reference = Ridge(alpha=alpha * X.shape[0], fit_intercept=fit_intercept).fit(X, Y)
+    for dtype, tol in ((np.float64, 1e-7), (np.float32, 1e-3)):
+        fitted = LinearRegressor(solver="lbfgs", alpha=alpha, tol=1e-10, fit_intercept=fit_intercept).fit(
+            X.astype(dtype), Y.astype(dtype))
+        assert fitted.coef_.dtype == dtype
+        np.testing.assert_allclose(fitted.coef_, reference.coef_, rtol=tol, atol=tol)
+        np.testing.assert_allclose(fitted.intercept_, reference.intercept_ if fit_intercept else 0.0, atol=tol)
+
+
+@pytest.mark.parametrize(("estimator", "loss", "n_classes"), [
+    (LinearClassifier, "squared_hinge", 2), (LinearClassifier, "modified_huber", 3),
+    (LinearClassifier, "log_loss", 4), (LinearRegressor, "huber", 0), (LinearRegressor, "squared_error", 0)])
+def test_lbfgs_objective_gradient_is_the_finite_difference(estimator, loss, n_classes):
+    """The gradient L-BFGS is given is the central difference of the objective it is given (CSR rows, sample
+    weights, L2), at a random point."""
+    from fastgd.backends.cpu import LinearObjective
+    from fastgd.kernels.losses import LOSS_CODES, Loss
+
+    rng = np.random.default_rng(0)
+    X = sp.random(30, 7, density=0.5, format="csr", random_state=2)
+    sample_weight = rng.uniform(0.5, 2.0, size=30)
+    if n_classes:
+        y = rng.integers(0, n_classes, size=30)
+        est = estimator(loss=loss)
+        Y, n_outputs, code = est._encode(y, True, None, False)
+    else:
+        Y, n_outputs, code = rng.normal(size=(30, 1)), 1, LOSS_CODES[loss]
+    assert (code == Loss.MULTINOMIAL) == (loss == "log_loss" and n_classes > 2)
+    objective = LinearObjective(X, np.asarray(Y, dtype=np.float64), sample_weight, loss_code=code, loss_epsilon=0.3,
+                                n_outputs=n_outputs, fit_intercept=True, l2=0.1)
+    point = rng.normal(size=n_outputs * 8)
+    _, gradient = objective(point)
+    step = 1e-6
+    numeric = np.array([(objective(point + step * e)[0] - objective(point - step * e)[0]) / (2 * step)
+                        for e in np.eye(point.size)])
+    np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"loss": "hinge"}, "differentiable loss"),
+    ({"loss": "log_loss", "penalty": "elasticnet"}, "differentiable objective"),
+    ({"loss": "log_loss", "device": "cuda"}, "runs on the CPU")])
+def test_lbfgs_refuses_what_it_cannot_do(kwargs, match):
+    """A kink in the objective and the GPU get a clear error before any work; partial_fit does not exist."""
+    X, y = make_classification(n_samples=40, n_features=4, random_state=0)
+    with pytest.raises(ValueError, match=match):
+        LinearClassifier(solver="lbfgs", **kwargs).fit(X, y)
+    with pytest.raises(AttributeError, match="no attribute 'partial_fit'") as info:
+        LinearClassifier(loss="log_loss", solver="lbfgs").partial_fit(X, y, classes=[0, 1])
+    assert "only available for the gradient solvers" in str(info.value.__cause__)

@@ -23,6 +23,7 @@ from ..kernels.linear import (
     linear_epoch_csr_batches,
     linear_epoch_csr_sparse_updates,
     linear_epoch_threaded,
+    linear_gradient_sum,
     one_pass_step_serves,
 )
 from ..kernels.penalty import weight_sums
@@ -276,6 +277,72 @@ class FlatParameterSnapshots:
         self.params[:] = params
         self.state.slots[:] = slots
         self.state.step = step
+
+
+class LinearObjective:
+    """The full-batch objective of a linear model and its gradient, for L-BFGS.
+
+    ``f(params) = sum(sample_weight * loss) / n_samples + l2 / 2 * ||W||^2``
+    (the intercepts unpenalised), the objective of the gradient solvers'
+    epochs; the sums are :func:`~fastgd.kernels.linear.linear_gradient_sum`'s
+    in the dtype of ``X``, the rest in float64. Calling the objective twice
+    at the same point computes it once.
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse CSR matrix, float32 or float64
+        Training samples (canonical CSR).
+    Y : ndarray of shape (n_samples, n_targets)
+        Targets coded for the loss, in the dtype of ``X``.
+    sample_weight : ndarray of shape (n_samples,)
+        Sample weights, in the dtype of ``X``.
+    loss_code : int
+        Loss (see :mod:`fastgd.kernels.losses`).
+    loss_epsilon : float
+        Epsilon of ``huber``.
+    n_outputs : int
+        Rows of the weight matrix.
+    fit_intercept : bool
+        Whether intercepts are trained (their gradient is 0 otherwise).
+    l2 : float
+        Strength of the L2 penalty.
+    """
+
+    def __init__(self, X, Y, sample_weight, *, loss_code: int, loss_epsilon: float, n_outputs: int,
+                 fit_intercept: bool, l2: float) -> None:
+        self.dtype = X.dtype
+        self.X = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)) if sp.issparse(X) else X
+        self.Y = Y
+        self.sample_weight = sample_weight
+        self.n_samples = Y.shape[0]
+        self.loss_code = int(loss_code)
+        self.loss_epsilon = float(loss_epsilon)
+        self.n_outputs = n_outputs
+        self.fit_intercept = bool(fit_intercept)
+        self.l2 = float(l2)
+        n_params = n_outputs * (X.shape[1] + 1)
+        self.n_coefs = n_params - n_outputs
+        self.grads = np.zeros(n_params, dtype=self.dtype)
+        self.z = np.empty(n_outputs, dtype=self.dtype)
+        self.dz = np.empty(n_outputs, dtype=self.dtype)
+        self._last: tuple[np.ndarray, float, np.ndarray] | None = None
+
+    def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        """The objective at ``params`` (float64, flat: weights row-major, then intercepts) and its gradient."""
+        if self._last is not None and np.array_equal(self._last[0], params):
+            return self._last[1], self._last[2].copy()
+        at = np.ascontiguousarray(params, dtype=self.dtype)
+        with compile_notice(f"{self.dtype.name} linear-model kernels"), subnormals_flushed():
+            loss_sum = linear_gradient_sum(self.X, self.Y, self.sample_weight, at, self.grads, self.z, self.dz,
+                                           self.loss_code, self.loss_epsilon, self.n_outputs, self.fit_intercept)
+        gradient = self.grads.astype(np.float64) / max(self.n_samples, 1)
+        weights = np.asarray(params[:self.n_coefs], dtype=np.float64)
+        gradient[:self.n_coefs] += self.l2 * weights
+        if not self.fit_intercept:
+            gradient[self.n_coefs:] = 0.0
+        value = float(loss_sum) / max(self.n_samples, 1) + 0.5 * self.l2 * float(weights @ weights)
+        self._last = (np.array(params, dtype=np.float64), value, gradient)
+        return value, gradient.copy()
 
 
 class LinearTrainer(FlatParameterSnapshots):

@@ -8,14 +8,44 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+import scipy.optimize
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight
 
 from .._compile_notice import compile_notice
+from ..backends.cpu_mlp import one_blas_thread
 from ..engine import LoopConfig
 from ..optim import OPTIMIZERS, SOLVERS, Optimizer
 from ..optim.schedules import SCHEDULES, Schedule
+
+try:  # scikit-learn's options of SciPy's L-BFGS-B: no iprint/disp where SciPy deprecates them
+    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+except ImportError:  # pragma: no cover - a scikit-learn without the helper
+    def _get_additional_lbfgs_options_dict(key, value):
+        from scipy import __version__ as scipy_version
+
+        major, minor = (int(part) for part in scipy_version.split(".")[:2])
+        return {} if (major, minor) >= (1, 15) else {key: value}
+
+
+def minimize_lbfgs(loss_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]], x0: np.ndarray, *,
+                   max_iter: int, max_fun: int, tol: float, verbose: bool, callback: Callable | None = None,
+                   **options: Any) -> scipy.optimize.OptimizeResult:
+    """SciPy's L-BFGS-B on ``loss_and_gradient`` from ``x0``, with scikit-learn's options.
+
+    ``tol`` is the projected gradient tolerance (``gtol``); ``verbose`` prints
+    SciPy's iterations where SciPy still takes ``iprint``; ``callback`` is
+    called with each iteration's ``OptimizeResult``; ``options`` go to SciPy.
+    L-BFGS's own vector arithmetic runs on one BLAS thread: woken BLAS threads
+    would spin on the cores that the loss and gradient evaluations use.
+    """
+    iprint = _get_additional_lbfgs_options_dict("iprint", 1 if verbose else -1)
+    with one_blas_thread():
+        return scipy.optimize.minimize(loss_and_gradient, x0, method="L-BFGS-B", jac=True, callback=callback,
+                                       options={"maxfun": max_fun, "maxiter": max_iter, "gtol": tol, **iprint,
+                                                **options})
+
 
 #: Parameter constraints shared by every gradient-descent estimator.
 GD_PARAMETER_CONSTRAINTS: dict[str, list[Any]] = {

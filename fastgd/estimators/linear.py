@@ -16,13 +16,22 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import softmax
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._numeric.float_env import subnormals_flushed
-from ..backends.cpu import LinearTrainer, make_update_rule
-from ..engine import History, NonFiniteTrainingWarning, nonfinite_message, run_epochs
+from ..backends.cpu import LinearObjective, LinearTrainer, make_update_rule
+from ..engine import (
+    History,
+    NonFiniteTrainingError,
+    NonFiniteTrainingWarning,
+    nonfinite_message,
+    run_epochs,
+    with_hint_and_cures,
+)
 from ..kernels.linear import linear_gradient_sum
 from ..kernels.losses import LOSS_CODES, Loss
+from ..optim import SOLVERS
 from ..optim.schedules import PER_EPOCH
 from ._base import (
     DEVICE_ATTRIBUTE_DOC,
@@ -36,6 +45,7 @@ from ._base import (
     make_loop_config,
     make_optimizer,
     make_schedule,
+    minimize_lbfgs,
     nonfinite_hint,
     resolve_batch_size,
     reusable_state,
@@ -47,6 +57,8 @@ from ._base import (
 
 CLASSIFIER_LOSSES = ("log_loss", "hinge", "squared_hinge", "modified_huber", "perceptron")
 REGRESSOR_LOSSES = ("squared_error", "huber", "epsilon_insensitive")
+#: Losses with a kink, where L-BFGS's curvature model breaks down.
+_NONSMOOTH_LOSSES = ("hinge", "perceptron", "epsilon_insensitive")
 
 _LINEAR_DOC_PARAMETERS = """
     penalty : {"l2", "l1", "elasticnet"} or None, default="l2"
@@ -63,8 +75,15 @@ _LINEAR_DOC_PARAMETERS = """
         Share of L1 in ``elasticnet``, in [0, 1].
     fit_intercept : bool, default=True
         Whether to learn intercepts.
-    solver : {"sgd", "adam", "rmsprop", "adamw", "adagrad"}, default="sgd"
-        Optimizer from :mod:`fastgd.optim`.
+    solver : {"sgd", "adam", "rmsprop", "adamw", "adagrad", "lbfgs"}, default="sgd"
+        Optimizer from :mod:`fastgd.optim`, or ``"lbfgs"``: SciPy's L-BFGS-B
+        on the whole data set's objective and gradient (compiled), for a
+        differentiable loss (not ``hinge``, ``perceptron``,
+        ``epsilon_insensitive``) and penalty (``l2`` or ``None``), on the CPU.
+        It runs up to ``max_iter`` iterations and stops when the projected
+        gradient's largest component is at most ``tol``; the schedule,
+        batch, early-stopping and clipping parameters do not apply, and it
+        has no ``partial_fit``.
     learning_rate : {"constant", "invscaling", "optimal", "adaptive", "step", "cosine"}
         Learning-rate schedule (see :mod:`fastgd.optim.schedules`).
     learning_rate_init : float, default=0.01
@@ -166,6 +185,14 @@ _LINEAR_DOC_ATTRIBUTES = """
         Feature names seen in ``fit``, when ``X`` had string column names.""" + DEVICE_ATTRIBUTE_DOC
 
 
+def _has_partial_fit(estimator) -> bool:
+    """``partial_fit`` exists for the gradient solvers; L-BFGS trains on the whole data set at once."""
+    if estimator.solver == "lbfgs":
+        raise AttributeError("partial_fit is only available for the gradient solvers: solver='lbfgs' trains on the "
+                             "whole data set at once.")
+    return True
+
+
 class _LinearGD(BaseEstimator):
     """Shared machinery of :class:`LinearClassifier` and :class:`LinearRegressor`."""
 
@@ -176,6 +203,7 @@ class _LinearGD(BaseEstimator):
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "fit_intercept": ["boolean"],
         "lazy_updates": ["boolean"],
+        "solver": [StrOptions({*SOLVERS, "lbfgs"})],
     }
 
     _losses: tuple[str, ...] = ()
@@ -250,7 +278,9 @@ class _LinearGD(BaseEstimator):
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None, initial=(None, None)):
         if self.loss not in self._losses:
             raise ValueError(f"loss must be one of {self._losses}, got {self.loss!r}.")
-        if self.learning_rate == "optimal" and self.alpha == 0:
+        if self.solver == "lbfgs":
+            self._check_lbfgs()
+        elif self.learning_rate == "optimal" and self.alpha == 0:
             raise ValueError("learning_rate='optimal' needs alpha > 0: its rate is 1 / (alpha * (t0 + t)).")
         continuing = (incremental or self.warm_start) and hasattr(self, "coef_")
         # Continuing trains in the dtype of the fitted parameters: casting them to float32 could overflow.
@@ -279,6 +309,8 @@ class _LinearGD(BaseEstimator):
         elif params is None:
             params = np.zeros(n_params, dtype=dtype)
         _set_initial(params, *initial, n_outputs, n_features)
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(X, y, Y, sample_weight, params, n_outputs=n_outputs, loss_code=loss_code)
         optimizer = make_optimizer(self)
         state = getattr(self, "_optimizer_state", None) if continuing else None
         if not reusable_state(state, optimizer, n_params, dtype):  # none yet, or another solver's
@@ -311,6 +343,67 @@ class _LinearGD(BaseEstimator):
         if self.early_stopping and not incremental:
             self.validation_scores_ = list(history.validation_scores)
             self.best_validation_score_ = history.best_validation_score
+        return self
+
+    def _check_lbfgs(self) -> None:
+        """Refuse what L-BFGS cannot do, before any work: a kink in the objective, the GPU (no partial_fit:
+        see :func:`_has_partial_fit`)."""
+        if self.loss in _NONSMOOTH_LOSSES:
+            raise ValueError(f"solver='lbfgs' needs a differentiable loss; loss={self.loss!r} has a kink. Use "
+                             f"one of {sorted(set(self._losses) - set(_NONSMOOTH_LOSSES))}, or a gradient solver.")
+        if self.penalty in ("l1", "elasticnet") and self.alpha > 0:
+            raise ValueError(f"solver='lbfgs' needs a differentiable objective; penalty={self.penalty!r} is not at "
+                             "0. Use penalty='l2' or None, or a gradient solver (they apply L1 as a "
+                             "soft threshold).")
+        if self.device == "cuda":
+            raise ValueError("solver='lbfgs' runs on the CPU: use device='cpu' (or 'auto').")
+
+    def _fit_lbfgs(self, X, y, Y, sample_weight, params, *, n_outputs: int, loss_code: int):
+        """Full-batch L-BFGS (SciPy's L-BFGS-B) on the objective of the gradient solvers; ``params`` in place.
+
+        ``max_iter`` bounds the iterations and ``tol`` is the projected
+        gradient's tolerance; ``n_iter_`` and ``t_`` count this fit's
+        iterations, ``loss_curve_`` and ``gradient_norms_`` hold the objective
+        and its gradient's norm after each.
+        """
+        l2, _ = self._penalties()
+        objective = LinearObjective(X, Y, sample_weight, loss_code=loss_code,
+                                    loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
+                                    fit_intercept=self.fit_intercept, l2=l2)
+        loss_curve: list[float] = []
+        gradient_norms: list[np.ndarray] = []
+
+        def record(intermediate_result):
+            value, gradient = objective(intermediate_result.x)
+            loss_curve.append(value)
+            gradient_norms.append(np.array([np.linalg.norm(gradient)]))
+
+        # ftol as scikit-learn's LogisticRegression sets it: stop on the gradient (tol), not on a small decrease
+        result = minimize_lbfgs(objective, params.astype(np.float64), max_iter=self.max_iter, max_fun=15_000,
+                                tol=0.0 if self.tol is None else self.tol, verbose=bool(self.verbose),
+                                callback=record, ftol=64 * np.finfo(np.float64).eps)
+        if not (np.isfinite(result.fun) and np.isfinite(result.x).all()):
+            hint = nonfinite_hint(X, None if isinstance(self, ClassifierMixin) else y)()
+            raise NonFiniteTrainingError(with_hint_and_cures(
+                f"L-BFGS ended on a NaN or infinite loss after {int(result.nit)} iterations: there is no model to "
+                "give back. ", hint))
+        n_iter = _check_optimize_result("lbfgs", result, self.max_iter)
+        params[:] = result.x
+        n_features = X.shape[1]
+        coef = params[:n_outputs * n_features].reshape(n_outputs, n_features)
+        self.coef_ = coef.reshape(-1) if self._coef_1d(y) else coef
+        self.intercept_ = params[n_outputs * n_features:]
+        self._params = params
+        self._averaged_params = None
+        self._optimizer_state = None
+        self._history = None
+        self._adaptive_eta = None
+        self.n_iter_ = n_iter
+        self.t_ = n_iter
+        self.loss_curve_ = loss_curve
+        self.loss_ = float(result.fun)
+        self.best_loss_ = min(loss_curve, default=float(result.fun))
+        self.gradient_norms_ = np.array(gradient_norms).reshape(-1, 1)
         return self
 
     def _initial_average(self, params, continuing: bool, incremental: bool) -> np.ndarray | None:
@@ -654,6 +747,7 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(_has_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None, sample_weight=None) -> LinearClassifier:
         """Train one epoch on ``(X, y)``, continuing from the current state.
@@ -904,6 +998,7 @@ class LinearRegressor(RegressorMixin, _LinearGD):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(_has_partial_fit)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None) -> LinearRegressor:
         """Train one epoch on ``(X, y)``, continuing from the current state.

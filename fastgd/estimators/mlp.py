@@ -8,7 +8,6 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
@@ -27,7 +26,7 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ..backends.cpu import make_update_rule
-from ..backends.cpu_mlp import MLPTrainer, layer_offsets, one_blas_thread
+from ..backends.cpu_mlp import MLPTrainer, layer_offsets
 from ..engine import SKLEARN_NONFINITE, History, LoopConfig, NonFiniteTrainingError, run_epochs, with_hint_and_cures
 from ..kernels.activations import ACTIVATION_CODES
 from ..kernels.dense import mlp_forward
@@ -42,6 +41,7 @@ from ._base import (
     check_sample_weight,
     fit_device,
     keeps_attributes_on_error,
+    minimize_lbfgs,
     nonfinite_hint,
     reusable_state,
     short_repr,
@@ -49,16 +49,6 @@ from ._base import (
     unique_labels_and_index,
     validation_split,
 )
-
-try:  # scikit-learn's options of SciPy's L-BFGS-B: no iprint/disp where SciPy deprecates them
-    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
-except ImportError:  # pragma: no cover - a scikit-learn without the helper
-    def _get_additional_lbfgs_options_dict(key, value):
-        from scipy import __version__ as scipy_version
-
-        major, minor = (int(part) for part in scipy_version.split(".")[:2])
-        return {} if (major, minor) >= (1, 15) else {key: value}
-
 
 #: The loss that goes with each output activation.
 OUTPUT_LOSSES = {"identity": OutputLoss.SQUARED_ERROR, "softmax": OutputLoss.LOG_LOSS,
@@ -487,14 +477,8 @@ class _BaseMLP(BaseEstimator):
         schedule = Schedule("constant", self.learning_rate_init, self.max_iter)
         rule = make_update_rule(optimizer, schedule, params.size, None, None)
         trainer = self._trainer(X, Y, sample_weight, params, state, rule, X.shape[0])
-        # scikit-learn's options: iprint only where SciPy still takes it (1 with verbose, else -1)
-        iprint = _get_additional_lbfgs_options_dict("iprint", 1 if self.verbose else -1)
-        # L-BFGS's own vector arithmetic on one BLAS thread: woken BLAS threads would spin on the cores
-        # that the loss and gradient evaluations use (they set their own limits)
-        with one_blas_thread():
-            result = scipy.optimize.minimize(
-                trainer.loss_and_gradient, params.astype(np.float64), method="L-BFGS-B", jac=True,
-                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol, **iprint})
+        result = minimize_lbfgs(trainer.loss_and_gradient, params.astype(np.float64), max_iter=self.max_iter,
+                                max_fun=self.max_fun, tol=self.tol, verbose=bool(self.verbose))
         if not (np.isfinite(result.fun) and np.isfinite(result.x).all()):
             # scikit-learn's error (it raises for non-finite weights; for a NaN loss at the start it returns the
             # initial weights with loss_ NaN): no finite model to give back, whatever on_nonfinite says
