@@ -1,4 +1,7 @@
-"""Scaling out with Dask: dask-ml's Incremental and joblib's dask backend on a local 2-process cluster."""
+"""Scaling out with Dask on a local 2-process cluster.
+
+Data-parallel full-batch fits, dask-ml's Incremental and joblib's dask backend.
+"""
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ dask_ml_wrappers = pytest.importorskip("dask_ml.wrappers")
 from sklearn.datasets import make_classification  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 
-from fastgd import LinearClassifier, MLPClassifier  # noqa: E402
+from fastgd import LinearClassifier, LinearRegressor, MLPClassifier  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")]
 
@@ -60,3 +63,78 @@ def test_grid_search_runs_on_the_cluster(client, data):
     assert search.best_score_ > 0.8
     workers = client.run(lambda: __import__("fastgd").__version__)
     assert len(workers) == 2
+
+
+# --- data-parallel full-batch training: each block's sums computed where the block lies ---
+
+
+def _blocks(*arrays, chunks=700):
+    return [da.from_array(a, chunks=(chunks, *a.shape[1:])) for a in arrays]
+
+
+def test_full_batch_gd_on_the_cluster_is_the_in_memory_fit(client):
+    """Full-batch GD on row blocks equals it in memory to round-off: the gradient of every block summed on the
+    client in block order, then the same fused update (adam with balanced class weights and sample weights;
+    momentum with elasticnet and clipping by norm on two targets)."""
+    from sklearn.datasets import make_regression
+
+    X, y = make_classification(n_samples=2000, n_features=12, n_informative=5, n_classes=3, random_state=0)
+    weight = np.random.default_rng(0).uniform(0.5, 2.0, size=y.size)
+    kw = dict(loss="log_loss", solver="adam", batch_size=None, learning_rate="constant", learning_rate_init=0.05,
+              max_iter=15, tol=None, shuffle=False, class_weight="balanced")
+    memory = LinearClassifier(**kw).fit(X, y, sample_weight=weight)
+    cluster = LinearClassifier(**kw).fit(*_blocks(X, y, weight)[:2], sample_weight=_blocks(weight)[0])
+    np.testing.assert_allclose(cluster.coef_, memory.coef_, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(cluster.loss_curve_, memory.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(cluster.gradient_norms_, memory.gradient_norms_, rtol=1e-9)
+    assert cluster.n_iter_ == cluster.t_ == 15
+    np.testing.assert_array_equal(cluster.classes_, memory.classes_)
+
+    X, Y = make_regression(n_samples=1500, n_features=8, n_targets=2, noise=1.0, random_state=0)
+    Y = Y / Y.std(axis=0)
+    kw = dict(solver="sgd", momentum=0.9, penalty="elasticnet", alpha=1e-3, batch_size="full", clip_norm=0.5,
+              learning_rate="constant", learning_rate_init=0.1, max_iter=10, tol=None, shuffle=False)
+    memory = LinearRegressor(**kw).fit(X, Y)
+    cluster = LinearRegressor(**kw).fit(*_blocks(X, Y, chunks=400))
+    np.testing.assert_allclose(cluster.coef_, memory.coef_, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(cluster.intercept_, memory.intercept_, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lbfgs_on_the_cluster_is_the_in_memory_fit(client, dtype):
+    """L-BFGS over row blocks reaches the in-memory optimum (multinomial log_loss; huber regression), in the
+    data's dtype; predictions on dask arrays are dask arrays, computed block by block, equal to in memory."""
+    X, y = make_classification(n_samples=2000, n_features=12, n_informative=5, n_classes=3, random_state=1)
+    X = X.astype(dtype)
+    tol = 1e-8 if dtype == np.float64 else 2e-3
+    memory = LinearClassifier(loss="log_loss", solver="lbfgs", tol=1e-7).fit(X, y)
+    X_dask, y_dask = _blocks(X, y)
+    cluster = LinearClassifier(loss="log_loss", solver="lbfgs", tol=1e-7).fit(X_dask, y_dask)
+    assert cluster.coef_.dtype == dtype
+    np.testing.assert_allclose(cluster.coef_, memory.coef_, rtol=tol, atol=tol)
+    proba = cluster.predict_proba(X_dask)
+    assert isinstance(proba, da.Array) and proba.chunks[0] == X_dask.chunks[0]
+    np.testing.assert_allclose(proba.compute(), cluster.predict_proba(X), rtol=1e-12)
+    np.testing.assert_array_equal(cluster.predict(X_dask).compute(), cluster.predict(X))
+    np.testing.assert_array_equal(cluster.decision_function(X_dask).compute(), cluster.decision_function(X))
+
+    target = X[:, 0] * 2.0 - X[:, 1]
+    memory = LinearRegressor(loss="huber", solver="lbfgs", tol=1e-7).fit(X, target)
+    cluster = LinearRegressor(loss="huber", solver="lbfgs", tol=1e-7).fit(X_dask, da.from_array(target, chunks=700))
+    np.testing.assert_allclose(cluster.coef_, memory.coef_, rtol=tol, atol=tol)
+    assert isinstance(cluster.predict(X_dask), da.Array)
+
+
+def test_cluster_fits_refuse_what_they_cannot_do(client):
+    """Blocks split by columns, rows of unknown or mismatched blocks, and per-sample SGD get a clear error."""
+    X, y = make_classification(n_samples=300, n_features=6, random_state=0)
+    full = LinearClassifier(loss="log_loss", batch_size=None, learning_rate="constant", max_iter=2)
+    with pytest.raises(ValueError, match="chunked by columns"):
+        full.fit(da.from_array(X, chunks=(100, 3)), da.from_array(y, chunks=100))
+    with pytest.raises(ValueError, match="do not match"):
+        full.fit(da.from_array(X, chunks=100), da.from_array(y, chunks=150))
+    unknown = da.from_array(X, chunks=100)[da.from_array(y, chunks=100) >= 0]
+    with pytest.raises(ValueError, match="unknown size"):
+        full.fit(unknown, da.from_array(y, chunks=100))
+    with pytest.raises(ValueError, match="batch_size=None"):
+        LinearClassifier().fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100))

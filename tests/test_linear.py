@@ -731,7 +731,7 @@ def test_lbfgs_regressor_is_ridge(fit_intercept):
 def test_lbfgs_objective_gradient_is_the_finite_difference(estimator, loss, n_classes):
     """The gradient L-BFGS is given is the central difference of the objective it is given (CSR rows, sample
     weights, L2), at a random point."""
-    from fastgd.backends.cpu import LinearObjective
+    from fastgd.backends.cpu import LinearGradientSums, LinearObjective
     from fastgd.kernels.losses import LOSS_CODES, Loss
 
     rng = np.random.default_rng(0)
@@ -744,8 +744,9 @@ def test_lbfgs_objective_gradient_is_the_finite_difference(estimator, loss, n_cl
     else:
         Y, n_outputs, code = rng.normal(size=(30, 1)), 1, LOSS_CODES[loss]
     assert (code == Loss.MULTINOMIAL) == (loss == "log_loss" and n_classes > 2)
-    objective = LinearObjective(X, np.asarray(Y, dtype=np.float64), sample_weight, loss_code=code, loss_epsilon=0.3,
-                                n_outputs=n_outputs, fit_intercept=True, l2=0.1)
+    sums = LinearGradientSums(X, np.asarray(Y, dtype=np.float64), sample_weight, loss_code=code, loss_epsilon=0.3,
+                              n_outputs=n_outputs, fit_intercept=True)
+    objective = LinearObjective(sums, n_samples=30, n_outputs=n_outputs, l2=0.1)
     point = rng.normal(size=n_outputs * 8)
     _, gradient = objective(point)
     step = 1e-6

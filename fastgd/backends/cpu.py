@@ -279,14 +279,11 @@ class FlatParameterSnapshots:
         self.state.step = step
 
 
-class LinearObjective:
-    """The full-batch objective of a linear model and its gradient, for L-BFGS.
+class LinearGradientSums:
+    """The weighted loss sum and loss-gradient sum of a linear model over in-memory data, at given parameters.
 
-    ``f(params) = sum(sample_weight * loss) / n_samples + l2 / 2 * ||W||^2``
-    (the intercepts unpenalised), the objective of the gradient solvers'
-    epochs; the sums are :func:`~fastgd.kernels.linear.linear_gradient_sum`'s
-    in the dtype of ``X``, the rest in float64. Calling the objective twice
-    at the same point computes it once.
+    :func:`~fastgd.kernels.linear.linear_gradient_sum` in the dtype of ``X``
+    with workspaces kept between calls; the sums come back in float64.
 
     Parameters
     ----------
@@ -304,43 +301,73 @@ class LinearObjective:
         Rows of the weight matrix.
     fit_intercept : bool
         Whether intercepts are trained (their gradient is 0 otherwise).
-    l2 : float
-        Strength of the L2 penalty.
     """
 
     def __init__(self, X, Y, sample_weight, *, loss_code: int, loss_epsilon: float, n_outputs: int,
-                 fit_intercept: bool, l2: float) -> None:
+                 fit_intercept: bool) -> None:
         self.dtype = X.dtype
         self.X = (X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64)) if sp.issparse(X) else X
         self.Y = Y
         self.sample_weight = sample_weight
-        self.n_samples = Y.shape[0]
         self.loss_code = int(loss_code)
         self.loss_epsilon = float(loss_epsilon)
         self.n_outputs = n_outputs
         self.fit_intercept = bool(fit_intercept)
-        self.l2 = float(l2)
-        n_params = n_outputs * (X.shape[1] + 1)
-        self.n_coefs = n_params - n_outputs
-        self.grads = np.zeros(n_params, dtype=self.dtype)
+        self.grads = np.zeros(n_outputs * (X.shape[1] + 1), dtype=self.dtype)
         self.z = np.empty(n_outputs, dtype=self.dtype)
         self.dz = np.empty(n_outputs, dtype=self.dtype)
+
+    def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(sum(sample_weight * loss), the sum of its gradient)`` at ``params``."""
+        at = np.ascontiguousarray(params, dtype=self.dtype)
+        with compile_notice(f"{self.dtype.name} linear-model kernels"), subnormals_flushed():
+            loss_sum = linear_gradient_sum(self.X, self.Y, self.sample_weight, at, self.grads, self.z, self.dz,
+                                           self.loss_code, self.loss_epsilon, self.n_outputs, self.fit_intercept)
+        gradient = self.grads.astype(np.float64)
+        if not self.fit_intercept:
+            gradient[gradient.size - self.n_outputs:] = 0.0
+        return float(loss_sum), gradient
+
+
+class LinearObjective:
+    """The full-batch objective of a linear model and its gradient, for L-BFGS.
+
+    ``f(params) = sum(sample_weight * loss) / n_samples + l2 / 2 * ||W||^2``
+    (the intercepts unpenalised), the objective of the gradient solvers'
+    epochs, in float64 from the sums that ``sums`` computes
+    (:class:`LinearGradientSums` in memory, :meth:`fastgd.dask.ClusterBlocks.sums`
+    on a cluster). Calling it twice at the same point computes it once.
+
+    Parameters
+    ----------
+    sums : callable
+        ``sums(params) -> (loss_sum, gradient_sum)``, the weighted loss sum
+        and the loss gradient's sum (float64, intercepts' 0 without them).
+    n_samples : int
+        Number of samples the sums run over.
+    n_outputs : int
+        Rows of the weight matrix (the last ``n_outputs`` parameters are intercepts).
+    l2 : float
+        Strength of the L2 penalty.
+    """
+
+    def __init__(self, sums, *, n_samples: int, n_outputs: int, l2: float) -> None:
+        self.sums = sums
+        self.n_samples = max(int(n_samples), 1)
+        self.n_outputs = n_outputs
+        self.l2 = float(l2)
         self._last: tuple[np.ndarray, float, np.ndarray] | None = None
 
     def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
         """The objective at ``params`` (float64, flat: weights row-major, then intercepts) and its gradient."""
         if self._last is not None and np.array_equal(self._last[0], params):
             return self._last[1], self._last[2].copy()
-        at = np.ascontiguousarray(params, dtype=self.dtype)
-        with compile_notice(f"{self.dtype.name} linear-model kernels"), subnormals_flushed():
-            loss_sum = linear_gradient_sum(self.X, self.Y, self.sample_weight, at, self.grads, self.z, self.dz,
-                                           self.loss_code, self.loss_epsilon, self.n_outputs, self.fit_intercept)
-        gradient = self.grads.astype(np.float64) / max(self.n_samples, 1)
-        weights = np.asarray(params[:self.n_coefs], dtype=np.float64)
-        gradient[:self.n_coefs] += self.l2 * weights
-        if not self.fit_intercept:
-            gradient[self.n_coefs:] = 0.0
-        value = float(loss_sum) / max(self.n_samples, 1) + 0.5 * self.l2 * float(weights @ weights)
+        loss_sum, gradient = self.sums(params)
+        gradient = gradient / self.n_samples
+        n_coefs = params.size - self.n_outputs
+        weights = np.asarray(params[:n_coefs], dtype=np.float64)
+        gradient[:n_coefs] += self.l2 * weights
+        value = loss_sum / self.n_samples + 0.5 * self.l2 * float(weights @ weights)
         self._last = (np.array(params, dtype=np.float64), value, gradient)
         return value, gradient.copy()
 

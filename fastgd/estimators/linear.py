@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, clone
 from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state, compute_class_weight
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -20,7 +21,8 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._numeric.float_env import subnormals_flushed
-from ..backends.cpu import LinearObjective, LinearTrainer, make_update_rule
+from ..backends.cpu import LinearGradientSums, LinearObjective, LinearTrainer, make_update_rule
+from ..dask import ClusterBlocks, ClusterFullBatchTrainer, active_client, check_row_blocks, is_dask_array
 from ..engine import (
     History,
     NonFiniteTrainingError,
@@ -285,17 +287,21 @@ class _LinearGD(BaseEstimator):
         continuing = (incremental or self.warm_start) and hasattr(self, "coef_")
         # Continuing trains in the dtype of the fitted parameters: casting them to float32 could overflow.
         X_dtype = self.coef_.dtype if continuing else [np.float64, np.float32]
-        X, y = validate_data(self, X, y, reset=not continuing, accept_sparse="csr",
-                             dtype=X_dtype, order="C", multi_output=self._multi_output,
-                             y_numeric=not isinstance(self, ClassifierMixin))
-        if sp.issparse(X):
-            X = _canonical(X)
-        self.device_ = fit_device(self)
-        Y, n_outputs, loss_code = self._encode(y, not continuing, classes, incremental)
-        # a writeable array (a read-only y would be copied, not compiled for: it is one value per sample and output)
-        Y = np.require(Y, X.dtype, ["W"])
-        sample_weight = self._sample_weight(y, sample_weight, X, incremental)
-        dtype = X.dtype
+        if is_dask_array(X) and not incremental:  # the data stay on the cluster, in blocks
+            X, Y, sample_weight, n_outputs, loss_code = self._cluster_data(X, y, sample_weight, continuing)
+            dtype = X.dtype
+        else:
+            X, y = validate_data(self, X, y, reset=not continuing, accept_sparse="csr",
+                                 dtype=X_dtype, order="C", multi_output=self._multi_output,
+                                 y_numeric=not isinstance(self, ClassifierMixin))
+            if sp.issparse(X):
+                X = _canonical(X)
+            self.device_ = fit_device(self)
+            Y, n_outputs, loss_code = self._encode(y, not continuing, classes, incremental)
+            # a writeable array (a read-only y would be copied, not compiled for: one value per sample and output)
+            Y = np.require(Y, X.dtype, ["W"])
+            sample_weight = self._sample_weight(y, sample_weight, X, incremental)
+            dtype = X.dtype
         n_features = X.shape[1]
 
         n_params = n_outputs * (n_features + 1)
@@ -345,6 +351,58 @@ class _LinearGD(BaseEstimator):
             self.best_validation_score_ = history.best_validation_score
         return self
 
+    def _cluster_data(self, X, y, sample_weight, continuing: bool):
+        """Blocks of a fit on dask arrays, prepared on the workers; returns ``(blocks, None, None, n_outputs,
+        loss_code)`` after the checks and the fitted attributes ``fit`` sets before training."""
+        import dask.array as da
+
+        client = active_client()
+        if self.solver != "lbfgs" and self.batch_size not in (None, "full"):
+            raise ValueError("on a Dask cluster fastgd trains with the whole data set per update: use "
+                             "batch_size=None (full-batch GD, any solver) or solver='lbfgs'. For per-sample or "
+                             "mini-batch SGD stream the blocks through partial_fit (dask_ml.wrappers.Incremental).")
+        if self.early_stopping:
+            raise ValueError("early_stopping is not available on a Dask cluster yet: hold out a validation set "
+                             "and compare its scores yourself, or fit in memory.")
+        if self.device == "cuda":
+            raise ValueError("a fit on dask arrays runs on the cluster's CPUs: use device='cpu' (or 'auto').")
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got a {X.ndim}-D dask array.")
+        y = y if is_dask_array(y) else da.from_array(np.asarray(y), chunks=(X.chunks[0],) + ((-1,) * (np.ndim(y) - 1)))
+        if sample_weight is None:
+            sample_weight = da.ones(X.shape[0], chunks=X.chunks[0], dtype=X.dtype)
+        elif not is_dask_array(sample_weight):
+            sample_weight = da.from_array(np.asarray(sample_weight), chunks=X.chunks[0])
+        check_row_blocks("X", X, None)
+        check_row_blocks("y", y, X.chunks[0])
+        check_row_blocks("sample_weight", sample_weight, X.chunks[0])
+        if continuing and X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        self.n_features_in_ = X.shape[1]
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.device_ = "cpu"
+        dtype = self.coef_.dtype if continuing else (np.float32 if X.dtype == np.float32 else np.float64)
+        encoder = clone(self)  # what the workers need to code their blocks' targets and weights
+        if isinstance(self, ClassifierMixin):
+            labels, counts = (np.asarray(part) for part in da.compute(*da.unique(y, return_counts=True)))
+            _, n_outputs, loss_code = self._encode(labels, not continuing, None, False)
+            encoder.classes_ = self.classes_
+            if self.class_weight == "balanced":  # scikit-learn's n_samples / (n_classes * count), from the counts
+                encoder.class_weight = dict(zip(labels.tolist(), (y.shape[0] / (labels.size * counts)).tolist(),
+                                                strict=True))
+        else:
+            _, n_outputs, loss_code = self._encode(np.zeros((1, *y.shape[1:])), not continuing, None, False)
+        blocks = ClusterBlocks(client, X, y, sample_weight, dtype, prepare=encoder._block_targets_and_weights)
+        return blocks, None, None, n_outputs, loss_code
+
+    def _block_targets_and_weights(self, X, y, sample_weight):
+        """Targets coded for the loss and sample weights of one block of a cluster fit (run on a worker)."""
+        y = np.asarray(y)
+        Y, _, _ = self._encode(y, not isinstance(self, ClassifierMixin), None, False)
+        return Y, self._sample_weight(y, sample_weight, X, incremental=False)
+
     def _check_lbfgs(self) -> None:
         """Refuse what L-BFGS cannot do, before any work: a kink in the objective, the GPU (no partial_fit:
         see :func:`_has_partial_fit`)."""
@@ -367,9 +425,14 @@ class _LinearGD(BaseEstimator):
         and its gradient's norm after each.
         """
         l2, _ = self._penalties()
-        objective = LinearObjective(X, Y, sample_weight, loss_code=loss_code,
-                                    loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
-                                    fit_intercept=self.fit_intercept, l2=l2)
+        options = {"loss_code": loss_code, "loss_epsilon": getattr(self, "loss_epsilon", 0.0), "n_outputs": n_outputs,
+                   "fit_intercept": self.fit_intercept}
+        if isinstance(X, ClusterBlocks):
+            options["epsilon"] = options.pop("loss_epsilon")
+            sums = functools.partial(X.sums, **options)
+        else:
+            sums = LinearGradientSums(X, Y, sample_weight, **options)
+        objective = LinearObjective(sums, n_samples=X.shape[0], n_outputs=n_outputs, l2=l2)
         loss_curve: list[float] = []
         gradient_norms: list[np.ndarray] = []
 
@@ -383,7 +446,8 @@ class _LinearGD(BaseEstimator):
                                 tol=0.0 if self.tol is None else self.tol, verbose=bool(self.verbose),
                                 callback=record, ftol=64 * np.finfo(np.float64).eps)
         if not (np.isfinite(result.fun) and np.isfinite(result.x).all()):
-            hint = nonfinite_hint(X, None if isinstance(self, ClassifierMixin) else y)()
+            hint = None if isinstance(X, ClusterBlocks) else nonfinite_hint(
+                X, None if isinstance(self, ClassifierMixin) else y)()
             raise NonFiniteTrainingError(with_hint_and_cures(
                 f"L-BFGS ended on a NaN or infinite loss after {int(result.nit)} iterations: there is no model to "
                 "give back. ", hint))
@@ -441,6 +505,9 @@ class _LinearGD(BaseEstimator):
         validation_score = None
         train_rows = None  # early stopping on the CPU: the rows trained on, the others held out where they are
         hint = nonfinite_hint(X, None if isinstance(self, ClassifierMixin) else y)
+        if isinstance(X, ClusterBlocks):
+            def hint():
+                return None
         if self.early_stopping and not incremental:
             if split is None:
                 stratify = y if isinstance(self, ClassifierMixin) else None
@@ -471,7 +538,9 @@ class _LinearGD(BaseEstimator):
         rule = make_update_rule(optimizer, schedule, n_params, self.clip_value, self.clip_norm, intercept_decay,
                                 average_from=self._average_from())
         trainer_class = LinearTrainer
-        if self.device_ == "cuda":
+        if isinstance(X, ClusterBlocks):
+            trainer_class = ClusterFullBatchTrainer
+        elif self.device_ == "cuda":
             from ..backends.cuda import CudaLinearTrainer as trainer_class
         trainer = trainer_class(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
                               loss_epsilon=getattr(self, "loss_epsilon", 0.0), n_outputs=n_outputs,
@@ -601,6 +670,19 @@ class _LinearGD(BaseEstimator):
         else:
             coef = np.atleast_2d(coef)
         return _decision(X, coef, self.intercept_)
+
+    def _on_row_blocks(self, method, X):
+        """``method`` on each row block of the dask array ``X``, as a dask array: computed by the workers."""
+        check_is_fitted(self)
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (n_samples, n_features), got a {X.ndim}-D dask array.")
+        if len(X.chunks[1]) > 1:
+            X = X.rechunk({1: -1})
+        check_row_blocks("X", X, None)
+        sample = method(np.zeros((1, X.shape[1]), dtype=self.coef_.dtype))
+        if sample.ndim == 1:
+            return X.map_blocks(method, drop_axis=1, dtype=sample.dtype, meta=sample[:0])
+        return X.map_blocks(method, chunks=(X.chunks[0], (sample.shape[1],)), dtype=sample.dtype, meta=sample[:0])
 
     def _validated(self, X):
         check_is_fitted(self)
@@ -732,7 +814,10 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data; float32 trains in float32, anything else in float64 (a
-            warm start keeps the dtype of the fitted model).
+            warm start keeps the dtype of the fitted model). A dask array chunked
+            by rows trains on the active ``distributed.Client``'s cluster, each
+            block where it lies: full-batch GD (``batch_size=None``) or
+            ``solver="lbfgs"``; ``y`` and ``sample_weight`` then follow its row blocks.
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), optional
@@ -836,14 +921,16 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+            Samples; a dask array gives a dask array, computed block by block on the workers.
 
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_classes)
             Scores; positive means ``classes_[1]`` in the binary case.
         """
+        if is_dask_array(X):
+            return self._on_row_blocks(self.decision_function, X)
         scores = self._raw_decision(self._validated(X))
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
@@ -852,14 +939,16 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+            Samples; a dask array gives a dask array, computed block by block on the workers.
 
         Returns
         -------
         ndarray of shape (n_samples,)
             Predicted labels.
         """
+        if is_dask_array(X):
+            return self._on_row_blocks(self.predict, X)
         return self._labels(self._raw_decision(self._validated(X)))
 
     def _has_proba(self) -> bool:
@@ -877,14 +966,16 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+            Samples; a dask array gives a dask array, computed block by block on the workers.
 
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
             Probabilities in the order of ``classes_``.
         """
+        if is_dask_array(X):
+            return self._on_row_blocks(self.predict_proba, X)
         scores = self._raw_decision(self._validated(X)).astype(np.float64)
         if self.loss == "log_loss" and self._multinomial_log_loss and scores.shape[1] > 1:
             return softmax(scores)
@@ -906,14 +997,16 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+            Samples; a dask array gives a dask array, computed block by block on the workers.
 
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
             Log-probabilities.
         """
+        if is_dask_array(X):
+            return self._on_row_blocks(self.predict_log_proba, X)
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
@@ -983,7 +1076,10 @@ class LinearRegressor(RegressorMixin, _LinearGD):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data; float32 trains in float32, anything else in float64 (a
-            warm start keeps the dtype of the fitted model).
+            warm start keeps the dtype of the fitted model). A dask array chunked
+            by rows trains on the active ``distributed.Client``'s cluster, each
+            block where it lies: full-batch GD (``batch_size=None``) or
+            ``solver="lbfgs"``; ``y`` and ``sample_weight`` then follow its row blocks.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Targets.
         sample_weight : array-like of shape (n_samples,), optional
@@ -1038,14 +1134,16 @@ class LinearRegressor(RegressorMixin, _LinearGD):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            Samples.
+        X : {array-like, sparse matrix, dask array} of shape (n_samples, n_features)
+            Samples; a dask array gives a dask array, computed block by block on the workers.
 
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_targets)
             Predictions.
         """
+        if is_dask_array(X):
+            return self._on_row_blocks(self.predict, X)
         pred = self._raw_decision(self._validated(X))
         return pred[:, 0] if self.coef_.ndim == 1 else pred
 
