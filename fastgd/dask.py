@@ -29,12 +29,34 @@ from .optim.schedules import update_lr
 
 
 def is_dask_array(x: Any) -> bool:
-    """Whether ``x`` is a ``dask.array.Array`` (decided without importing dask)."""
+    """Whether ``x`` is a ``dask.array.Array``, decided without importing dask.
+
+    Parameters
+    ----------
+    x : object
+        Anything passed as ``X`` (or ``y``, ``sample_weight``).
+
+    Returns
+    -------
+    bool
+        True for a dask array.
+    """
     return type(x).__name__ == "Array" and type(x).__module__.startswith("dask.")
 
 
 def active_client():
-    """The ``distributed.Client`` of this process, or a ValueError that says how to start one."""
+    """The ``distributed.Client`` of this process.
+
+    Returns
+    -------
+    distributed.Client
+        The client the fit's tasks go to.
+
+    Raises
+    ------
+    ValueError
+        No client is active (or distributed is missing): the message says how to start one.
+    """
     try:
         from distributed import get_client
     except ImportError:  # pragma: no cover - dask without distributed
@@ -49,7 +71,23 @@ def active_client():
 
 
 def check_row_blocks(name: str, array, row_chunks: tuple | None) -> None:
-    """Refuse a dask array that is not split by rows alone, or whose blocks do not line up with ``X``'s."""
+    """Refuse a dask array that is not split by rows alone, or whose blocks do not line up with ``X``'s.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message (``"X"``: also checked for column blocks).
+    array : dask.array.Array
+        The array.
+    row_chunks : tuple of int or None
+        The row blocks of ``X`` that ``array`` must follow (None: no such condition).
+
+    Raises
+    ------
+    ValueError
+        Blocks of unknown size, ``X`` in several column blocks, or rows blocked
+        otherwise than ``X``'s; the message says how to rechunk.
+    """
     if any(math.isnan(size) for size in array.chunks[0]):
         raise ValueError(f"{name} has blocks of unknown size: call {name}.compute_chunk_sizes() (or build it "
                          "with known chunks) before fitting.")

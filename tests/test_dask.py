@@ -136,5 +136,9 @@ def test_cluster_fits_refuse_what_they_cannot_do(client):
     unknown = da.from_array(X, chunks=100)[da.from_array(y, chunks=100) >= 0]
     with pytest.raises(ValueError, match="unknown size"):
         full.fit(unknown, da.from_array(y, chunks=100))
-    with pytest.raises(ValueError, match="batch_size=None"):
+    with pytest.raises(ValueError, match="use batch_size=None"):
         LinearClassifier().fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100))
+    from fastgd import SGDClassifier
+
+    with pytest.raises(ValueError, match="LinearRegressor do, with batch_size=None"):
+        SGDClassifier().fit(da.from_array(X, chunks=100), da.from_array(y, chunks=100))

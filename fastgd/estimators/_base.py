@@ -34,11 +34,30 @@ def minimize_lbfgs(loss_and_gradient: Callable[[np.ndarray], tuple[float, np.nda
                    **options: Any) -> scipy.optimize.OptimizeResult:
     """SciPy's L-BFGS-B on ``loss_and_gradient`` from ``x0``, with scikit-learn's options.
 
-    ``tol`` is the projected gradient tolerance (``gtol``); ``verbose`` prints
-    SciPy's iterations where SciPy still takes ``iprint``; ``callback`` is
-    called with each iteration's ``OptimizeResult``; ``options`` go to SciPy.
     L-BFGS's own vector arithmetic runs on one BLAS thread: woken BLAS threads
     would spin on the cores that the loss and gradient evaluations use.
+
+    Parameters
+    ----------
+    loss_and_gradient : callable
+        ``loss_and_gradient(x) -> (loss, gradient)`` for a float64 vector ``x``.
+    x0 : ndarray of float64
+        Starting point.
+    max_iter, max_fun : int
+        Most iterations and most evaluations.
+    tol : float
+        Projected gradient tolerance (SciPy's ``gtol``).
+    verbose : bool
+        Print SciPy's iterations (where SciPy still takes ``iprint``).
+    callback : callable or None, default=None
+        Called with each iteration's ``OptimizeResult``.
+    **options
+        Further options of SciPy's L-BFGS-B (``ftol``, ...).
+
+    Returns
+    -------
+    scipy.optimize.OptimizeResult
+        SciPy's result.
     """
     iprint = _get_additional_lbfgs_options_dict("iprint", 1 if verbose else -1)
     with one_blas_thread():

@@ -358,9 +358,12 @@ class _LinearGD(BaseEstimator):
 
         client = active_client()
         if self.solver != "lbfgs" and self.batch_size not in (None, "full"):
-            raise ValueError("on a Dask cluster fastgd trains with the whole data set per update: use "
-                             "batch_size=None (full-batch GD, any solver) or solver='lbfgs'. For per-sample or "
-                             "mini-batch SGD stream the blocks through partial_fit (dask_ml.wrappers.Incremental).")
+            how = ("use batch_size=None (full-batch GD, any solver) or solver='lbfgs'" if "batch_size" in
+                   self.get_params() else "fastgd.LinearClassifier and LinearRegressor do, with batch_size=None "
+                   "or solver='lbfgs'")
+            raise ValueError(f"on a Dask cluster fastgd trains with the whole data set per update: {how}. For "
+                             "per-sample or mini-batch SGD stream the blocks through partial_fit "
+                             "(dask_ml.wrappers.Incremental).")
         if self.early_stopping:
             raise ValueError("early_stopping is not available on a Dask cluster yet: hold out a validation set "
                              "and compare its scores yourself, or fit in memory.")
