@@ -244,3 +244,113 @@ class ClusterFullBatchTrainer(FlatParameterSnapshots):
     def outputs_finite(self) -> bool:
         """Whether the parameters are finite (the outputs of finite rows then are, short of overflow)."""
         return bool(np.isfinite(self.params).all())
+
+
+def _local_epoch(block, seed: int | None, params, slots, step: int, lr: float, optimizer, rule, options: dict):
+    """One epoch of in-memory training on one block from the given parameters and optimizer state (on a worker).
+
+    Returns the block's parameters and state rows after it, its update count,
+    and its row count with the epoch's mean loss and gradient norm.
+    """
+    from .backends.cpu import LinearTrainer
+    from .optim import OptimizerState
+
+    rows, Y, sample_weight = block
+    n_rows = Y.shape[0]
+    X = rows if isinstance(rows, np.ndarray) else sp.csr_matrix(rows, shape=(n_rows, options["n_features"]))
+    params = params.copy()
+    state = OptimizerState(slots=slots.copy(), step=step)
+    trainer = LinearTrainer(X, Y, sample_weight, params, optimizer, state, rule,
+                            **{key: value for key, value in options.items() if key != "n_features"})
+    order = np.arange(n_rows, dtype=np.int64)
+    if seed is not None:
+        np.random.RandomState(seed).shuffle(order)
+    result = trainer.run_epoch(order, lr)
+    return params, state.slots, result.n_updates, n_rows, result.loss, float(result.gradient_norms[0])
+
+
+class _BlockSeeds:
+    """The engine's epoch orders for :class:`ClusterLocalSGDTrainer`: one shuffling seed per block, or None."""
+
+    def __init__(self, n_blocks: int, random_state: np.random.RandomState | None) -> None:
+        self.n_blocks = n_blocks
+        self.random_state = random_state
+
+    def next(self) -> np.ndarray | None:
+        if self.random_state is None:
+            return None
+        return self.random_state.randint(np.iinfo(np.int32).max, size=self.n_blocks)
+
+    def prepare_next(self) -> None:
+        """Nothing to prepare: a seed per block is drawn in :meth:`next`."""
+
+
+class ClusterLocalSGDTrainer(FlatParameterSnapshots):
+    """Per-sample and mini-batch SGD of a linear model on :class:`ClusterBlocks`: local SGD with averaging.
+
+    Every epoch each block trains one epoch of the in-memory rule
+    (:class:`~fastgd.backends.cpu.LinearTrainer`, the same kernels) on its
+    worker, all of them from the same parameters and optimizer state; the
+    client then sets the parameters and every state row to their mean over the
+    blocks weighted by their rows, and the update count to the most any block
+    made (Adam's bias corrections go on from there). Shuffled, each block
+    visits its rows in an order seeded by a number the fit's ``random_state``
+    draws for it per epoch: a fit is the same for the same seed and chunking.
+    The epoch's loss is the row-weighted mean of the blocks' epoch losses;
+    its gradient norm the mean over all updates; ``n_updates`` the most
+    updates any block made. With one block it is the in-memory fit. The
+    constructor takes the arguments of :class:`~fastgd.backends.cpu.LinearTrainer`
+    (``X`` the blocks; ``Y`` and ``sample_weight`` unused: they live in them).
+    """
+
+    def __init__(self, X: ClusterBlocks, Y, sample_weight, params, optimizer, state, rule, *, loss_code: int,
+                 loss_epsilon: float, n_outputs: int, fit_intercept: bool, l2: float, l1: float, batch_size: int,
+                 averaged=None, lazy_updates: bool = False, **unused: Any) -> None:
+        if rule.average_from:
+            raise ValueError("averaged SGD is not available on a Dask cluster: use average=False.")
+        self.blocks = X
+        self.n_samples = X.shape[0]
+        self.params = params
+        self.optimizer = optimizer
+        self.state = state
+        self.rule = rule
+        self.options = {"loss_code": int(loss_code), "loss_epsilon": float(loss_epsilon), "n_outputs": n_outputs,
+                        "fit_intercept": bool(fit_intercept), "l2": float(l2), "l1": float(l1),
+                        "batch_size": int(batch_size), "n_threads": 1, "lazy_updates": bool(lazy_updates),
+                        "n_features": X.shape[1]}
+        self.kernels = f"{params.dtype.name} linear-model kernels"
+
+    def make_orders(self, random_state: np.random.RandomState | None) -> _BlockSeeds:
+        """A seed per block and epoch from ``random_state`` (None: every block in its order)."""
+        return _BlockSeeds(self.blocks.n_blocks, random_state)
+
+    def run_epoch(self, order: np.ndarray | None, lr: float) -> EpochResult:
+        """One local epoch on every block, then the average (``order``: the blocks' seeds, or None)."""
+        client = self.blocks.client
+        params = client.scatter(self.params, broadcast=True, hash=False)
+        slots = client.scatter(self.state.slots, broadcast=True, hash=False)
+        seeds = [None] * self.blocks.n_blocks if order is None else [int(seed) for seed in order]
+        futures = client.map(_local_epoch, self.blocks.blocks, seeds, params=params, slots=slots,
+                             step=self.state.step, lr=float(lr), optimizer=self.optimizer, rule=self.rule,
+                             options=self.options, pure=False)
+        results = client.gather(futures)
+        if not all(math.isfinite(loss) for *_, loss, _ in results):
+            return EpochResult(np.nan, np.array([np.nan]), 0)
+        n_rows = np.array([rows for _, _, _, rows, _, _ in results], dtype=np.float64)
+        share = n_rows / n_rows.sum()
+        mean_params = np.zeros(self.params.size)
+        mean_slots = np.zeros(self.state.slots.shape)
+        for (block_params, block_slots, *_), weight in zip(results, share, strict=True):
+            mean_params += weight * block_params
+            mean_slots += weight * block_slots
+        self.params[:] = mean_params
+        self.state.slots[:] = mean_slots
+        updates = [n for _, _, n, _, _, _ in results]
+        self.state.step += max(updates)
+        loss = float(sum(weight * block_loss for (*_, block_loss, _), weight in zip(results, share, strict=True)))
+        norm = sum(n * block_norm for (_, _, n, _, _, block_norm) in results) / max(sum(updates), 1)
+        return EpochResult(loss, np.array([norm]), max(updates))
+
+    def outputs_finite(self) -> bool:
+        """Whether the parameters are finite (the outputs of finite rows then are, short of overflow)."""
+        return bool(np.isfinite(self.params).all())

@@ -22,7 +22,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._numeric.float_env import subnormals_flushed
 from ..backends.cpu import LinearGradientSums, LinearObjective, LinearTrainer, make_update_rule
-from ..dask import ClusterBlocks, ClusterFullBatchTrainer, active_client, check_row_blocks, is_dask_array
+from ..dask import (
+    ClusterBlocks,
+    ClusterFullBatchTrainer,
+    ClusterLocalSGDTrainer,
+    active_client,
+    check_row_blocks,
+    is_dask_array,
+)
 from ..engine import (
     History,
     NonFiniteTrainingError,
@@ -357,13 +364,6 @@ class _LinearGD(BaseEstimator):
         import dask.array as da
 
         client = active_client()
-        if self.solver != "lbfgs" and self.batch_size not in (None, "full"):
-            how = ("use batch_size=None (full-batch GD, any solver) or solver='lbfgs'" if "batch_size" in
-                   self.get_params() else "fastgd.LinearClassifier and LinearRegressor do, with batch_size=None "
-                   "or solver='lbfgs'")
-            raise ValueError(f"on a Dask cluster fastgd trains with the whole data set per update: {how}. For "
-                             "per-sample or mini-batch SGD stream the blocks through partial_fit "
-                             "(dask_ml.wrappers.Incremental).")
         if self.early_stopping:
             raise ValueError("early_stopping is not available on a Dask cluster yet: hold out a validation set "
                              "and compare its scores yourself, or fit in memory.")
@@ -542,7 +542,7 @@ class _LinearGD(BaseEstimator):
                                 average_from=self._average_from())
         trainer_class = LinearTrainer
         if isinstance(X, ClusterBlocks):
-            trainer_class = ClusterFullBatchTrainer
+            trainer_class = ClusterFullBatchTrainer if batch_size >= n_train else ClusterLocalSGDTrainer
         elif self.device_ == "cuda":
             from ..backends.cuda import CudaLinearTrainer as trainer_class
         trainer = trainer_class(X, Y, sample_weight, params, optimizer, state, rule, loss_code=loss_code,
@@ -819,8 +819,11 @@ class LinearClassifier(ClassifierMixin, _LinearGD):
             Training data; float32 trains in float32, anything else in float64 (a
             warm start keeps the dtype of the fitted model). A dask array chunked
             by rows trains on the active ``distributed.Client``'s cluster, each
-            block where it lies: full-batch GD (``batch_size=None``) or
-            ``solver="lbfgs"``; ``y`` and ``sample_weight`` then follow its row blocks.
+            block where it lies: full-batch GD (``batch_size=None``) and
+            ``solver="lbfgs"`` sum every block's gradient per update, per-sample and
+            mini-batch SGD train each block an epoch and average them
+            (:class:`fastgd.dask.ClusterLocalSGDTrainer`); ``y`` and
+            ``sample_weight`` then follow its row blocks.
         y : array-like of shape (n_samples,)
             Class labels.
         sample_weight : array-like of shape (n_samples,), optional
@@ -1081,8 +1084,11 @@ class LinearRegressor(RegressorMixin, _LinearGD):
             Training data; float32 trains in float32, anything else in float64 (a
             warm start keeps the dtype of the fitted model). A dask array chunked
             by rows trains on the active ``distributed.Client``'s cluster, each
-            block where it lies: full-batch GD (``batch_size=None``) or
-            ``solver="lbfgs"``; ``y`` and ``sample_weight`` then follow its row blocks.
+            block where it lies: full-batch GD (``batch_size=None``) and
+            ``solver="lbfgs"`` sum every block's gradient per update, per-sample and
+            mini-batch SGD train each block an epoch and average them
+            (:class:`fastgd.dask.ClusterLocalSGDTrainer`); ``y`` and
+            ``sample_weight`` then follow its row blocks.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Targets.
         sample_weight : array-like of shape (n_samples,), optional

@@ -24,6 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..backends.cpu import resolve_n_threads
+from ..dask import ClusterBlocks
 from ..engine import History
 from ._base import check_sample_weight, reusable_state, validation_split
 from .linear import CLASSIFIER_LOSSES, REGRESSOR_LOSSES, LinearClassifier, LinearRegressor
@@ -385,6 +386,9 @@ class SGDClassifier(_SGDDropIn, LinearClassifier):
             return super()._train_model(X, y, Y, sample_weight, params, optimizer, state, continuing=continuing,
                                         incremental=incremental, n_outputs=n_outputs, loss_code=loss_code,
                                         averaged=averaged)
+        if isinstance(X, ClusterBlocks):
+            raise ValueError(f"{type(self).__name__} trains its one-vs-rest problems in memory; on a Dask cluster "
+                             "use fastgd.LinearClassifier, which trains the classes together.")
         n_classes, n_features = n_outputs, X.shape[1]
         per_class = self._class_weights(y, incremental)
         rng = check_random_state(self.random_state)
