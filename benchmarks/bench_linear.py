@@ -214,6 +214,18 @@ def _fit_quietly(est, X, y):
         return est.fit(X, y)
 
 
+def _median_speedup(run_fastgd, run_sklearn, rounds: int = 3) -> float:
+    """scikit-learn's median time over fastgd's, the two runs alternating ``rounds`` times (a load that comes
+    and goes then weighs on both)."""
+    times: dict[str, list[float]] = {"fastgd": [], "sklearn": []}
+    for _ in range(rounds):
+        for lib, run in (("fastgd", run_fastgd), ("sklearn", run_sklearn)):
+            t0 = time.perf_counter()
+            run()
+            times[lib].append(time.perf_counter() - t0)
+    return float(np.median(times["sklearn"]) / np.median(times["fastgd"]))
+
+
 class SparseTextFitByWidth:
     """Per-sample SGD (hinge, one epoch) on 20,000 rows of hashed text, ~85 nonzeros per row, by width.
 
@@ -243,13 +255,8 @@ class SparseTextFitByWidth:
 
     def track_speedup_vs_sklearn(self, n_features):
         """scikit-learn's fit time over fastgd's, medians of 3 fits each, run alternately."""
-        times: dict[str, list[float]] = {"fastgd": [], "sklearn": []}
-        for _ in range(3):
-            for lib, est in (("fastgd", self.fastgd), ("sklearn", self.sklearn)):
-                t0 = time.perf_counter()
-                _fit_quietly(est, self.X, self.y)
-                times[lib].append(time.perf_counter() - t0)
-        return float(np.median(times["sklearn"]) / np.median(times["fastgd"]))
+        return _median_speedup(lambda: _fit_quietly(self.fastgd, self.X, self.y),
+                               lambda: _fit_quietly(self.sklearn, self.X, self.y))
 
     track_speedup_vs_sklearn.unit = "x"
 
@@ -351,13 +358,8 @@ class SparseTextPartialFit:
         """scikit-learn's time for the ten calls over fastgd's, medians of 3 rounds run alternately."""
         from sklearn.linear_model import SGDClassifier
 
-        times: dict[str, list[float]] = {"fastgd": [], "sklearn": []}
-        for _ in range(3):
-            for lib, make in (("fastgd", fastgd_sgd_classifier), ("sklearn", lambda: SGDClassifier(random_state=0))):
-                t0 = time.perf_counter()
-                self._calls(make())
-                times[lib].append(time.perf_counter() - t0)
-        return float(np.median(times["sklearn"]) / np.median(times["fastgd"]))
+        return _median_speedup(lambda: self._calls(fastgd_sgd_classifier()),
+                               lambda: self._calls(SGDClassifier(random_state=0)))
 
     track_speedup_vs_sklearn.unit = "x"
 
@@ -400,13 +402,8 @@ class LbfgsVsLogisticRegression:
 
     def track_speedup_vs_sklearn(self, data):
         """LogisticRegression's fit time over fastgd's, medians of 3 fits each, run alternately."""
-        times: dict[str, list[float]] = {"fastgd": [], "sklearn": []}
-        for _ in range(3):
-            for lib, est in (("fastgd", self.fastgd), ("sklearn", self.sklearn)):
-                t0 = time.perf_counter()
-                _fit_quietly(est, self.X, self.y)
-                times[lib].append(time.perf_counter() - t0)
-        return float(np.median(times["sklearn"]) / np.median(times["fastgd"]))
+        return _median_speedup(lambda: _fit_quietly(self.fastgd, self.X, self.y),
+                               lambda: _fit_quietly(self.sklearn, self.X, self.y))
 
     track_speedup_vs_sklearn.unit = "x"
 

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .backends.cpu import FlatParameterSnapshots
+from .backends.cpu import FlatParameterSnapshots, LinearTrainer
 from .backends.trainer import EpochResult
 from .kernels.linear import linear_gradient_sum, norm_and_clip_scale
+from .optim import OptimizerState
 from .optim._registry import optimizer_step
 from .optim.schedules import update_lr
 
@@ -181,7 +182,38 @@ class ClusterBlocks:
         return loss_sum, gradient
 
 
-class ClusterFullBatchTrainer(FlatParameterSnapshots):
+class _ClusterTrainer(FlatParameterSnapshots):
+    """What the trainers of :class:`ClusterBlocks` share: the model and its rule on the client.
+
+    The constructor takes the arguments of :class:`~fastgd.backends.cpu.LinearTrainer`
+    (``X`` the blocks; ``Y`` and ``sample_weight`` unused: they live in them).
+    """
+
+    def __init__(self, X: ClusterBlocks, Y, sample_weight, params, optimizer, state, rule, *, loss_code: int,
+                 loss_epsilon: float, n_outputs: int, fit_intercept: bool, l2: float, l1: float, batch_size: int,
+                 **options: Any) -> None:
+        self.blocks = X
+        self.n_samples = X.shape[0]
+        self.params = params
+        self.optimizer = optimizer
+        self.state = state
+        self.rule = rule
+        self.loss_code = int(loss_code)
+        self.loss_epsilon = float(loss_epsilon)
+        self.n_outputs = n_outputs
+        self.n_coefs = params.size - n_outputs
+        self.fit_intercept = bool(fit_intercept)
+        self.l2 = float(l2)
+        self.l1 = float(l1)
+        self.batch_size = int(batch_size)
+        self.kernels = f"{params.dtype.name} linear-model kernels"
+
+    def outputs_finite(self) -> bool:
+        """Whether the parameters are finite (the outputs of finite rows then are, short of overflow)."""
+        return bool(np.isfinite(self.params).all())
+
+
+class ClusterFullBatchTrainer(_ClusterTrainer):
     """Full-batch GD of a linear model whose data are :class:`ClusterBlocks`: one update per epoch.
 
     Each epoch takes the mean loss gradient over every block
@@ -190,30 +222,8 @@ class ClusterFullBatchTrainer(FlatParameterSnapshots):
     L1 soft threshold: the update of in-memory full-batch GD
     (:func:`~fastgd.kernels.linear.linear_epoch` with ``batch_size =
     n_samples``), to round-off. The parameters and optimizer state stay on
-    the client; the visiting order does not matter to a full batch. The
-    constructor takes the arguments of :class:`~fastgd.backends.cpu.LinearTrainer`
-    (``X`` the blocks, ``Y`` and ``sample_weight`` unused: they live in them).
+    the client; the visiting order does not matter to a full batch.
     """
-
-    def __init__(self, X: ClusterBlocks, Y, sample_weight, params, optimizer, state, rule, *, loss_code: int,
-                 loss_epsilon: float, n_outputs: int, fit_intercept: bool, l2: float, l1: float, batch_size: int,
-                 **unused: Any) -> None:
-        if batch_size < X.shape[0]:
-            raise ValueError("on a Dask cluster fastgd trains full-batch: batch_size=None (or 'full').")
-        self.blocks = X
-        self.n_samples = X.shape[0]
-        self.params = params
-        self.optimizer = optimizer
-        self.state = state
-        self.rule = rule._replace(threaded=False)
-        self.loss_code = int(loss_code)
-        self.loss_epsilon = float(loss_epsilon)
-        self.n_outputs = n_outputs
-        self.n_coefs = params.size - n_outputs
-        self.fit_intercept = bool(fit_intercept)
-        self.l2 = float(l2)
-        self.l1 = float(l1)
-        self.kernels = f"{params.dtype.name} linear-model kernels"
 
     def run_epoch(self, order: np.ndarray, lr: float) -> EpochResult:
         """One full-batch update (``order`` is not needed: every sample is in the batch)."""
@@ -230,7 +240,7 @@ class ClusterFullBatchTrainer(FlatParameterSnapshots):
         step = self.state.step + 1
         rate = getattr(update_lr, "py_func", update_lr)(rule, step)
         optimizer_step(rule.kernel_id, self.params, gradient.astype(self.params.dtype), self.state.slots, rule.hyper,
-                       step, rate, scale, rule.clip_value, False)
+                       step, rate, scale, rule.clip_value, False)  # serial: its work is one update
         self.state.step = step
         if self.l1 > 0:  # the proximal step of in-memory mini-batches and full batches
             w = self.params[:self.n_coefs]
@@ -241,10 +251,6 @@ class ClusterFullBatchTrainer(FlatParameterSnapshots):
             np.abs(weights).sum())
         return EpochResult(loss if math.isfinite(loss) else np.nan, np.array([norm]), 1)
 
-    def outputs_finite(self) -> bool:
-        """Whether the parameters are finite (the outputs of finite rows then are, short of overflow)."""
-        return bool(np.isfinite(self.params).all())
-
 
 def _local_epoch(block, seed: int | None, params, slots, step: int, lr: float, optimizer, rule, options: dict):
     """One epoch of in-memory training on one block from the given parameters and optimizer state (on a worker).
@@ -252,9 +258,6 @@ def _local_epoch(block, seed: int | None, params, slots, step: int, lr: float, o
     Returns the block's parameters and state rows after it, its update count,
     and its row count with the epoch's mean loss and gradient norm.
     """
-    from .backends.cpu import LinearTrainer
-    from .optim import OptimizerState
-
     rows, Y, sample_weight = block
     n_rows = Y.shape[0]
     X = rows if isinstance(rows, np.ndarray) else sp.csr_matrix(rows, shape=(n_rows, options["n_features"]))
@@ -285,7 +288,7 @@ class _BlockSeeds:
         """Nothing to prepare: a seed per block is drawn in :meth:`next`."""
 
 
-class ClusterLocalSGDTrainer(FlatParameterSnapshots):
+class ClusterLocalSGDTrainer(_ClusterTrainer):
     """Per-sample and mini-batch SGD of a linear model on :class:`ClusterBlocks`: local SGD with averaging.
 
     Every epoch each block trains one epoch of the in-memory rule
@@ -298,27 +301,15 @@ class ClusterLocalSGDTrainer(FlatParameterSnapshots):
     draws for it per epoch: a fit is the same for the same seed and chunking.
     The epoch's loss is the row-weighted mean of the blocks' epoch losses;
     its gradient norm the mean over all updates; ``n_updates`` the most
-    updates any block made. With one block it is the in-memory fit. The
-    constructor takes the arguments of :class:`~fastgd.backends.cpu.LinearTrainer`
-    (``X`` the blocks; ``Y`` and ``sample_weight`` unused: they live in them).
+    updates any block made. With one block it is the in-memory fit.
     """
 
-    def __init__(self, X: ClusterBlocks, Y, sample_weight, params, optimizer, state, rule, *, loss_code: int,
-                 loss_epsilon: float, n_outputs: int, fit_intercept: bool, l2: float, l1: float, batch_size: int,
-                 averaged=None, lazy_updates: bool = False, **unused: Any) -> None:
+    def __init__(self, X: ClusterBlocks, Y, sample_weight, params, optimizer, state, rule, *,
+                 lazy_updates: bool = False, **options: Any) -> None:
         if rule.average_from:
             raise ValueError("averaged SGD is not available on a Dask cluster: use average=False.")
-        self.blocks = X
-        self.n_samples = X.shape[0]
-        self.params = params
-        self.optimizer = optimizer
-        self.state = state
-        self.rule = rule
-        self.options = {"loss_code": int(loss_code), "loss_epsilon": float(loss_epsilon), "n_outputs": n_outputs,
-                        "fit_intercept": bool(fit_intercept), "l2": float(l2), "l1": float(l1),
-                        "batch_size": int(batch_size), "n_threads": 1, "lazy_updates": bool(lazy_updates),
-                        "n_features": X.shape[1]}
-        self.kernels = f"{params.dtype.name} linear-model kernels"
+        super().__init__(X, Y, sample_weight, params, optimizer, state, rule, **options)
+        self.lazy_updates = bool(lazy_updates)
 
     def make_orders(self, random_state: np.random.RandomState | None) -> _BlockSeeds:
         """A seed per block and epoch from ``random_state`` (None: every block in its order)."""
@@ -330,9 +321,12 @@ class ClusterLocalSGDTrainer(FlatParameterSnapshots):
         params = client.scatter(self.params, broadcast=True, hash=False)
         slots = client.scatter(self.state.slots, broadcast=True, hash=False)
         seeds = [None] * self.blocks.n_blocks if order is None else [int(seed) for seed in order]
+        options = {"loss_code": self.loss_code, "loss_epsilon": self.loss_epsilon, "n_outputs": self.n_outputs,
+                   "fit_intercept": self.fit_intercept, "l2": self.l2, "l1": self.l1, "batch_size": self.batch_size,
+                   "n_threads": 1, "lazy_updates": self.lazy_updates, "n_features": self.blocks.shape[1]}
         futures = client.map(_local_epoch, self.blocks.blocks, seeds, params=params, slots=slots,
                              step=self.state.step, lr=float(lr), optimizer=self.optimizer, rule=self.rule,
-                             options=self.options, pure=False)
+                             options=options, pure=False)
         results = client.gather(futures)
         if not all(math.isfinite(loss) for *_, loss, _ in results):
             return EpochResult(np.nan, np.array([np.nan]), 0)
@@ -350,7 +344,3 @@ class ClusterLocalSGDTrainer(FlatParameterSnapshots):
         loss = float(sum(weight * block_loss for (*_, block_loss, _), weight in zip(results, share, strict=True)))
         norm = sum(n * block_norm for (_, _, n, _, _, block_norm) in results) / max(sum(updates), 1)
         return EpochResult(loss, np.array([norm]), max(updates))
-
-    def outputs_finite(self) -> bool:
-        """Whether the parameters are finite (the outputs of finite rows then are, short of overflow)."""
-        return bool(np.isfinite(self.params).all())

@@ -279,6 +279,19 @@ def test_csr_mini_batches_cost_the_nonzeros_and_match_the_textbook(case, width, 
     assert not np.delete(coef, columns, axis=1).any()
 
 
+def _assert_float32_follows_and_the_guard_keeps(make, X, y) -> None:
+    """``make(**kw)``'s fit in float32 follows float64, and a fit that diverges keeps the last good weights."""
+    fits = {dtype: make().fit(X.astype(dtype), y) for dtype in (np.float32, np.float64)}
+    assert fits[np.float32].coef_.dtype == np.float32
+    np.testing.assert_allclose(fits[np.float32].coef_, fits[np.float64].coef_, rtol=2e-4, atol=2e-5)
+
+    clf = make(warm_start=True).set_params(max_iter=1).fit(X, y)
+    good = clf.coef_.copy()
+    with pytest.warns(NonFiniteTrainingWarning):
+        clf.set_params(learning_rate_init=1e300, max_iter=3).fit(X, y)
+    np.testing.assert_array_equal(clf.coef_, good)
+
+
 def _refuse_dense_epochs(monkeypatch, what: str) -> None:
     """Make the epochs that pass over every weight fail, so that a test knows the sparse route was taken."""
     import fastgd.backends.cpu as cpu
@@ -400,15 +413,7 @@ def test_sparse_steps_guard_float32_and_partial_fit():
                                 learning_rate="constant", learning_rate_init=0.01, max_iter=3, tol=None,
                                 random_state=0, **kw)
 
-    fits = {dtype: make().fit(wide.astype(dtype), y) for dtype in (np.float32, np.float64)}
-    assert fits[np.float32].coef_.dtype == np.float32
-    np.testing.assert_allclose(fits[np.float32].coef_, fits[np.float64].coef_, rtol=2e-4, atol=2e-5)
-
-    clf = make(warm_start=True).set_params(max_iter=1).fit(wide, y)
-    good = clf.coef_.copy()
-    with pytest.warns(NonFiniteTrainingWarning):
-        clf.set_params(learning_rate_init=1e300, max_iter=3).fit(wide, y)
-    np.testing.assert_array_equal(clf.coef_, good)
+    _assert_float32_follows_and_the_guard_keeps(make, wide, y)
 
     once = make(shuffle=False).set_params(max_iter=2).fit(wide, y)
     twice = make(shuffle=False)
@@ -428,15 +433,7 @@ def test_csr_mini_batches_guard_float32_and_the_dense_route():
         return LinearClassifier(loss="log_loss", batch_size=16, alpha=1e-3, learning_rate="constant",
                                 learning_rate_init=0.05, max_iter=3, tol=None, random_state=0, **kw)
 
-    fits = {dtype: make().fit(wide.astype(dtype), y) for dtype in (np.float32, np.float64)}
-    assert fits[np.float32].coef_.dtype == np.float32
-    np.testing.assert_allclose(fits[np.float32].coef_, fits[np.float64].coef_, rtol=2e-4, atol=2e-5)
-
-    clf = make(warm_start=True).set_params(max_iter=1).fit(wide, y)
-    good = clf.coef_.copy()
-    with pytest.warns(NonFiniteTrainingWarning):
-        clf.set_params(learning_rate_init=1e300, max_iter=3).fit(wide, y)
-    np.testing.assert_array_equal(clf.coef_, good)
+    _assert_float32_follows_and_the_guard_keeps(make, wide, y)
 
     dense = make().fit(X, y)
     narrow = make().fit(sp.csr_matrix(X), y)

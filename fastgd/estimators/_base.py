@@ -15,6 +15,7 @@ from sklearn.utils.validation import _check_sample_weight
 
 from .._compile_notice import compile_notice
 from ..backends.cpu_mlp import one_blas_thread
+from ..dask import ClusterBlocks
 from ..engine import LoopConfig
 from ..optim import OPTIMIZERS, SOLVERS, Optimizer
 from ..optim.schedules import SCHEDULES, Schedule
@@ -295,8 +296,11 @@ def nonfinite_hint(X, y=None) -> Callable[[], str | None]:
 
     Computed only when it is called (after a non-finite epoch), not for
     every fit. It names the largest magnitude of ``X`` (and of regression
-    targets ``y``) when it reaches :data:`LARGE_INPUT`.
+    targets ``y``) when it reaches :data:`LARGE_INPUT`; data on a cluster
+    (:class:`fastgd.dask.ClusterBlocks`) are not read back for a hint.
     """
+    if isinstance(X, ClusterBlocks):
+        return lambda: None
 
     def hint() -> str | None:
         parts = []

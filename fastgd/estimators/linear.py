@@ -449,8 +449,7 @@ class _LinearGD(BaseEstimator):
                                 tol=0.0 if self.tol is None else self.tol, verbose=bool(self.verbose),
                                 callback=record, ftol=64 * np.finfo(np.float64).eps)
         if not (np.isfinite(result.fun) and np.isfinite(result.x).all()):
-            hint = None if isinstance(X, ClusterBlocks) else nonfinite_hint(
-                X, None if isinstance(self, ClassifierMixin) else y)()
+            hint = nonfinite_hint(X, None if isinstance(self, ClassifierMixin) else y)()
             raise NonFiniteTrainingError(with_hint_and_cures(
                 f"L-BFGS ended on a NaN or infinite loss after {int(result.nit)} iterations: there is no model to "
                 "give back. ", hint))
@@ -508,9 +507,6 @@ class _LinearGD(BaseEstimator):
         validation_score = None
         train_rows = None  # early stopping on the CPU: the rows trained on, the others held out where they are
         hint = nonfinite_hint(X, None if isinstance(self, ClassifierMixin) else y)
-        if isinstance(X, ClusterBlocks):
-            def hint():
-                return None
         if self.early_stopping and not incremental:
             if split is None:
                 stratify = y if isinstance(self, ClassifierMixin) else None
