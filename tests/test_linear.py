@@ -764,3 +764,22 @@ def test_lbfgs_refuses_what_it_cannot_do(kwargs, match):
     with pytest.raises(AttributeError, match="no attribute 'partial_fit'") as info:
         LinearClassifier(loss="log_loss", solver="lbfgs").partial_fit(X, y, classes=[0, 1])
     assert "only available for the gradient solvers" in str(info.value.__cause__)
+
+
+def test_a_dirty_gradient_workspace_does_not_reach_mini_batches_without_intercept(monkeypatch):
+    """The gradient workspace is allocated uninitialised: without intercepts, the first sample of a dense
+    mini-batch writes their gradient as 0, so whatever the memory held never reaches the recorded norm or
+    clip_norm (it once did, and changed the norm under a busy test suite)."""
+    import fastgd.backends.cpu as cpu
+
+    X, y = make_classification(n_samples=40, n_features=5, random_state=0)
+
+    def fit():
+        return LinearClassifier(loss="squared_hinge", batch_size=4, fit_intercept=False, clip_norm=0.5,
+                                learning_rate="constant", max_iter=2, tol=None, shuffle=False).fit(X, y)
+
+    clean = fit()
+    monkeypatch.setattr(cpu.np, "empty_like", lambda a, *args, **kw: np.full_like(a, np.nan, *args, **kw))
+    dirty = fit()
+    np.testing.assert_array_equal(dirty.gradient_norms_, clean.gradient_norms_)
+    np.testing.assert_array_equal(dirty.coef_, clean.coef_)

@@ -121,7 +121,8 @@ def decision(X, order, i, params, n_features, n_outputs, fit_intercept, z, norms
 
 
 def accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, first):  # pragma: no cover
-    """Add ``dz[k] * x`` to the gradient of output ``k``; overwrite instead when ``first``."""
+    """Add ``dz[k] * x`` to the gradient of output ``k``; overwrite instead when ``first`` (the intercepts' with 0
+    without ``fit_intercept``: the workspace may hold anything before the first sample)."""
     return run_overload(_accumulate, X, order, i, dz, grads, n_features, n_outputs, fit_intercept, first)
 
 
@@ -512,9 +513,11 @@ def _accumulate(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, fi
                 else:
                     for j in range(n_features):
                         g[j] += d * x[j]
+                b = n_outputs * n_features + k
                 if fit_intercept:
-                    b = n_outputs * n_features + k
                     grads[b] = d if first else grads[b] + d
+                elif first:  # the workspace may hold anything: the intercepts' gradient is 0 without them
+                    grads[b] = 0
         return impl
 
     def impl_csr(X, order, i, dz, grads, n_features, n_outputs, fit_intercept, first):
