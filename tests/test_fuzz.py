@@ -371,7 +371,7 @@ COMMON_PARAMS: dict[str, tuple[list, list]] = {
 
 LINEAR_PARAMS: dict[str, tuple[list, list]] = {
     "momentum": ([0.0, 0.5, 0.9, 1 - 1e-12], [-0.1, 1.0, 1.0001, math.nan]),  # 1.0 diverges: refused
-    "solver": (list(SOLVERS), ["lbfgs", "folded_adam"]),
+    "solver": (list(SOLVERS), ["newton", "folded_adam"]),
     "learning_rate": (["constant", "invscaling", "optimal", "adaptive", "step", "cosine"], ["linear"]),
     "tol": ([None, 0.0, 1e-3, 1e10], [-1.0, math.nan]),
     "penalty": (["l2", "l1", "elasticnet", None], ["l3"]),
